@@ -1,0 +1,1 @@
+export { type EmbeddedRedis, findRedisServer, startEmbeddedRedis } from "./embedded-redis.ts";

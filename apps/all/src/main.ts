@@ -1,0 +1,58 @@
+/**
+ * `npm start`: single-node mode — a gateway and a worker in one process (ARCHITECTURE.md
+ * "Components"). If nothing answers at REDIS_URL and REDIS_URL was not set explicitly, an embedded
+ * redis-server child is started with its data under WORKSPACE_DIR. Ctrl-C shuts down cleanly:
+ * streams end, running runs are interrupted, leases released, the embedded Redis stopped.
+ */
+import { resolve } from "node:path";
+import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { startGateway } from "@pi-fleet/gateway";
+import { createLogger } from "@pi-fleet/observability";
+import { pingRedis } from "@pi-fleet/redis";
+import { startWorker } from "@pi-fleet/worker";
+import closeWithGrace from "close-with-grace";
+import { type EmbeddedRedis, findRedisServer, startEmbeddedRedis } from "./embedded-redis.ts";
+
+let env: ReturnType<typeof loadEnv>;
+try {
+  env = loadEnv();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`pi-fleet: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+const secrets = takeSecrets();
+const logger = createLogger("pi-fleet", env.LOG_LEVEL);
+
+let embedded: EmbeddedRedis | undefined;
+if (!(await pingRedis(env.REDIS_URL, 500))) {
+  if (process.env.REDIS_URL) {
+    process.stderr.write(`pi-fleet: nothing answers at REDIS_URL=${env.REDIS_URL}\n`);
+    process.exit(1);
+  }
+  const binary = findRedisServer();
+  if (!binary) {
+    process.stderr.write(
+      "pi-fleet: no Redis at redis://127.0.0.1:6379 and no redis-server binary to embed.\n" +
+        "  Install one (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)\n" +
+        "  or point REDIS_URL at a running Redis.\n",
+    );
+    process.exit(1);
+  }
+  const port = Number(new URL(env.REDIS_URL).port || 6379);
+  embedded = await startEmbeddedRedis(binary, resolve(env.WORKSPACE_DIR, "..", "redis"), port);
+  logger.info({ url: embedded.url }, "started embedded redis-server");
+}
+
+const worker = await startWorker(env, logger, secrets);
+const gateway = await startGateway(env, logger);
+logger.info({ url: gateway.url, workerId: worker.workerId }, "pi-fleet single-node mode ready");
+closeWithGrace({ delay: 30_000 }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, "fatal error, shutting down");
+  logger.info({ signal }, "shutting down");
+  await gateway.close();
+  await worker.close();
+  await embedded?.stop();
+});

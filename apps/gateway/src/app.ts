@@ -1,0 +1,59 @@
+/**
+ * The gateway as a Fastify app, apart from the process entry so tests drive it with `inject` or a
+ * real listener. Validation rejects unknown fields (`removeAdditional: false` plus
+ * `additionalProperties: false` on every request schema); one error handler shapes every error.
+ */
+
+import type { Logger } from "@pi-fleet/observability";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import { installErrorHandlers } from "./error-handler.ts";
+import { eventRoutes, openStreams } from "./routes/events.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { projectRoutes } from "./routes/projects.ts";
+import { providerRoutes } from "./routes/providers.ts";
+import { runRoutes } from "./routes/runs.ts";
+import { sessionRoutes } from "./routes/sessions.ts";
+import type { GatewayServices } from "./services.ts";
+
+/** Builds the app around ready services. The caller listens and closes. */
+export async function buildApp(services: GatewayServices, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: services.env.PI_FLEET_MAX_BODY_BYTES,
+    connectionTimeout: 0,
+    requestTimeout: 0,
+    keepAliveTimeout: 10_000,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  app.decorate("services", services);
+  // JSON only: any other content type is a 415, never parsed.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(
+    "application/json",
+    { parseAs: "string" },
+    app.getDefaultJsonParser("error", "error") as Parameters<typeof app.addContentTypeParser>[2],
+  );
+  // Routes whose body is optional (seed: `POST …/sessions` has none) validate an absent body as `{}`.
+  app.addHook("preValidation", async (request) => {
+    if (request.body === undefined && request.routeOptions.config?.optionalBody) request.body = {};
+  });
+  installErrorHandlers(app);
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.debug(
+      { method: request.method, url: request.routeOptions.url, status: reply.statusCode },
+      "request",
+    );
+  });
+  app.addHook("preClose", async () => {
+    services.state.draining = true;
+    for (const stream of [...openStreams]) stream.end();
+  });
+  await app.register(healthRoutes);
+  await app.register(projectRoutes);
+  await app.register(providerRoutes);
+  await app.register(sessionRoutes);
+  await app.register(runRoutes);
+  await app.register(eventRoutes);
+  return app;
+}

@@ -1,0 +1,105 @@
+/**
+ * Gateway side of the control channel: sends a request to the worker that holds a project's
+ * lease and waits for its reply. Requests go to the worker's inbox channel; replies come back on
+ * this gateway's own reply channel (one subscriber connection per gateway, not per request).
+ */
+import { randomUUID } from "node:crypto";
+import type { Keys, Redis } from "@pi-fleet/redis";
+
+/** A control request as it travels to a worker. */
+export interface ControlRequest {
+  id: string;
+  type: string;
+  org: string;
+  project: string;
+  session?: string;
+  replyTo: string;
+  payload?: unknown;
+}
+
+/** A worker's reply. */
+export interface ControlReply {
+  id: string;
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+}
+
+/** Outcome of {@link ControlClient.send}: `no-owner` when no worker holds the project. */
+export type ControlOutcome =
+  | { kind: "reply"; reply: ControlReply }
+  | { kind: "no-owner" }
+  | { kind: "timeout" };
+
+/** Sends control requests and correlates replies. */
+export class ControlClient {
+  readonly gatewayId: string;
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly keys: Keys;
+  private readonly pending = new Map<string, (reply: ControlReply) => void>();
+
+  /** @param sub a dedicated subscriber connection (owned by this client) */
+  constructor(redis: Redis, sub: Redis, keys: Keys, gatewayId: string) {
+    this.redis = redis;
+    this.sub = sub;
+    this.keys = keys;
+    this.gatewayId = gatewayId;
+    this.sub.on("message", (_channel: string, message: string) => {
+      try {
+        const reply = JSON.parse(message) as ControlReply;
+        this.pending.get(reply.id)?.(reply);
+      } catch {
+        // not ours / malformed: ignore
+      }
+    });
+  }
+
+  /** Subscribes to this gateway's reply channel. */
+  async start(): Promise<void> {
+    await this.sub.subscribe(this.keys.gatewayReplies(this.gatewayId));
+  }
+
+  /**
+   * Sends `type` to the project's lease holder and waits up to `timeoutMs` for the reply.
+   * @throws only when Redis itself fails
+   */
+  async send(
+    org: string,
+    project: string,
+    type: string,
+    fields: { session?: string; payload?: unknown } = {},
+    timeoutMs = 5000,
+  ): Promise<ControlOutcome> {
+    const holder = await this.redis.get(this.keys.lease(org, project));
+    if (!holder) return { kind: "no-owner" };
+    const workerId = holder.slice(0, holder.lastIndexOf(":"));
+    const request: ControlRequest = {
+      id: randomUUID(),
+      type,
+      org,
+      project,
+      replyTo: this.keys.gatewayReplies(this.gatewayId),
+      ...fields,
+    };
+    const replied = new Promise<ControlReply>((resolve) => this.pending.set(request.id, resolve));
+    try {
+      const receivers = await this.redis.publish(this.keys.workerInbox(workerId), JSON.stringify(request));
+      if (receivers === 0) return { kind: "no-owner" };
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      });
+      const result = await Promise.race([replied, timeout]);
+      clearTimeout(timer);
+      return result === "timeout" ? { kind: "timeout" } : { kind: "reply", reply: result };
+    } finally {
+      this.pending.delete(request.id);
+    }
+  }
+
+  /** Closes the reply subscription. */
+  async close(): Promise<void> {
+    await this.sub.quit().catch(() => this.sub.disconnect());
+  }
+}

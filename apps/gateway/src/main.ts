@@ -1,0 +1,30 @@
+/**
+ * Gateway process entry: configuration, logger, signals. SIGTERM/SIGINT: readiness fails at once,
+ * streams end (clients resume elsewhere with Last-Event-ID), connections close, exit 0; a second
+ * signal exits immediately.
+ */
+
+import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { createLogger } from "@pi-fleet/observability";
+import closeWithGrace from "close-with-grace";
+import { startGateway } from "./gateway.ts";
+
+let env: ReturnType<typeof loadEnv>;
+try {
+  env = loadEnv();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`pi-fleet gateway: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+takeSecrets();
+const logger = createLogger("pi-fleet-gateway", env.LOG_LEVEL);
+const gateway = await startGateway(env, logger);
+logger.info({ url: gateway.url }, "gateway listening");
+closeWithGrace({ delay: 25_000 }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, "fatal error, shutting down");
+  logger.info({ signal }, "gateway shutting down");
+  await gateway.close();
+});

@@ -1,0 +1,38 @@
+/**
+ * What the routes use, built once per gateway process and decorated onto the Fastify instance.
+ * Everything here is stateless with respect to clients except the hub's subscriptions.
+ */
+import type { Env } from "@pi-fleet/config";
+import type { RunProducer } from "@pi-fleet/queue";
+import type { Keys, Redis } from "@pi-fleet/redis";
+import type { Registry } from "@pi-fleet/registry";
+import type { WorkspacePaths } from "@pi-fleet/security";
+import type { EventLog, StreamHub } from "@pi-fleet/streams";
+import type { ControlClient } from "./control-client.ts";
+
+/** The gateway's services. */
+export interface GatewayServices {
+  env: Env;
+  keys: Keys;
+  redis: Redis;
+  registry: Registry;
+  events: EventLog;
+  hub: StreamHub;
+  producer: RunProducer;
+  control: ControlClient;
+  paths: WorkspacePaths;
+  /** The org every request acts for (open mode: `default`). */
+  org: string;
+  /** Set when shutdown began: readiness fails, streams end. */
+  state: { draining: boolean; sseClients: number };
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    services: GatewayServices;
+  }
+  interface FastifyContextConfig {
+    /** The route accepts a request without a body (validated as `{}`). */
+    optionalBody?: boolean;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Worker side of the control channel: one subscription to this worker's inbox; requests are
+ * routed to the runner of the project they name and answered on the sender's reply channel.
+ * A request for a project this worker does not own is answered `{ok: false}` (the gateway read
+ * a stale lease holder).
+ */
+import type { Redis } from "@pi-fleet/redis";
+import type { Ownership } from "./ownership.ts";
+import type { WorkerContext } from "./worker-context.ts";
+
+interface Request {
+  id: string;
+  type: string;
+  org: string;
+  project: string;
+  session?: string;
+  replyTo: string;
+}
+
+/** Serves control requests for the projects this worker owns. */
+export class ControlInbox {
+  private readonly ctx: WorkerContext;
+  private readonly sub: Redis;
+  private readonly ownership: Ownership;
+
+  /** @param sub a dedicated subscriber connection (owned by the inbox) */
+  constructor(ctx: WorkerContext, sub: Redis, ownership: Ownership) {
+    this.ctx = ctx;
+    this.sub = sub;
+    this.ownership = ownership;
+    this.sub.on("message", (_channel: string, message: string) => void this.handle(message));
+  }
+
+  async start(): Promise<void> {
+    await this.sub.subscribe(this.ctx.keys.workerInbox(this.ctx.workerId));
+  }
+
+  async close(): Promise<void> {
+    await this.sub.quit().catch(() => this.sub.disconnect());
+  }
+
+  private async handle(message: string): Promise<void> {
+    let req: Request;
+    try {
+      req = JSON.parse(message) as Request;
+    } catch {
+      return;
+    }
+    if (typeof req.replyTo !== "string" || !req.replyTo.startsWith(`${this.ctx.keys.prefix}:ctl-reply:`))
+      return;
+    const reply = (ok: boolean, result?: unknown, error?: string) =>
+      this.ctx.redis.publish(req.replyTo, JSON.stringify({ id: req.id, ok, result, error })).catch(() => 0);
+    const runner = this.ownership.runner(req.org, req.project);
+    if (!runner) {
+      await reply(false, undefined, "not the owner");
+      return;
+    }
+    try {
+      switch (req.type) {
+        case "abort": {
+          const runId = req.session ? await runner.abortSession(req.session) : undefined;
+          await reply(true, { aborted: runId !== undefined, ...(runId ? { runId } : {}) });
+          return;
+        }
+        case "forget_session":
+          if (req.session) await runner.forgetSession(req.session);
+          await reply(true, {});
+          return;
+        case "release_project":
+          this.ownership.release(req.org, req.project);
+          await runner.done;
+          await reply(true, {});
+          return;
+        default:
+          await reply(false, undefined, `unknown control request ${req.type}`);
+      }
+    } catch (err) {
+      await reply(false, undefined, err instanceof Error ? err.message : String(err));
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Moves a run's events from pi's synchronous listener into the session stream. `push` never
+ * blocks or throws (pi-sdk.md §2.2, H11); events are appended in order by one fenced script call
+ * per batch, one call in flight at a time. When a write is fenced (the lease moved), the publisher
+ * stops for good and reports it once, so the run can be aborted — an ex-owner writes nothing more.
+ */
+import type { WireEvent } from "@pi-fleet/contracts";
+import type { Logger } from "@pi-fleet/observability";
+import { type EventLog, FencedError, type SessionRef } from "@pi-fleet/streams";
+
+interface Pending {
+  event: WireEvent;
+  history?: unknown;
+}
+
+/** Batching, ordered, fenced publisher for one run. */
+export class EventPublisher {
+  private readonly log: EventLog;
+  private readonly ref: SessionRef;
+  private readonly token: string;
+  private readonly logger: Logger;
+  private readonly onFenced: () => void;
+  private queue: Pending[] = [];
+  private inFlight: Promise<void> | undefined;
+  private stopped = false;
+  /** True once a write was rejected because the lease moved. */
+  fenced = false;
+  /** Entries appended so far. */
+  appended = 0;
+
+  constructor(log: EventLog, ref: SessionRef, token: string, logger: Logger, onFenced: () => void) {
+    this.log = log;
+    this.ref = ref;
+    this.token = token;
+    this.logger = logger;
+    this.onFenced = onFenced;
+  }
+
+  /** Queues an event (and the message to mirror into history, if any). Never throws. */
+  push(event: WireEvent, history?: unknown): void {
+    if (this.stopped) return;
+    this.queue.push({ event, history });
+    if (!this.inFlight) this.inFlight = this.drain();
+  }
+
+  /** Resolves when everything pushed so far was written (or dropped after fencing). */
+  async flush(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private async drain(): Promise<void> {
+    // Let the synchronous burst of events from one pi chunk accumulate into one batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      while (this.queue.length > 0 && !this.stopped) {
+        const batch = this.queue.splice(0, 256);
+        try {
+          await this.log.append(this.ref, this.token, batch);
+          this.appended += batch.length;
+        } catch (err) {
+          if (err instanceof FencedError) {
+            this.stopped = true;
+            this.fenced = true;
+            this.queue = [];
+            this.logger.warn({ ...this.ref }, "event append fenced: lease lost");
+            this.onFenced();
+            return;
+          }
+          // Redis blip: retry the same batch in order after a short pause.
+          this.logger.warn({ err: (err as Error).message }, "event append failed, retrying");
+          this.queue.unshift(...batch);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+}

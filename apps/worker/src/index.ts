@@ -1,0 +1,1 @@
+export { startWorker, type WorkerNode } from "./worker-node.ts";

@@ -1,0 +1,29 @@
+/**
+ * Worker process entry: configuration, secrets out of the environment (so the agent's shell
+ * cannot inherit them), logger, signals. SIGTERM/SIGINT: running runs are interrupted
+ * (`run_interrupted {reason: "shutdown"}`), leases released, exit 0.
+ */
+
+import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { createLogger } from "@pi-fleet/observability";
+import closeWithGrace from "close-with-grace";
+import { startWorker } from "./worker-node.ts";
+
+let env: ReturnType<typeof loadEnv>;
+try {
+  env = loadEnv();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`pi-fleet worker: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+const secrets = takeSecrets();
+const logger = createLogger("pi-fleet-worker", env.LOG_LEVEL);
+const worker = await startWorker(env, logger, secrets);
+closeWithGrace({ delay: 60_000 }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, "fatal error, shutting down");
+  logger.info({ signal }, "worker shutting down");
+  await worker.close();
+});

@@ -1,0 +1,130 @@
+/**
+ * Sticky project affinity (queues-and-streams.md §3.3). A worker with a free slot takes an
+ * "own" job from the dispatch queue, acquires the project lease (epoch + 1) and keeps the job
+ * active for as long as it owns the project: the job's deduplication id keeps every other worker
+ * away, and if this worker dies BullMQ's stalled check re-delivers the job to another worker,
+ * which takes the expired lease over. The lease — not the job — is the authority for fencing.
+ */
+
+import { type OwnJobData, ownJobOptions, queueOptions } from "@pi-fleet/queue";
+import { type Job, Queue, Worker } from "bullmq";
+import { ProjectRunner, type StopReason } from "./project-runner.ts";
+import type { WorkerContext } from "./worker-context.ts";
+
+const key = (org: string, project: string) => `${org}.${project}`;
+
+/** Owns projects for one worker process. */
+export class Ownership {
+  private readonly ctx: WorkerContext;
+  private readonly runners = new Map<string, ProjectRunner>();
+  private dispatchWorker: Worker<OwnJobData> | undefined;
+  private readonly dispatchQueue: Queue<OwnJobData>;
+  private stopping = false;
+
+  constructor(ctx: WorkerContext) {
+    this.ctx = ctx;
+    this.dispatchQueue = new Queue<OwnJobData>(ctx.keys.dispatchQueue, {
+      connection: ctx.bullmq,
+      ...queueOptions(ctx.keys.queuePrefix),
+    });
+  }
+
+  /** Number of projects owned now. */
+  get owned(): number {
+    return this.runners.size;
+  }
+
+  /** The runner of an owned project. */
+  runner(org: string, project: string): ProjectRunner | undefined {
+    return this.runners.get(key(org, project));
+  }
+
+  /** Starts taking "own" jobs. */
+  start(): void {
+    const ttl = this.ctx.env.PI_FLEET_LEASE_TTL_MS;
+    const worker = new Worker<OwnJobData>(this.ctx.keys.dispatchQueue, (job) => this.own(job), {
+      connection: this.ctx.bullmq,
+      ...queueOptions(this.ctx.keys.queuePrefix),
+      concurrency: this.ctx.env.PI_FLEET_MAX_PROJECTS,
+      lockDuration: Math.max(ttl, 1000),
+      stalledInterval: Math.max(500, Math.floor(ttl / 2)),
+      maxStalledCount: 1_000_000,
+    });
+    worker.on("completed", (job) => void this.recheck(job.data));
+    worker.on("failed", (job) => job && void this.recheck(job.data));
+    worker.on("error", (err) => this.ctx.logger.warn({ err: err.message }, "dispatch worker error"));
+    this.dispatchWorker = worker;
+  }
+
+  /** Stops taking projects, interrupts running runs, releases every lease, hands projects over. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    await this.dispatchWorker?.pause(true).catch(() => undefined);
+    await Promise.all([...this.runners.values()].map((r) => r.close("shutdown")));
+    await this.dispatchWorker?.close().catch(() => undefined);
+    await this.dispatchQueue.close().catch(() => undefined);
+  }
+
+  /** Releases one project (it is being deleted, or an operator asked). */
+  release(org: string, project: string): boolean {
+    const runner = this.runners.get(key(org, project));
+    runner?.stop("released");
+    return runner !== undefined;
+  }
+
+  /** Processes one "own" job: holds the project until the lease is lost or released. */
+  private async own(job: Job<OwnJobData>): Promise<void> {
+    const { org, project } = job.data;
+    if (this.stopping || this.runners.has(key(org, project))) return;
+    const lease = await this.acquire(org, project);
+    if (!lease) return;
+    const runner = new ProjectRunner(this.ctx, lease);
+    this.runners.set(key(org, project), runner);
+    const log = this.ctx.logger.child({ org, project, epoch: lease.epoch });
+    let reason: StopReason = "released";
+    try {
+      await runner.start();
+      log.info("project owned");
+      reason = await runner.done;
+    } finally {
+      await runner.close(reason);
+      this.runners.delete(key(org, project));
+      await lease.release();
+      log.info({ reason }, "project released");
+    }
+  }
+
+  /** Takes the lease, waiting out a dead owner's remaining TTL (bounded). */
+  private async acquire(org: string, project: string) {
+    for (let attempt = 0; attempt < 4 && !this.stopping; attempt++) {
+      const res = await this.ctx.leases.acquire(org, project);
+      if ("lease" in res) return res.lease;
+      const wait = res.pttlMs > 0 ? res.pttlMs + 20 : 50;
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(wait, this.ctx.env.PI_FLEET_LEASE_TTL_MS + 50)),
+      );
+    }
+    return undefined;
+  }
+
+  /**
+   * After an "own" job ended: if the project still has work, ask for an owner again (closes
+   * the race where a run was added while the old job still deduplicated new ones).
+   */
+  private async recheck(data: OwnJobData): Promise<void> {
+    try {
+      const q = new Queue(this.ctx.keys.projectTag(data.org, data.project), {
+        connection: this.ctx.bullmq,
+        ...queueOptions(this.ctx.keys.queuePrefix),
+      });
+      const counts = await q.getJobCounts("active", "wait", "delayed", "prioritized");
+      await q.close();
+      const pending = Object.values(counts).reduce((a, b) => a + b, 0);
+      if (pending > 0 && !this.runners.has(key(data.org, data.project))) {
+        await this.dispatchQueue.add("own", data, ownJobOptions(data.org, data.project));
+      }
+    } catch (err) {
+      this.ctx.logger.warn({ err: (err as Error).message }, "dispatch recheck failed");
+    }
+  }
+}

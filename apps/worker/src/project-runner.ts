@@ -1,0 +1,152 @@
+/**
+ * Everything a worker does for one project it owns: a BullMQ Worker on the project's queue
+ * (concurrency = sessions that may run at once), the project's pi sessions, and the run executor.
+ * It exists exactly as long as the project lease. On start it reconciles what a previous owner
+ * left: runs still marked `running` under an older epoch become `run_interrupted` (never re-run),
+ * and the previous owner's stalled jobs are failed by BullMQ (`maxStalledCount: 0`) and handled
+ * the same way, or re-queued if they never started.
+ */
+
+import type { ProjectLease } from "@pi-fleet/leases";
+import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
+import { type Job, Queue, Worker } from "bullmq";
+import { RunExecutor } from "./run-executor.ts";
+import { SessionGate } from "./session-gate.ts";
+import { SessionHost } from "./session-host.ts";
+import type { WorkerContext } from "./worker-context.ts";
+
+/** Why a runner stopped. */
+export type StopReason = "lost" | "released" | "shutdown";
+
+/** Runs one owned project. */
+export class ProjectRunner {
+  readonly org: string;
+  readonly project: string;
+  readonly lease: ProjectLease;
+  private readonly ctx: WorkerContext;
+  private readonly host: SessionHost;
+  private readonly executor: RunExecutor;
+  private readonly stopController = new AbortController();
+  private worker: Worker<RunJobData> | undefined;
+  private resolveDone!: (reason: StopReason) => void;
+  /** Resolves when the runner should end; the owner then closes it. */
+  readonly done: Promise<StopReason>;
+
+  constructor(ctx: WorkerContext, lease: ProjectLease) {
+    this.ctx = ctx;
+    this.lease = lease;
+    this.org = lease.org;
+    this.project = lease.project;
+    this.host = new SessionHost(ctx, lease.org, lease.project);
+    this.executor = new RunExecutor(ctx, lease, this.host, new SessionGate(ctx.events));
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+    lease.onLost((reason) => {
+      ctx.logger.warn({ org: this.org, project: this.project, reason }, "project lease lost");
+      void this.executor.abortAll("lease_lost");
+      this.stop("lost");
+    });
+  }
+
+  /** Reconciles the previous owner's runs and starts consuming the project queue. */
+  async start(): Promise<void> {
+    await this.reconcile();
+    const worker = new Worker<RunJobData>(
+      this.ctx.keys.projectTag(this.org, this.project),
+      async (job, token) => this.process(job, token),
+      {
+        connection: this.ctx.bullmq,
+        ...queueOptions(this.ctx.keys.queuePrefix),
+        concurrency: this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS,
+        lockDuration: 10_000,
+        stalledInterval: 5_000,
+        maxStalledCount: 0,
+        autorun: false,
+      },
+    );
+    worker.on("failed", (job, err) => {
+      if (job && /stalled/i.test(err.message)) void this.handleStalled(job);
+    });
+    worker.on("error", (err) =>
+      this.ctx.logger.warn({ err: err.message, project: this.project }, "project worker error"),
+    );
+    this.worker = worker;
+    void worker.run();
+  }
+
+  /** Asks the runner to end (the owner closes it). */
+  stop(reason: StopReason): void {
+    this.stopController.abort();
+    this.resolveDone(reason);
+  }
+
+  /** Aborts a session's running run. */
+  abortSession(sessionId: string): Promise<string | undefined> {
+    return this.executor.abort(sessionId);
+  }
+
+  /** Aborts and disposes one session (it was deleted). */
+  async forgetSession(sessionId: string): Promise<void> {
+    await this.executor.abort(sessionId);
+    await this.host.forget(sessionId);
+  }
+
+  /** Stops consuming, interrupts what still runs (with `reason`), disposes sessions. */
+  async close(reason: StopReason): Promise<void> {
+    this.stop(reason);
+    const worker = this.worker;
+    if (worker) await worker.pause(true).catch(() => undefined);
+    await this.executor.abortAll(reason === "lost" ? "lease_lost" : reason);
+    if (worker) await worker.close().catch(() => undefined);
+    await this.host.close();
+  }
+
+  private async process(job: Job<RunJobData>, _token?: string): Promise<void> {
+    await this.executor.execute(job.data, this.stopController.signal);
+  }
+
+  /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */
+  private async handleStalled(job: Job<RunJobData>): Promise<void> {
+    const d = job.data;
+    const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
+    if (!run) return;
+    if (run.status === "running") await this.interrupt(d.sessionId, d.runId, "worker_lost");
+    if (run.status === "queued") {
+      // Fetched but never started: queue it again under a fresh job id (the failed job keeps the old one).
+      const q = new Queue<RunJobData>(this.ctx.keys.projectTag(this.org, this.project), {
+        connection: this.ctx.bullmq,
+        ...queueOptions(this.ctx.keys.queuePrefix),
+      });
+      await q.add("run", d, { ...runJobOptions(d.runId), jobId: `${d.runId}-r${Date.now()}` });
+      await q.close();
+    }
+  }
+
+  /** Runs recorded `running` under an older epoch were interrupted by their owner's death. */
+  private async reconcile(): Promise<void> {
+    const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(this.org, this.project), "0", "-1");
+    for (const sessionId of sessions) {
+      const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
+      if (!record?.activeRun) continue;
+      const run = await this.ctx.events.getRun(this.org, this.project, record.activeRun);
+      if (run?.status === "running" && run.epoch !== this.lease.epoch) {
+        await this.interrupt(sessionId, run.id, "worker_lost");
+      }
+    }
+  }
+
+  private async interrupt(sessionId: string, runId: string, reason: string): Promise<void> {
+    await this.ctx.events
+      .transitionRun(
+        { org: this.org, project: this.project, session: sessionId },
+        runId,
+        this.lease.token,
+        ["running"],
+        "interrupted",
+        { type: "run_interrupted", runId, sessionId, reason },
+        { reason },
+      )
+      .catch((err: Error) => this.ctx.logger.warn({ err: err.message }, "could not mark run interrupted"));
+  }
+}

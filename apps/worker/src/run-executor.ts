@@ -1,0 +1,191 @@
+/**
+ * Executes one run job on the project's owner: waits for the session's turn, marks the run
+ * `running` (fenced), runs pi, streams every event through the fenced publisher, and records
+ * exactly one terminal state. An owner that lost its lease writes nothing more: the next owner
+ * reports the run as `run_interrupted` (ARCHITECTURE.md principle 4).
+ */
+import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
+import type { ProjectLease } from "@pi-fleet/leases";
+import type { PiSession, RunOutcome } from "@pi-fleet/pi-runtime";
+import type { RunJobData } from "@pi-fleet/queue";
+import { FencedError, type SessionRef } from "@pi-fleet/streams";
+import { EventPublisher } from "./event-publisher.ts";
+import type { SessionGate } from "./session-gate.ts";
+import type { SessionHost } from "./session-host.ts";
+import type { WorkerContext } from "./worker-context.ts";
+
+/** A run in progress on this worker. */
+export interface ActiveRun {
+  runId: string;
+  session: PiSession;
+  /** Set when the run is stopped for a reason other than a user abort. */
+  interruptReason?: string;
+}
+
+const ZERO_USAGE: RunUsage = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, totalTokens: 0, cost: 0 };
+
+/** The message to mirror into the session history for an event, if any (not `system`: it embeds server paths). */
+function historyOf(event: WireEvent): unknown {
+  if (event.type !== "message_end") return undefined;
+  const message = event.message as { role?: string } | undefined;
+  if (!message || message.role === "system") return undefined;
+  return message;
+}
+
+/** Runs jobs for one owned project. */
+export class RunExecutor {
+  private readonly ctx: WorkerContext;
+  private readonly lease: ProjectLease;
+  private readonly host: SessionHost;
+  private readonly gate: SessionGate;
+  /** Runs in progress, by session id. */
+  readonly active = new Map<string, ActiveRun>();
+
+  constructor(ctx: WorkerContext, lease: ProjectLease, host: SessionHost, gate: SessionGate) {
+    this.ctx = ctx;
+    this.lease = lease;
+    this.host = host;
+    this.gate = gate;
+  }
+
+  /**
+   * Executes the run of `data`. Returns false when the run must go back to the queue (the lease
+   * was lost before it started); true when it is done with (or was not ours to run).
+   */
+  async execute(data: RunJobData, stop: AbortSignal): Promise<boolean> {
+    const ref: SessionRef = { org: data.org, project: data.project, session: data.sessionId };
+    const log = this.ctx.logger.child({
+      org: data.org,
+      project: data.project,
+      session: data.sessionId,
+      runId: data.runId,
+    });
+    if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
+    if (!this.lease.held) return false;
+    const token = this.lease.token;
+    const started = await this.ctx.events.transitionRun(
+      ref,
+      data.runId,
+      token,
+      ["queued"],
+      "running",
+      {
+        type: "run_started",
+        runId: data.runId,
+        sessionId: data.sessionId,
+        workerId: this.ctx.workerId,
+        epoch: this.lease.epoch,
+      },
+      { workerId: this.ctx.workerId, epoch: this.lease.epoch },
+    );
+    if ("rejected" in started) return true;
+
+    let session: PiSession;
+    try {
+      session = await this.host.acquire(data.sessionId);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      log.warn({ error }, "could not open session");
+      await this.finish(ref, data, "failed", { type: "run_failed", error }, { error, usage: ZERO_USAGE });
+      return true;
+    }
+    const active: ActiveRun = { runId: data.runId, session };
+    this.active.set(data.sessionId, active);
+    const publisher = new EventPublisher(this.ctx.events, ref, token, log, () => {
+      active.interruptReason = "lease_lost";
+      void session.abort();
+    });
+    let outcome: RunOutcome;
+    try {
+      outcome = await session.run(data.text, {}, (event) => publisher.push(event, historyOf(event)));
+    } finally {
+      this.active.delete(data.sessionId);
+    }
+    await publisher.flush();
+    if (publisher.fenced || !this.lease.held) {
+      log.warn("run ended after the lease was lost; the next owner reports it");
+      return true;
+    }
+    if (active.interruptReason) {
+      await this.finish(
+        ref,
+        data,
+        "interrupted",
+        { type: "run_interrupted", reason: active.interruptReason },
+        {
+          reason: active.interruptReason,
+          usage: outcome.usage,
+        },
+      );
+    } else if (outcome.status === "finished") {
+      await this.finish(
+        ref,
+        data,
+        "finished",
+        { type: "run_finished", usage: outcome.usage, stopReason: outcome.stopReason },
+        {
+          usage: outcome.usage,
+        },
+      );
+    } else if (outcome.status === "aborted") {
+      await this.finish(
+        ref,
+        data,
+        "aborted",
+        { type: "run_aborted", usage: outcome.usage },
+        { usage: outcome.usage },
+      );
+    } else {
+      const error = outcome.error ?? "run failed";
+      await this.finish(
+        ref,
+        data,
+        "failed",
+        { type: "run_failed", error, usage: outcome.usage },
+        {
+          error,
+          usage: outcome.usage,
+        },
+      );
+    }
+    return true;
+  }
+
+  /** Aborts the session's running run; returns its id when there was one. */
+  async abort(sessionId: string, interruptReason?: string): Promise<string | undefined> {
+    const active = this.active.get(sessionId);
+    if (!active) return undefined;
+    if (interruptReason) active.interruptReason = interruptReason;
+    await active.session.abort();
+    return active.runId;
+  }
+
+  /** Aborts every running run with an interrupt reason (lease loss, shutdown). */
+  async abortAll(interruptReason: string): Promise<void> {
+    await Promise.all([...this.active.keys()].map((id) => this.abort(id, interruptReason)));
+  }
+
+  private async finish(
+    ref: SessionRef,
+    data: RunJobData,
+    status: RunStatus,
+    event: WireEvent,
+    fields: { usage?: RunUsage; error?: string; reason?: string },
+  ): Promise<void> {
+    try {
+      await this.ctx.events.transitionRun(
+        ref,
+        data.runId,
+        this.lease.token,
+        ["running"],
+        status,
+        { ...event, runId: data.runId, sessionId: data.sessionId },
+        fields,
+      );
+    } catch (err) {
+      if (!(err instanceof FencedError)) throw err;
+    } finally {
+      this.gate.wake(data.sessionId);
+    }
+  }
+}

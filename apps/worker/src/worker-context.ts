@@ -1,0 +1,32 @@
+/**
+ * Shared dependencies of one worker process, passed to every component (no globals).
+ */
+import type { Env } from "@pi-fleet/config";
+import type { LeaseManager } from "@pi-fleet/leases";
+import type { Logger } from "@pi-fleet/observability";
+import type { RuntimeCache } from "@pi-fleet/pi-runtime";
+import type { Keys, Redis } from "@pi-fleet/redis";
+import type { Registry } from "@pi-fleet/registry";
+import type { WorkspacePaths } from "@pi-fleet/security";
+import type { EventLog } from "@pi-fleet/streams";
+
+/** Everything a worker component needs. */
+export interface WorkerContext {
+  env: Env;
+  workerId: string;
+  logger: Logger;
+  keys: Keys;
+  /** Command connection (scripts, registry reads). */
+  redis: Redis;
+  /** Connection shared by BullMQ Queue/Worker objects (each Worker duplicates it for blocking). */
+  bullmq: Redis;
+  registry: Registry;
+  events: EventLog;
+  leases: LeaseManager;
+  runtimes: RuntimeCache;
+  paths: WorkspacePaths;
+  /** Worker-private directory for pi's agentDir and per-session temp dirs. */
+  agentDir: string;
+  /** Built-in provider keys from the environment, for the `default` org only. */
+  builtinKeys: Record<string, string>;
+}

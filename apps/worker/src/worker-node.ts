@@ -1,0 +1,100 @@
+/**
+ * Starts a worker process's parts: Redis connections, the model catalog publication, project
+ * ownership (dispatch), the control inbox and maintenance. Used by the worker's own entry and by
+ * single-node mode.
+ */
+import { mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import type { Env } from "@pi-fleet/config";
+import { LeaseManager } from "@pi-fleet/leases";
+import type { Logger } from "@pi-fleet/observability";
+import { listBuiltinModels, preparePiProcess, RuntimeCache } from "@pi-fleet/pi-runtime";
+import { connectRedis, createKeys } from "@pi-fleet/redis";
+import { Registry } from "@pi-fleet/registry";
+import { WorkspacePaths } from "@pi-fleet/security";
+import { EventLog } from "@pi-fleet/streams";
+import { ControlInbox } from "./control-inbox.ts";
+import { startMaintenance } from "./maintenance.ts";
+import { Ownership } from "./ownership.ts";
+import type { WorkerContext } from "./worker-context.ts";
+
+/** A running worker. */
+export interface WorkerNode {
+  workerId: string;
+  ownership: Ownership;
+  /** Interrupts running runs, releases leases, closes connections. */
+  close(): Promise<void>;
+}
+
+/** Provider env keys → built-in pi provider ids (the usual pi names). */
+function builtinKeysFrom(secrets: Record<string, string>): Record<string, string> {
+  const keys: Record<string, string> = {};
+  if (secrets.ANTHROPIC_API_KEY) keys.anthropic = secrets.ANTHROPIC_API_KEY;
+  if (secrets.OPENAI_API_KEY) keys.openai = secrets.OPENAI_API_KEY;
+  return keys;
+}
+
+/**
+ * Starts the worker.
+ * @param secrets provider keys already removed from `process.env` (see `takeSecrets`)
+ */
+export async function startWorker(
+  env: Env,
+  logger: Logger,
+  secrets: Record<string, string>,
+): Promise<WorkerNode> {
+  const workerId = env.PI_FLEET_WORKER_ID ?? `${hostname()}-${process.pid}`;
+  const agentDir = resolve(env.WORKSPACE_DIR, "..", ".agents", workerId);
+  await mkdir(join(agentDir, "tmp"), { recursive: true });
+  preparePiProcess(agentDir);
+  const keys = createKeys(env.PI_FLEET_KEY_PREFIX);
+  const [redis, bullmq, inboxSub] = await Promise.all([
+    connectRedis(env.REDIS_URL, "command", `${workerId}:cmd`),
+    connectRedis(env.REDIS_URL, "bullmq", `${workerId}:queue`),
+    connectRedis(env.REDIS_URL, "subscriber", `${workerId}:inbox`),
+  ]);
+  const registry = new Registry(redis, keys);
+  const builtinKeys = builtinKeysFrom(secrets);
+  const ctx: WorkerContext = {
+    env,
+    workerId,
+    logger: logger.child({ component: "worker", workerId }),
+    keys,
+    redis,
+    bullmq,
+    registry,
+    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN),
+    leases: new LeaseManager(redis, keys, workerId, env.PI_FLEET_LEASE_TTL_MS),
+    runtimes: new RuntimeCache(),
+    paths: new WorkspacePaths(env.WORKSPACE_DIR),
+    agentDir,
+    builtinKeys,
+  };
+  await registry.publishCatalog({
+    models: await listBuiltinModels(),
+    envProviders: Object.keys(builtinKeys),
+    publishedAt: new Date().toISOString(),
+  });
+  const ownership = new Ownership(ctx);
+  const inbox = new ControlInbox(ctx, inboxSub, ownership);
+  await inbox.start();
+  const maintenance = startMaintenance(ctx);
+  ownership.start();
+  ctx.logger.info("worker started");
+  let closing: Promise<void> | undefined;
+  return {
+    workerId,
+    ownership,
+    close() {
+      closing ??= (async () => {
+        await ownership.close();
+        await maintenance.close().catch(() => undefined);
+        await inbox.close();
+        await Promise.all([redis.quit(), bullmq.quit()]).catch(() => undefined);
+        ctx.logger.info("worker stopped");
+      })();
+      return closing;
+    },
+  };
+}

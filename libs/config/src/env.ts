@@ -1,0 +1,97 @@
+/**
+ * The one environment schema of pi-fleet. Gateway, worker and single-node mode all read it, so a
+ * variable means the same everywhere. Names are part of the contract (README "Configuration").
+ * Secrets (provider keys) are read here once and then removed from `process.env` by the caller
+ * (see `takeSecrets`), so the agent's shell can never inherit them.
+ */
+import { envSchema } from "env-schema";
+import type { Static } from "typebox";
+import { Type } from "typebox";
+
+/** JSON schema of every variable; each has a default except the secrets. */
+export const EnvSchema = Type.Object({
+  /** HTTP port of the gateway. */
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 4001 }),
+  /** Listen address of the gateway. Open mode refuses anything but loopback. */
+  HOST: Type.String({ minLength: 1, default: "127.0.0.1" }),
+  /** Redis connection URL (redis:// or rediss://). */
+  REDIS_URL: Type.String({ pattern: "^rediss?://", default: "redis://127.0.0.1:6379" }),
+  /** Root of the shared workspace volume (project dirs and session transcripts). */
+  WORKSPACE_DIR: Type.String({ minLength: 1, default: "./.pi-fleet/workspace" }),
+  /** Prefix of every Redis key pi-fleet writes. */
+  PI_FLEET_KEY_PREFIX: Type.String({ pattern: "^[A-Za-z0-9_-]{1,32}$", default: "pf" }),
+  /** Stable id of this worker (lease owner name). Default: `<hostname>-<pid>`. */
+  PI_FLEET_WORKER_ID: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9._-]{1,128}$" })),
+  /** pino level. */
+  LOG_LEVEL: Type.Union(
+    ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l)),
+    { default: "info" },
+  ),
+  /** Provider key for the `default` org's built-in `anthropic` provider (worker only). */
+  ANTHROPIC_API_KEY: Type.Optional(Type.String()),
+  /** Provider key for the `default` org's built-in `openai` provider (worker only). */
+  OPENAI_API_KEY: Type.Optional(Type.String()),
+  /** Entries kept per session stream (approximate MAXLEN trimming). */
+  PI_FLEET_STREAM_MAXLEN: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 10_000 }),
+  /** Projects one worker may own at once. */
+  PI_FLEET_MAX_PROJECTS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
+  /** Concurrent runs (distinct sessions) per project. */
+  PI_FLEET_PROJECT_MAX_RUNS: Type.Integer({ minimum: 1, maximum: 1000, default: 4 }),
+  /** Project lease TTL in ms; renewed every TTL/3. */
+  PI_FLEET_LEASE_TTL_MS: Type.Integer({ minimum: 500, maximum: 600_000, default: 3000 }),
+  /** Largest accepted request body in bytes. */
+  PI_FLEET_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 1024 * 1024 }),
+  /** Longest accepted prompt text in characters. */
+  PI_FLEET_MAX_PROMPT_CHARS: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
+  /** Per-command time cap of the agent's bash tool, in ms. */
+  PI_FLEET_BASH_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 600_000 }),
+  /** SSE heartbeat interval in ms. */
+  PI_FLEET_SSE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 15_000 }),
+});
+
+/** Validated configuration (defaults applied). */
+export type Env = Static<typeof EnvSchema>;
+
+/** Thrown when a variable is invalid; `message` is one line naming the variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/**
+ * Validates `source` (default `process.env`) against {@link EnvSchema}.
+ * @throws ConfigError with a one-line message such as `invalid configuration: PORT must be <= 65535`.
+ */
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  const data: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key];
+    if (value !== undefined && value !== "") data[key] = value;
+  }
+  try {
+    return envSchema<Env>({ schema: EnvSchema, data, dotenv: false });
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${describe(err)}`);
+  }
+}
+
+function describe(err: unknown): string {
+  const raw = err instanceof Error ? err.message : String(err);
+  // env-schema reports `env/PORT must be <= 65535, env/HOST ...`; keep the first, name the variable.
+  const first = raw.split(",")[0] ?? raw;
+  return first.replace(/^env\/?/, "").replace(/^must have required property '([^']+)'/, "$1 is required");
+}
+
+/**
+ * Removes provider secrets from `process.env` so no child process (the agent's bash tool
+ * above all) can inherit them; returns what was removed. Call once at boot after `loadEnv`.
+ */
+export function takeSecrets(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const names = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "PI_FLEET_ADMIN_TOKEN", "PI_FLEET_SECRET_KEY"];
+  const taken: Record<string, string> = {};
+  for (const name of names) {
+    const value = env[name];
+    if (value) taken[name] = value;
+    delete env[name];
+  }
+  return taken;
+}

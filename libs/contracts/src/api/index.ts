@@ -1,0 +1,5 @@
+export * from "./common.ts";
+export * from "./health.ts";
+export * from "./projects.ts";
+export * from "./providers.ts";
+export * from "./sessions.ts";

@@ -1,0 +1,125 @@
+/** Session and run bodies (seed `SessionRow`, `PromptRequest`, …, plus API.md additions). */
+import { Type } from "typebox";
+import { ProjectId, RunId, SessionId, ThinkingLevelSchema } from "./common.ts";
+import { AgentModelRow } from "./providers.ts";
+
+export const CreateSessionRequest = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    provider: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    modelId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    thinkingLevel: Type.Optional(ThinkingLevelSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateSessionResponse = Type.Object({
+  id: Type.String(),
+  createdAt: Type.String(),
+  name: Type.Optional(Type.String()),
+});
+
+export const SessionRow = Type.Object({
+  id: Type.String(),
+  createdAt: Type.String(),
+  firstMessage: Type.String(),
+  messageCount: Type.Integer({ minimum: 0 }),
+  name: Type.Optional(Type.String()),
+});
+
+export const ListSessionsResponse = Type.Object({ sessions: Type.Array(SessionRow) });
+
+export const SessionMessagesResponse = Type.Object({
+  id: Type.String(),
+  messages: Type.Array(Type.Unknown(), { description: "pi AgentMessage objects, oldest first." }),
+});
+
+export const SessionModelSettingsResponse = Type.Object({
+  model: Type.Union([AgentModelRow, Type.Null()]),
+  thinkingLevel: ThinkingLevelSchema,
+  availableThinkingLevels: Type.Array(ThinkingLevelSchema),
+  supportsThinking: Type.Boolean(),
+  isStreaming: Type.Boolean(),
+});
+
+export const PatchSessionSettingsRequest = Type.Object(
+  {
+    provider: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    modelId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    thinkingLevel: Type.Optional(ThinkingLevelSchema),
+  },
+  { additionalProperties: false },
+);
+
+/** `POST …/prompt` body; `maxLength` is enforced from config in the route. */
+export const PromptRequest = Type.Object(
+  { text: Type.String({ minLength: 1 }) },
+  { additionalProperties: false },
+);
+
+export const PromptResponse = Type.Object({
+  ok: Type.Literal(true),
+  runId: Type.String(),
+  offset: Type.String({
+    description: "Stream offset just before this run: subscribe from it to miss nothing.",
+  }),
+  position: Type.Integer({ minimum: 0, description: "Runs of this session ahead of this one." }),
+});
+
+export const AbortResponse = Type.Object({
+  ok: Type.Literal(true),
+  aborted: Type.Boolean({ description: "Whether a running run was aborted (false: the session was idle)." }),
+  runId: Type.Optional(Type.String()),
+});
+
+const RunStatusSchema = Type.Union(
+  ["queued", "running", "finished", "failed", "aborted", "interrupted", "cancelled"].map((s) =>
+    Type.Literal(s),
+  ),
+);
+
+export const RunUsageSchema = Type.Object({
+  input: Type.Number(),
+  output: Type.Number(),
+  cacheRead: Type.Number(),
+  cacheWrite: Type.Number(),
+  totalTokens: Type.Number(),
+  cost: Type.Number(),
+});
+
+export const RunResponse = Type.Object({
+  id: Type.String(),
+  sessionId: Type.String(),
+  status: RunStatusSchema,
+  seq: Type.Integer(),
+  createdAt: Type.String(),
+  startedAt: Type.Optional(Type.String()),
+  endedAt: Type.Optional(Type.String()),
+  queuedOffset: Type.String(),
+  startOffset: Type.Optional(Type.String()),
+  endOffset: Type.Optional(Type.String()),
+  usage: Type.Optional(RunUsageSchema),
+  error: Type.Optional(Type.String()),
+  reason: Type.Optional(Type.String()),
+});
+
+export const SessionStateResponse = Type.Object({
+  status: Type.Union([Type.Literal("idle"), Type.Literal("queued"), Type.Literal("running")]),
+  runId: Type.Optional(Type.String({ description: "The running run, if any." })),
+  queueLength: Type.Integer({ minimum: 0, description: "Runs waiting behind the running one." }),
+  model: Type.Union([AgentModelRow, Type.Null()]),
+  thinkingLevel: ThinkingLevelSchema,
+  lastOffset: Type.String({
+    description: "Offset of the newest entry in the session stream ('0' when empty).",
+  }),
+});
+
+export const RunParams = Type.Object(
+  { projectId: ProjectId, id: SessionId, runId: RunId },
+  { additionalProperties: false },
+);
+
+export const EventsQuery = Type.Object(
+  { after: Type.Optional(Type.String({ maxLength: 64 })) },
+  { additionalProperties: false },
+);

@@ -1,0 +1,42 @@
+/**
+ * Error codes of the public API (API.md "Errors"): every error body is
+ * `{error: "<human message>", code: "PF_ERR_<AREA>_<WHAT>", details?}` with the status below.
+ */
+
+/** code → HTTP status and default message. */
+export const ERROR_CODES = {
+  PF_ERR_REQUEST_INVALID: { status: 400, message: "request is invalid" },
+  PF_ERR_REQUEST_MALFORMED_JSON: { status: 400, message: "request body is not valid JSON" },
+  PF_ERR_REQUEST_TOO_LARGE: { status: 413, message: "request body is too large" },
+  PF_ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported content type" },
+  PF_ERR_ROUTE_NOT_FOUND: { status: 404, message: "no such route" },
+  PF_ERR_PROJECT_NOT_FOUND: { status: 404, message: "unknown project" },
+  PF_ERR_PROJECT_NAME_INVALID: { status: 400, message: "name does not yield a valid project id" },
+  PF_ERR_SESSION_NOT_FOUND: { status: 404, message: "unknown session" },
+  PF_ERR_SESSION_BUSY: { status: 409, message: "session is running" },
+  PF_ERR_RUN_NOT_FOUND: { status: 404, message: "unknown run" },
+  PF_ERR_MODEL_NOT_FOUND: { status: 404, message: "unknown model" },
+  PF_ERR_PROVIDER_RESERVED: { status: 400, message: "provider id is reserved for a built-in provider" },
+  PF_ERR_STREAM_CURSOR_INVALID: { status: 400, message: "invalid stream offset" },
+  PF_ERR_SERVICE_UNAVAILABLE: { status: 503, message: "service unavailable" },
+  PF_ERR_CONTROL_TIMEOUT: { status: 503, message: "the worker owning this project did not answer in time" },
+  PF_ERR_INTERNAL: { status: 500, message: "internal error" },
+} as const;
+
+/** Every error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error that maps to an API response. */
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown) {
+    super(message ?? ERROR_CODES[code].message);
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.details = details;
+  }
+}

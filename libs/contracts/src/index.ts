@@ -1,0 +1,5 @@
+export * from "./api/index.ts";
+export * from "./errors.ts";
+export * from "./ids.ts";
+export * from "./thinking.ts";
+export * from "./wire-events.ts";

@@ -1,0 +1,36 @@
+/**
+ * pino logger factory. Every process logs JSON lines; secrets are redacted by path so a careless
+ * `log.info({req})` or a provider config can never print a key.
+ */
+
+import type { LevelWithSilent, Logger } from "pino";
+import { pino } from "pino";
+
+export type { Logger } from "pino";
+
+/** Paths censored in every log line (keys, tokens, auth headers). */
+export const REDACT_PATHS = [
+  "apiKey",
+  "*.apiKey",
+  "*.*.apiKey",
+  "authorization",
+  "*.authorization",
+  "req.headers.authorization",
+  "headers.authorization",
+  "token",
+  "*.token",
+  "secret",
+  "*.secret",
+  "builtinKeys",
+  "*.builtinKeys",
+];
+
+/** Creates the process logger. `name` is the component (`gateway`, `worker`, `pi-fleet`). */
+export function createLogger(name: string, level: LevelWithSilent | string = "info"): Logger {
+  return pino({
+    name,
+    level,
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    base: { pid: process.pid },
+  });
+}

@@ -1,0 +1,60 @@
+/**
+ * Queue names, job payloads and job options. One BullMQ queue per project (named by its hash
+ * tag) carries runs; the shared `dispatch` queue carries "own" jobs that wake a worker to take a
+ * project's lease (deduplicated per project, so it holds at most one waiting or active job).
+ * Prompts are never retried automatically (queues-and-streams.md §3.4: a retried prompt could
+ * repeat tool side effects and would run after newer prompts).
+ */
+import type { JobsOptions, QueueOptions } from "bullmq";
+
+/** Payload of a run job (job id = run id). */
+export interface RunJobData {
+  org: string;
+  project: string;
+  sessionId: string;
+  runId: string;
+  seq: number;
+  text: string;
+  images?: { data: string; mimeType: string }[];
+  /** Enqueue time on the shared monotonic clock (`process.hrtime.bigint()` as string), for latency figures. */
+  enqueuedAtNs?: string;
+}
+
+/** Payload of a dispatch ("own") job. */
+export interface OwnJobData {
+  org: string;
+  project: string;
+}
+
+/** Options for run jobs: no retries, bounded retention. */
+export function runJobOptions(runId: string): JobsOptions {
+  return {
+    jobId: runId,
+    attempts: 1,
+    removeOnComplete: { count: 200 },
+    removeOnFail: { count: 200 },
+  };
+}
+
+/** Options for "own" jobs: one per project at a time (deduplication by `<org>.<project>`). */
+export function ownJobOptions(org: string, project: string): JobsOptions {
+  return {
+    deduplication: { id: `${org}.${project}` },
+    attempts: 1,
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
+}
+
+/** Queue options shared by every pi-fleet queue (bounded events stream). */
+export function queueOptions(prefix: string): Omit<QueueOptions, "connection"> {
+  return { prefix, streams: { events: { maxLen: 100 } } };
+}
+
+/** Name of the queue any worker consumes for housekeeping (file removal after deletions). */
+export const MAINTENANCE_QUEUE = "maintenance";
+
+/** Housekeeping jobs: remove a deleted session's transcript or a deleted project's files. */
+export type MaintenanceJobData =
+  | { type: "purge-session"; org: string; project: string; session: string }
+  | { type: "purge-project"; org: string; project: string };

@@ -1,0 +1,3 @@
+export * from "./connection.ts";
+export * from "./keys.ts";
+export * from "./lua-script.ts";

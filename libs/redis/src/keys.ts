@@ -1,0 +1,95 @@
+/**
+ * Every Redis key and channel name pi-fleet uses, in one place (only this file spells key strings).
+ * Project-scoped keys share the hash tag `{<org>.<project>}` so Lua scripts touching a lease, a
+ * stream and a run record stay in one Redis Cluster slot (queues-and-streams.md §1). Ids are
+ * validated slugs before they get here; "." cannot occur in a slug, so tags never collide.
+ */
+
+/** Key builders bound to one prefix (`PI_FLEET_KEY_PREFIX`, default `pf`). */
+export interface Keys {
+  readonly prefix: string;
+  /** BullMQ `prefix` option for every queue: `<p>:q`. */
+  readonly queuePrefix: string;
+  /** BullMQ queue name of the dispatch queue (jobs "own" a project). */
+  readonly dispatchQueue: string;
+  /** The LIST that holds projects waiting for an owner — the autoscaling signal (`LLEN`). */
+  readonly dispatchWaitList: string;
+  /** Hash tag of a project: `{org.project}`. Also its BullMQ queue name. */
+  projectTag(org: string, project: string): string;
+  /** Lease of a project: `<workerId>:<epoch>` with a PX TTL. */
+  lease(org: string, project: string): string;
+  /** Monotonic epoch counter of a project's lease (no TTL: epochs never repeat). */
+  epoch(org: string, project: string): string;
+  /** Session event stream (Redis stream; entry field `d` = wire event JSON). */
+  stream(org: string, project: string, session: string): string;
+  /** Stream meta hash: `epoch` (random, set on first write), `last` (last entry id). */
+  streamMeta(org: string, project: string, session: string): string;
+  /** Pub/sub channel announcing new entries of one stream (the gateway hub's live path). */
+  streamChannel(org: string, project: string, session: string): string;
+  /** LIST of the session's persisted messages (JSON), mirrored from `message_end` events. */
+  messages(org: string, project: string, session: string): string;
+  /** Run record hash. */
+  run(org: string, project: string, runId: string): string;
+  /** ZSET of a session's runs scored by per-session sequence number. */
+  sessionRuns(org: string, project: string, session: string): string;
+  /** Per-session run sequence counter. */
+  sessionSeq(org: string, project: string, session: string): string;
+  /** Idempotency record: `Idempotency-Key` digest → runId (24 h TTL). */
+  idempotency(org: string, project: string, session: string, keyDigest: string): string;
+  /** Session registry hash. */
+  session(org: string, project: string, session: string): string;
+  /** ZSET of a project's sessions scored by creation time (ms). */
+  sessions(org: string, project: string): string;
+  /** Project registry hash. */
+  project(org: string, project: string): string;
+  /** ZSET of an org's projects scored by creation time (ms). */
+  projects(org: string): string;
+  /** Hash: custom provider id → provider config JSON (no secrets). */
+  providers(org: string): string;
+  /** Hash: custom provider id → API key. Never returned by the API, never logged. */
+  providerKeys(org: string): string;
+  /** String: revision counter of an org's provider configuration (runtime cache key). */
+  providersRevision(org: string): string;
+  /** String: built-in model catalog JSON published by workers (the gateway never loads pi). */
+  readonly catalog: string;
+  /** Pub/sub channel of a worker's control inbox. */
+  workerInbox(workerId: string): string;
+  /** Pub/sub channel on which a gateway receives control replies. */
+  gatewayReplies(gatewayId: string): string;
+  /** ZSET of live workers scored by last heartbeat (ms). */
+  readonly workers: string;
+}
+
+/** Builds the key space for `prefix`. */
+export function createKeys(prefix: string): Keys {
+  const tag = (org: string, project: string) => `{${org}.${project}}`;
+  const queuePrefix = `${prefix}:q`;
+  return {
+    prefix,
+    queuePrefix,
+    dispatchQueue: "dispatch",
+    dispatchWaitList: `${queuePrefix}:dispatch:wait`,
+    projectTag: tag,
+    lease: (o, p) => `${prefix}:lease:${tag(o, p)}`,
+    epoch: (o, p) => `${prefix}:epoch:${tag(o, p)}`,
+    stream: (o, p, s) => `${prefix}:ev:${tag(o, p)}:${s}`,
+    streamMeta: (o, p, s) => `${prefix}:evm:${tag(o, p)}:${s}`,
+    streamChannel: (o, p, s) => `${prefix}:evc:${tag(o, p)}:${s}`,
+    messages: (o, p, s) => `${prefix}:msgs:${tag(o, p)}:${s}`,
+    run: (o, p, r) => `${prefix}:run:${tag(o, p)}:${r}`,
+    sessionRuns: (o, p, s) => `${prefix}:sruns:${tag(o, p)}:${s}`,
+    sessionSeq: (o, p, s) => `${prefix}:sseq:${tag(o, p)}:${s}`,
+    idempotency: (o, p, s, d) => `${prefix}:idem:${tag(o, p)}:${s}:${d}`,
+    session: (o, p, s) => `${prefix}:session:${tag(o, p)}:${s}`,
+    sessions: (o, p) => `${prefix}:sessions:${tag(o, p)}`,
+    project: (o, p) => `${prefix}:project:${o}:${p}`,
+    projects: (o) => `${prefix}:projects:${o}`,
+    providers: (o) => `${prefix}:providers:${o}`,
+    providerKeys: (o) => `${prefix}:provider-keys:${o}`,
+    providersRevision: (o) => `${prefix}:providers-rev:${o}`,
+    catalog: `${prefix}:catalog`,
+    workerInbox: (w) => `${prefix}:ctl:${w}`,
+    gatewayReplies: (g) => `${prefix}:ctl-reply:${g}`,
+    workers: `${prefix}:workers`,
+  };
+}

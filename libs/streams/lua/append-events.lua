@@ -1,0 +1,14 @@
+-- Appends wire events to a session stream, fenced by the project lease.
+-- KEYS: 1 lease, 2 stream, 3 stream meta, 4 session messages list
+-- ARGV: 1 lease token "<worker>:<epoch>" ('' = unfenced), 2 maxlen, 3 channel, 4 epoch seed,
+--       then pairs: event json, history json ('' = nothing to mirror)
+-- Returns the entry ids, or the error "FENCED ..." when the caller does not hold the lease.
+local fenced = pf_fence(KEYS[1], ARGV[1])
+if fenced then return fenced end
+local ids = {}
+for i = 5, #ARGV, 2 do
+  ids[#ids + 1] = pf_append(KEYS[2], KEYS[3], ARGV[3], ARGV[2], ARGV[4], ARGV[i])
+  local history = ARGV[i + 1]
+  if history and history ~= '' then redis.call('RPUSH', KEYS[4], history) end
+end
+return ids

@@ -1,0 +1,337 @@
+/**
+ * The session event log in Redis: one stream per session plus its run records. All writes go
+ * through Lua scripts so that a run's state and the event reporting it change together, and so
+ * that a worker without the project lease cannot write at all (fencing, ARCHITECTURE.md §3).
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
+import { TERMINAL_RUN_STATUSES } from "@pi-fleet/contracts";
+import type { Keys, Redis } from "@pi-fleet/redis";
+import { LuaScript } from "@pi-fleet/redis";
+
+const luaDir = new URL("../lua/", import.meta.url);
+const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
+const script = (name: string, keys: number) =>
+  new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
+const APPEND = script("append-events", 4);
+const ENQUEUE = script("enqueue-run", 7);
+const TRANSITION = script("transition-run", 6);
+
+/** Identifies one session stream. */
+export interface SessionRef {
+  org: string;
+  project: string;
+  session: string;
+}
+
+/** One stream entry: its offset and the wire event JSON it holds. */
+export interface StreamEntry {
+  id: string;
+  /** Wire event JSON, exactly as stored (never re-serialized on the read path). */
+  data: string;
+}
+
+/** Thrown when a fenced write is rejected because the caller no longer holds the lease. */
+export class FencedError extends Error {
+  override readonly name = "FencedError";
+}
+
+/** Thrown when a run or session record a script needs does not exist. */
+export class MissingRecordError extends Error {
+  override readonly name = "MissingRecordError";
+}
+
+/** A run record as stored in Redis (hash `run`), decoded. Times are epoch ms. */
+export interface RunRecord {
+  id: string;
+  sessionId: string;
+  seq: number;
+  status: RunStatus;
+  position: number;
+  createdAt: number;
+  updatedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  /** Offset of the run's `run_queued` entry. */
+  queuedOffset: string;
+  startOffset?: string;
+  endOffset?: string;
+  usage?: RunUsage;
+  error?: string;
+  reason?: string;
+  workerId?: string;
+  epoch?: number;
+}
+
+/** Outcome of {@link EventLog.enqueueRun}. */
+export interface EnqueueResult {
+  created: boolean;
+  runId: string;
+  /** For a new run: offset of `run_queued`, its per-session sequence and queue position. */
+  queuedOffset?: string;
+  seq?: number;
+  position?: number;
+}
+
+/** Fields a state change may set on the run record besides the state. */
+export interface RunFields {
+  usage?: RunUsage;
+  error?: string;
+  reason?: string;
+  workerId?: string;
+  epoch?: number;
+}
+
+function toArgs(fields: RunFields): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out.push(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+  }
+  return out;
+}
+
+function isFenced(err: unknown): boolean {
+  return err instanceof Error && err.message.includes("FENCED");
+}
+
+/** Reads and writes session streams and run records for one key space. */
+export class EventLog {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly maxLen: number;
+
+  /**
+   * @param redis a `command` connection
+   * @param maxLen approximate MAXLEN per session stream (`PI_FLEET_STREAM_MAXLEN`)
+   */
+  constructor(redis: Redis, keys: Keys, maxLen: number) {
+    this.redis = redis;
+    this.keys = keys;
+    this.maxLen = maxLen;
+  }
+
+  private streamKeys(ref: SessionRef) {
+    const { org, project, session } = ref;
+    return {
+      stream: this.keys.stream(org, project, session),
+      meta: this.keys.streamMeta(org, project, session),
+      channel: this.keys.streamChannel(org, project, session),
+    };
+  }
+
+  /**
+   * Appends events to the session stream; `history[i]`, when given, is mirrored into the
+   * session's message list (the persisted history served by `GET …/sessions/{id}`).
+   * @param token lease token `<worker>:<epoch>`, or "" for an unfenced write
+   * @returns the entry ids in order
+   * @throws FencedError when `token` no longer holds the project lease (nothing was written)
+   */
+  async append(
+    ref: SessionRef,
+    token: string,
+    events: readonly { event: WireEvent | string; history?: unknown }[],
+  ): Promise<string[]> {
+    if (events.length === 0) return [];
+    const k = this.streamKeys(ref);
+    const args: (string | number)[] = [token, this.maxLen, k.channel, randomBytes(8).toString("hex")];
+    for (const e of events) {
+      args.push(typeof e.event === "string" ? e.event : JSON.stringify(e.event));
+      args.push(e.history === undefined ? "" : JSON.stringify(e.history));
+    }
+    const keys = [
+      this.keys.lease(ref.org, ref.project),
+      k.stream,
+      k.meta,
+      this.keys.messages(ref.org, ref.project, ref.session),
+    ];
+    try {
+      return (await APPEND.run(this.redis, keys, args)) as string[];
+    } catch (err) {
+      if (isFenced(err)) throw new FencedError((err as Error).message);
+      throw err;
+    }
+  }
+
+  /**
+   * Records a queued run and appends `run_queued` (gateway side, unfenced).
+   * @param idempotencyDigest digest of the client's `Idempotency-Key`, if any (24 h window)
+   * @throws MissingRecordError when the session does not exist
+   */
+  async enqueueRun(
+    ref: SessionRef,
+    runId: string,
+    opts: { idempotencyDigest?: string; firstMessage: string; promptChars: number; now?: number },
+  ): Promise<EnqueueResult> {
+    const { org, project, session } = ref;
+    const k = this.streamKeys(ref);
+    const now = opts.now ?? Date.now();
+    const keys = [
+      this.keys.idempotency(org, project, session, opts.idempotencyDigest ?? "none"),
+      this.keys.sessionSeq(org, project, session),
+      this.keys.run(org, project, runId),
+      this.keys.sessionRuns(org, project, session),
+      k.stream,
+      k.meta,
+      this.keys.session(org, project, session),
+    ];
+    const args = [
+      runId,
+      opts.idempotencyDigest ? "1" : "0",
+      24 * 3600,
+      this.maxLen,
+      k.channel,
+      randomBytes(8).toString("hex"),
+      now,
+      session,
+      opts.firstMessage,
+      opts.promptChars,
+    ];
+    let res: unknown[];
+    try {
+      res = (await ENQUEUE.run(this.redis, keys, args)) as unknown[];
+    } catch (err) {
+      if (err instanceof Error && err.message.includes("NOSESSION"))
+        throw new MissingRecordError("no such session");
+      throw err;
+    }
+    if (res[0] === 0) return { created: false, runId: String(res[1]) };
+    return {
+      created: true,
+      runId: String(res[1]),
+      queuedOffset: String(res[2]),
+      seq: Number(res[3]),
+      position: Number(res[4]),
+    };
+  }
+
+  /**
+   * Changes a run's state if it is currently in one of `from`, appending `event` atomically.
+   * @returns the new entry id, or `{rejected: currentState}` when the run was not in `from`
+   * @throws FencedError when `token` no longer holds the lease; MissingRecordError if no record
+   */
+  async transitionRun(
+    ref: SessionRef,
+    runId: string,
+    token: string,
+    from: readonly RunStatus[],
+    to: RunStatus,
+    event: WireEvent,
+    fields: RunFields = {},
+  ): Promise<{ offset: string } | { rejected: RunStatus }> {
+    const { org, project, session } = ref;
+    const k = this.streamKeys(ref);
+    const keys = [
+      this.keys.lease(org, project),
+      this.keys.run(org, project, runId),
+      this.keys.sessionRuns(org, project, session),
+      k.stream,
+      k.meta,
+      this.keys.session(org, project, session),
+    ];
+    const terminal = TERMINAL_RUN_STATUSES.includes(to);
+    const args = [
+      token,
+      this.maxLen,
+      k.channel,
+      randomBytes(8).toString("hex"),
+      from.join(","),
+      to,
+      JSON.stringify(event),
+      Date.now(),
+      terminal ? "1" : "0",
+      ...toArgs(fields),
+    ];
+    let res: unknown[];
+    try {
+      res = (await TRANSITION.run(this.redis, keys, args)) as unknown[];
+    } catch (err) {
+      if (isFenced(err)) throw new FencedError((err as Error).message);
+      if (err instanceof Error && err.message.includes("NORUN")) throw new MissingRecordError("no such run");
+      throw err;
+    }
+    if (res[0] === 1) return { offset: String(res[1]) };
+    return { rejected: String(res[1]) as RunStatus };
+  }
+
+  /** Reads a run record; undefined when it does not exist. */
+  async getRun(org: string, project: string, runId: string): Promise<RunRecord | undefined> {
+    const h = await this.redis.hgetall(this.keys.run(org, project, runId));
+    if (!h.id) return undefined;
+    const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+    return {
+      id: h.id,
+      sessionId: h.sessionId ?? "",
+      seq: Number(h.seq),
+      status: h.status as RunStatus,
+      position: Number(h.position ?? 0),
+      createdAt: Number(h.createdAt),
+      updatedAt: Number(h.updatedAt),
+      startedAt: num(h.startedAt),
+      endedAt: num(h.endedAt),
+      queuedOffset: h.queuedOffset ?? "",
+      startOffset: h.startOffset,
+      endOffset: h.endOffset,
+      usage: h.usage ? (JSON.parse(h.usage) as RunUsage) : undefined,
+      error: h.error,
+      reason: h.reason,
+      workerId: h.workerId,
+      epoch: num(h.epoch),
+    };
+  }
+
+  /** Ids of the session's runs that are queued or running, in sequence order. */
+  async openRuns(ref: SessionRef): Promise<string[]> {
+    return this.redis.zrange(this.keys.sessionRuns(ref.org, ref.project, ref.session), "0", "-1");
+  }
+
+  /**
+   * Reads up to `count` entries strictly after `after` ("0" = from the start).
+   * Source: Redis `XRANGE key (<after> + COUNT n` (exclusive start needs Redis ≥ 6.2).
+   */
+  async range(ref: SessionRef, after: string, count: number): Promise<StreamEntry[]> {
+    const key = this.keys.stream(ref.org, ref.project, ref.session);
+    const start = after === "0" || after === "0-0" ? "-" : `(${after}`;
+    const rows = await this.redis.xrange(key, start, "+", "COUNT", String(count));
+    return rows.map(([id, fields]) => ({ id, data: fieldValue(fields) }));
+  }
+
+  /**
+   * What the stream holds now: first retained entry id, last written id (from the meta hash,
+   * which survives trimming) and whether entries were ever trimmed (`entries-added > length`).
+   */
+  async bounds(ref: SessionRef): Promise<{ first?: string; last?: string; trimmed: boolean }> {
+    const key = this.keys.stream(ref.org, ref.project, ref.session);
+    const meta = this.keys.streamMeta(ref.org, ref.project, ref.session);
+    const [info, last] = await Promise.all([
+      this.redis.call("XINFO", "STREAM", key).catch(() => undefined),
+      this.redis.hget(meta, "last"),
+    ]);
+    if (!Array.isArray(info)) return { last: last ?? undefined, trimmed: false };
+    const map = new Map<string, unknown>();
+    for (let i = 0; i + 1 < info.length; i += 2) map.set(String(info[i]), info[i + 1]);
+    const length = Number(map.get("length") ?? 0);
+    const added = Number(map.get("entries-added") ?? length);
+    const firstEntry = map.get("first-entry");
+    const first = Array.isArray(firstEntry) ? String(firstEntry[0]) : undefined;
+    return { first, last: last ?? undefined, trimmed: added > length };
+  }
+
+  /** Deletes a session's stream, meta, message history and counters (session deletion). */
+  async deleteSessionData(ref: SessionRef): Promise<void> {
+    const { org, project, session } = ref;
+    await this.redis.del(
+      this.keys.stream(org, project, session),
+      this.keys.streamMeta(org, project, session),
+      this.keys.messages(org, project, session),
+      this.keys.sessionRuns(org, project, session),
+      this.keys.sessionSeq(org, project, session),
+    );
+  }
+}
+
+function fieldValue(fields: string[]): string {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "d") return fields[i + 1] ?? "";
+  return "";
+}

@@ -1,0 +1,87 @@
+/**
+ * The gateway's one live tail: a single pub/sub connection per process shared by every client
+ * (never one blocking connection per subscriber, queues-and-streams.md §5). Writers publish
+ * "<prevId>\n<id>\n<json>" in the same Lua call as the XADD, so the stream stays the source of
+ * truth: pub/sub is at most once, and subscribers repair gaps from the stream (see
+ * SessionSubscription). Channels are subscribed on first watcher and dropped on the last.
+ */
+import type { Redis } from "@pi-fleet/redis";
+
+/** Receives a channel's announcements. */
+export interface HubListener {
+  /** A new entry `id` whose predecessor in the stream is `prev`. Must not throw. */
+  onEntry(prev: string, id: string, data: string): void;
+  /** The hub's connection was re-established: announcements may have been lost. */
+  onResync(): void;
+}
+
+/** One pub/sub connection fanned out in memory to any number of listeners. */
+export class StreamHub {
+  private readonly sub: Redis;
+  private readonly listeners = new Map<string, Set<HubListener>>();
+  private readyOnce = false;
+
+  /** @param subscriber a dedicated connection (role `subscriber`); the hub owns it. */
+  constructor(subscriber: Redis) {
+    this.sub = subscriber;
+    this.sub.on("message", (channel: string, message: string) => this.dispatch(channel, message));
+    this.sub.on("ready", () => {
+      if (this.readyOnce) for (const set of this.listeners.values()) for (const l of set) l.onResync();
+      this.readyOnce = true;
+    });
+    if (this.sub.status === "ready") this.readyOnce = true;
+  }
+
+  /** Number of channels currently subscribed. */
+  get channelCount(): number {
+    return this.listeners.size;
+  }
+
+  /** Number of listeners across channels. */
+  get listenerCount(): number {
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
+    return n;
+  }
+
+  /**
+   * Starts delivering `channel` to `listener`; resolves once Redis confirmed the subscription,
+   * so every entry written afterwards is announced. Returns the function that stops it.
+   */
+  async watch(channel: string, listener: HubListener): Promise<() => Promise<void>> {
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+    }
+    set.add(listener);
+    await this.sub.subscribe(channel);
+    return async () => {
+      const current = this.listeners.get(channel);
+      if (!current) return;
+      current.delete(listener);
+      if (current.size === 0) {
+        this.listeners.delete(channel);
+        await this.sub.unsubscribe(channel).catch(() => {});
+      }
+    };
+  }
+
+  /** Drops every listener and closes the connection. */
+  async close(): Promise<void> {
+    this.listeners.clear();
+    await this.sub.quit().catch(() => this.sub.disconnect());
+  }
+
+  private dispatch(channel: string, message: string): void {
+    const set = this.listeners.get(channel);
+    if (!set) return;
+    const a = message.indexOf("\n");
+    const b = message.indexOf("\n", a + 1);
+    if (a < 0 || b < 0) return;
+    const prev = message.slice(0, a);
+    const id = message.slice(a + 1, b);
+    const data = message.slice(b + 1);
+    for (const listener of set) listener.onEntry(prev, id, data);
+  }
+}

@@ -1,0 +1,43 @@
+// Test projects: unit (pure, no I/O), integration (real Redis, in-process gateway/worker,
+// scripted fake LLM), e2e (real child processes over loopback). See docs/testing.md.
+import { defineConfig } from "vitest/config";
+
+const redisSetup = ["libs/testkit/src/redis-global-setup.ts"];
+
+export default defineConfig({
+  ssr: { resolve: { conditions: ["@pi-fleet/source"] } },
+  test: {
+    reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts", "libs/*/test/**/*.test.ts"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          globalSetup: redisSetup,
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: redisSetup,
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
