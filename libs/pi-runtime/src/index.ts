@@ -1,0 +1,23 @@
+// Public API of @pi-fleet/pi-runtime, the only package that imports pi: per-org model runtimes,
+// isolated agent sessions, and the lean wire form of pi's events.
+export { PiRuntimeError, type PiRuntimeErrorCode } from "./errors.ts";
+export { listBuiltinModels } from "./model-rows.ts";
+export { openSession } from "./open-session.ts";
+export { KEYLESS_PLACEHOLDER_KEY, registerNativeProviderForTests } from "./org-runtime.ts";
+export { preparePiProcess } from "./pi-process.ts";
+export { AGENTS_FILE_MAX_BYTES } from "./project-context.ts";
+export { RuntimeCache } from "./runtime-cache.ts";
+export type {
+  ModelRow,
+  OrgRuntime,
+  OrgRuntimeSpec,
+  PiSession,
+  PromptImage,
+  ProviderModelSpec,
+  ProviderSpec,
+  RunOutcome,
+  RunOutcomeStatus,
+  SessionSettings,
+  SessionSpec,
+} from "./types.ts";
+export { toWireEvent } from "./wire-event.ts";

@@ -1,0 +1,97 @@
+// Assembles one pi agent session from explicit, isolated parts (the recipe of pi-sdk.md §2): the
+// org's runtime, a loader that discovers nothing, in-memory untrusted settings, the session file
+// opened at its exact path, and the bash tool replaced by the minimal-env host spawner.
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { isAbsolute, join } from "node:path";
+import {
+  createAgentSession,
+  createBashToolDefinition,
+  defineTool,
+  SessionManager,
+  SettingsManager,
+} from "@earendil-works/pi-coding-agent";
+import { createHostBashOperations, DEFAULT_BASH_TIMEOUT_MS, minimalBashEnv } from "./bash-operations.ts";
+import { errorMessage, PiRuntimeError } from "./errors.ts";
+import { resolveSessionModel } from "./model-selection.ts";
+import { piModelRuntime } from "./org-runtime.ts";
+import { PiAgentSession } from "./pi-session.ts";
+import { readProjectAgentsFile } from "./project-context.ts";
+import { createIsolatedResourceLoader } from "./resource-loader.ts";
+import type { PiSession, SessionSpec } from "./types.ts";
+
+/** Built-in tools the agent gets; `bash` is replaced by the host spawner. */
+const TOOL_NAMES = ["read", "bash", "edit", "write"];
+
+/**
+ * Opens the session file (creating it on the first assistant message if missing) and returns a
+ * ready PiSession. Reads `<projectDir>/AGENTS.md` (see readProjectAgentsFile). Opening repairs a
+ * torn last line of an existing file, so only the session's lease holder may call it.
+ * Throws PiRuntimeError "corrupt_session" (invalid header; file untouched), "unknown_model" (the
+ * explicit model is not in the runtime), "auth" (its provider has no credential), "no_model"
+ * (no explicit model and none available); TypeError for relative paths; Error when projectDir is
+ * not a directory.
+ */
+export async function openSession(spec: SessionSpec): Promise<PiSession> {
+  for (const [name, path] of [
+    ["projectDir", spec.projectDir],
+    ["sessionFile", spec.sessionFile],
+    ["agentDir", spec.agentDir],
+  ] as const) {
+    if (!isAbsolute(path)) throw new TypeError(`${name} must be an absolute path: ${path}`);
+  }
+  if (!(await stat(spec.projectDir)).isDirectory()) throw new Error(`Not a directory: ${spec.projectDir}`);
+  const rt = piModelRuntime(spec.runtime);
+  const sessionManager = openSessionFile(spec.sessionFile, spec.projectDir);
+  const model = resolveSessionModel(spec, rt, sessionManager);
+  const agentsFile = await readProjectAgentsFile(spec.projectDir);
+  const tmpDir = await mkdtemp(join(tmpdir(), "pf-bash-"));
+  try {
+    const bash = createBashToolDefinition(spec.projectDir, {
+      operations: createHostBashOperations({
+        cwd: spec.projectDir,
+        env: minimalBashEnv(spec.projectDir, tmpDir, spec.bashEnv),
+        maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
+      }),
+      exposeSessionEnvironment: false,
+    });
+    const { session } = await createAgentSession({
+      cwd: spec.projectDir,
+      agentDir: spec.agentDir,
+      modelRuntime: rt,
+      model,
+      ...(spec.thinkingLevel ? { thinkingLevel: spec.thinkingLevel } : {}),
+      resourceLoader: createIsolatedResourceLoader(agentsFile ? [agentsFile] : []),
+      sessionManager,
+      settingsManager: SettingsManager.inMemory(
+        { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
+        { projectTrusted: false },
+      ),
+      tools: TOOL_NAMES,
+      customTools: [defineTool(bash)], // defineTool: pi's identity helper that widens the tool type
+    });
+    return new PiAgentSession(session, spec.runtime, rt, tmpDir);
+  } catch (err) {
+    await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * SessionManager.open with the project dir as cwd: without the override pi records
+ * process.cwd() (the worker's cwd) in the header of a new file. A moved project dir makes pi
+ * append a system note about the new cwd on resume.
+ */
+function openSessionFile(sessionFile: string, projectDir: string): SessionManager {
+  try {
+    return SessionManager.open(sessionFile, undefined, projectDir);
+  } catch (err) {
+    const message = errorMessage(err);
+    if (message.includes("not a valid pi session")) {
+      throw new PiRuntimeError("corrupt_session", `Session file is not a valid pi session: ${sessionFile}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,157 @@
+// Plain public types of the pi runtime adapter. Nothing here references pi's own types, so the
+// rest of the fleet can depend on these shapes without importing pi.
+import type { ProviderApi, RunUsage, ThinkingLevel, WireEvent } from "@pi-fleet/contracts";
+
+/** One model of a tenant-supplied provider, as the fleet stores it per org. */
+export interface ProviderModelSpec {
+  /** The model id sent to the provider. */
+  id: string;
+  /** Display name; defaults to `id`. */
+  name?: string;
+  /** Whether the model supports thinking levels other than "off"; default false. */
+  reasoning?: boolean;
+  /** Accepted input kinds; default `["text"]`. */
+  input?: ("text" | "image")[];
+  /** Context window in tokens; default 128000 (pi's default). */
+  contextWindow?: number;
+  /** Max output tokens per response; default 16384 (pi's default). */
+  maxTokens?: number;
+  /** pi thinking level → provider-specific value (null marks a level unsupported). */
+  thinkingLevelMap?: Record<string, string | null>;
+  /** pi `compat` overrides for the provider API (for example `supportsDeveloperRole`). */
+  compat?: Record<string, unknown>;
+}
+
+/** A tenant-supplied provider (an OpenAI- or Anthropic-compatible endpoint). */
+export interface ProviderSpec {
+  /** Provider id; must match contracts' PROVIDER_ID_PATTERN and must not be a built-in pi provider id. */
+  provider: string;
+  /** Display name; defaults to `provider`. */
+  name?: string;
+  /** http(s) base URL, for example `http://127.0.0.1:8080/v1`. */
+  baseUrl: string;
+  api: ProviderApi;
+  /** Literal API key (never resolved as `!cmd` or `$VAR`). Absent for keyless local servers. */
+  apiKey?: string;
+  models: ProviderModelSpec[];
+}
+
+/** Everything that determines one org's model runtime. */
+export interface OrgRuntimeSpec {
+  orgId: string;
+  /** Changes whenever providers/keys change; the cache rebuilds on a new revision. */
+  revision: string;
+  /** Custom providers (tenant-supplied). */
+  providers: ProviderSpec[];
+  /**
+   * Keys for pi's built-in providers, by provider id (e.g. `{anthropic: "...", openai: "..."}`),
+   * from the worker's secrets for the default org. Empty values are ignored.
+   */
+  builtinKeys: Record<string, string>;
+}
+
+/** A model as the fleet lists it. */
+export interface ModelRow {
+  provider: string;
+  id: string;
+  name: string;
+  /** pi-ai API id, e.g. "anthropic-messages". */
+  api: string;
+  reasoning: boolean;
+  /** True when this org's runtime has auth for the provider (always false in the built-in catalog). */
+  available: boolean;
+  input: ("text" | "image")[];
+  /** Tokens. */
+  contextWindow: number;
+  /** Max output tokens. */
+  maxTokens: number;
+  /** The level a new session on this model starts with when none is given (pi's "medium", clamped). */
+  defaultThinkingLevel?: ThinkingLevel;
+}
+
+/** One org's isolated pi model runtime (providers and credentials), built by RuntimeCache. */
+export interface OrgRuntime {
+  readonly orgId: string;
+  readonly revision: string;
+  /** Custom providers first (in spec order), then pi's built-in catalog, with availability. */
+  listModels(): ModelRow[];
+  findModel(provider: string, modelId: string): ModelRow | undefined;
+}
+
+/** What openSession needs to open (or create) one agent session. */
+export interface SessionSpec {
+  runtime: OrgRuntime;
+  /** Absolute; the agent's cwd. */
+  projectDir: string;
+  /** Absolute path of the session JSONL (created on first flush if missing; reopened otherwise). */
+  sessionFile: string;
+  /** A worker-private empty dir (pi only consults it for defaults this package never uses). */
+  agentDir: string;
+  /**
+   * Explicit model. If absent: the session's last model if it is available in this runtime, else
+   * the first available model of the runtime (custom providers first); if none, openSession
+   * throws PiRuntimeError "no_model".
+   */
+  model?: { provider: string; modelId: string };
+  /** If absent: the level stored in the session file, else pi's default ("medium"), clamped to the model. */
+  thinkingLevel?: ThinkingLevel;
+  /** Extra env for the bash tool on top of the minimal env (may override its entries). */
+  bashEnv?: Record<string, string>;
+  /** Per-command cap for the bash tool in milliseconds; default 10 minutes. */
+  bashTimeoutMs?: number;
+}
+
+export type RunOutcomeStatus = "finished" | "failed" | "aborted";
+
+/** How one `PiSession.run` ended. */
+export interface RunOutcome {
+  status: RunOutcomeStatus;
+  /** Human-readable reason for "failed" (pi's errorMessage or the preflight error, first line). */
+  error?: string;
+  /** Summed over the run's assistant messages (pi-ai `Usage`; cost in USD). */
+  usage: RunUsage;
+  /** pi's stopReason of the run's last assistant message, if there was one. */
+  stopReason?: string;
+}
+
+/** An image attached to a prompt (base64 data, e.g. mimeType "image/png"). */
+export interface PromptImage {
+  data: string;
+  mimeType: string;
+}
+
+/** Current model and thinking state of a session. */
+export interface SessionSettings {
+  model: ModelRow | null;
+  thinkingLevel: ThinkingLevel;
+  availableThinkingLevels: ThinkingLevel[];
+  supportsThinking: boolean;
+  isStreaming: boolean;
+}
+
+/** One open pi agent session (single writer of its session file). */
+export interface PiSession {
+  /** pi's session header id (a UUIDv7). */
+  readonly piSessionId: string;
+  readonly isStreaming: boolean;
+  /**
+   * Runs one prompt to completion (pi's prompt() resolves after the whole run incl. tools and
+   * retries). Every pi event of the run is converted with toWireEvent and handed to `sink`
+   * synchronously (the sink must not throw or do I/O; exceptions are swallowed). Never rejects:
+   * preflight errors (no auth, busy) become `{status: "failed", error}`. If abort() was called
+   * during the run, the status is "aborted" whatever pi's stopReason says. Events pi emits
+   * outside a run (e.g. thinking_level_changed from setThinkingLevel) are not delivered.
+   */
+  run(text: string, opts: { images?: PromptImage[] }, sink: (event: WireEvent) => void): Promise<RunOutcome>;
+  /** Aborts the current run (bash process group included) and waits until pi persisted the partial turn. */
+  abort(): Promise<void>;
+  settings(): SessionSettings;
+  /** Switches the model (session-only). Throws PiRuntimeError "unknown_model", "busy" or "auth". */
+  setModel(provider: string, modelId: string): Promise<void>;
+  /** Sets the thinking level; returns the effective (clamped to the model) level. */
+  setThinkingLevel(level: ThinkingLevel): ThinkingLevel;
+  /** pi's AgentMessage[] of the current context, excluding role "system" messages (they embed server paths). */
+  messages(): unknown[];
+  /** Aborts first if streaming, then disposes the pi session and removes the bash temp dir. Idempotent. */
+  dispose(): Promise<void>;
+}
