@@ -1,0 +1,231 @@
+// The session event log against a real Redis: fencing, exactly-one terminal state, idempotent
+// enqueue, replay/merge without gap or duplicate under concurrent writes, gap repair when pub/sub
+// loses an announcement, and explicit resets for trimmed or lost cursors.
+import { LeaseManager } from "@pi-fleet/leases";
+import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { Registry } from "@pi-fleet/registry";
+import {
+  EventLog,
+  FencedError,
+  type ResetReason,
+  SessionSubscription,
+  type StreamEntry,
+  StreamHub,
+} from "@pi-fleet/streams";
+import { uniquePrefix, waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const keys = createKeys(uniquePrefix("event-log"));
+let redis: Redis;
+let sub: Redis;
+let hub: StreamHub;
+const ref = (session: string) => ({ org: "acme", project: "web", session });
+
+/** Collects what a subscription delivers. */
+function collector() {
+  const entries: StreamEntry[] = [];
+  const resets: { reason: ResetReason; firstOffset: string }[] = [];
+  return {
+    entries,
+    resets,
+    sink: {
+      entry: (e: StreamEntry) => entries.push(e),
+      reset: (reason: ResetReason, firstOffset: string) => resets.push({ reason, firstOffset }),
+      failed: (err: unknown) => {
+        throw err;
+      },
+    },
+  };
+}
+
+beforeAll(async () => {
+  const url = inject("redisUrl");
+  redis = await connectRedis(url, "command", "test-event-log");
+  sub = await connectRedis(url, "subscriber", "test-event-log-sub");
+  hub = new StreamHub(sub);
+  await new Registry(redis, keys).upsertProject("acme", "web", "Web");
+});
+
+afterAll(async () => {
+  await hub.close();
+  await redis.quit();
+});
+
+describe("fencing", () => {
+  it("rejects appends and transitions from a holder whose lease moved, writing nothing", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const registry = new Registry(redis, keys);
+    await registry.createSession("acme", "web", "fenced", {});
+    const a = new LeaseManager(redis, keys, "worker-a", 300);
+    const b = new LeaseManager(redis, keys, "worker-b", 300);
+    const first = await a.acquire("acme", "web");
+    if (!("lease" in first)) throw new Error("expected to acquire");
+    expect("heldBy" in (await b.acquire("acme", "web"))).toBe(true);
+    const { runId } = await log.enqueueRun(ref("fenced"), "run-1", { firstMessage: "x", promptChars: 1 });
+    await log.transitionRun(ref("fenced"), runId, first.lease.token, ["queued"], "running", {
+      type: "run_started",
+    });
+    const ids = await log.append(ref("fenced"), first.lease.token, [{ event: { type: "agent_start" } }]);
+    expect(ids).toHaveLength(1);
+
+    // Worker A stalls past its TTL (renewals stopped), B takes over with a higher epoch.
+    await first.lease.release();
+    const second = await b.acquire("acme", "web");
+    if (!("lease" in second)) throw new Error("expected takeover");
+    expect(second.lease.epoch).toBe(first.lease.epoch + 1);
+
+    const before = await redis.xlen(keys.stream("acme", "web", "fenced"));
+    await expect(
+      log.append(ref("fenced"), first.lease.token, [{ event: { type: "message_update" } }]),
+    ).rejects.toBeInstanceOf(FencedError);
+    await expect(
+      log.transitionRun(ref("fenced"), runId, first.lease.token, ["running"], "finished", {
+        type: "run_finished",
+      }),
+    ).rejects.toBeInstanceOf(FencedError);
+    expect(await redis.xlen(keys.stream("acme", "web", "fenced"))).toBe(before);
+    expect((await log.getRun("acme", "web", runId))?.status).toBe("running");
+    await second.lease.release();
+  });
+
+  it("reports a lease as lost when someone else holds it at renewal", async () => {
+    const a = new LeaseManager(redis, keys, "worker-a", 600);
+    const res = await a.acquire("acme", "lost");
+    if (!("lease" in res)) throw new Error("expected to acquire");
+    let lostReason: string | undefined;
+    res.lease.onLost((reason) => {
+      lostReason = reason;
+    });
+    await redis.set(keys.lease("acme", "lost"), "intruder:99", "PX", 5000);
+    expect(await res.lease.renew()).toBe(false);
+    expect(res.lease.held).toBe(false);
+    expect(lostReason).toMatch(/taken over|expired/);
+  });
+});
+
+describe("run transitions", () => {
+  it("lets exactly one of two racing terminal transitions win", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    await new Registry(redis, keys).createSession("acme", "web", "race", {});
+    for (let i = 0; i < 20; i++) {
+      const { runId } = await log.enqueueRun(ref("race"), `race-${i}`, { firstMessage: "x", promptChars: 1 });
+      await log.transitionRun(ref("race"), runId, "", ["queued"], "running", { type: "run_started" });
+      const results = await Promise.all([
+        log.transitionRun(ref("race"), runId, "", ["running"], "finished", { type: "run_finished", runId }),
+        log.transitionRun(ref("race"), runId, "", ["running"], "interrupted", {
+          type: "run_interrupted",
+          runId,
+        }),
+      ]);
+      expect(results.filter((r) => "offset" in r)).toHaveLength(1);
+    }
+    const entries = await log.range(ref("race"), "0", 1000);
+    const terminal = entries
+      .map((e) => JSON.parse(e.data) as { type: string })
+      .filter((e) => ["run_finished", "run_interrupted"].includes(e.type));
+    expect(terminal).toHaveLength(20);
+    expect(await log.openRuns(ref("race"))).toEqual([]);
+  });
+
+  it("maps one idempotency digest to one run", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    await new Registry(redis, keys).createSession("acme", "web", "idem", {});
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        log.enqueueRun(ref("idem"), `idem-${i}`, {
+          idempotencyDigest: "d1",
+          firstMessage: "x",
+          promptChars: 1,
+        }),
+      ),
+    );
+    expect(new Set(results.map((r) => r.runId)).size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(await log.openRuns(ref("idem"))).toHaveLength(1);
+  });
+});
+
+describe("SessionSubscription", () => {
+  it("replays then goes live with no gap and no duplicate while writes race the replay", async () => {
+    const log = new EventLog(redis, keys, 100_000);
+    const r = ref("merge");
+    for (let i = 0; i < 600; i++) await log.append(r, "", [{ event: { type: "n", i } }]);
+    const c = collector();
+    const writer = (async () => {
+      for (let i = 600; i < 1500; i += 10) {
+        await log.append(
+          r,
+          "",
+          Array.from({ length: 10 }, (_, k) => ({ event: { type: "n", i: i + k } })),
+        );
+      }
+    })();
+    const subscription = new SessionSubscription(log, hub, r, "0", c.sink);
+    await subscription.start();
+    await writer;
+    await waitFor(() => c.entries.length >= 1500, { timeoutMs: 10_000 });
+    await subscription.close();
+    const all = await log.range(r, "0", 10_000);
+    expect(c.entries.map((e) => e.id)).toEqual(all.map((e) => e.id));
+    expect(c.entries.map((e) => (JSON.parse(e.data) as { i: number }).i)).toEqual(
+      Array.from({ length: 1500 }, (_, i) => i),
+    );
+  });
+
+  it("repairs from the stream when an announcement was lost", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("gap");
+    await log.append(r, "", [{ event: { type: "first" } }]);
+    const c = collector();
+    const subscription = new SessionSubscription(log, hub, r, undefined, c.sink);
+    await subscription.start();
+    // An entry written without its announcement (as if pub/sub dropped it) …
+    const streamKey = keys.stream("acme", "web", "gap");
+    const silent = await redis.xadd(streamKey, "*", "d", JSON.stringify({ type: "silent" }));
+    await redis.hset(keys.streamMeta("acme", "web", "gap"), "last", silent ?? "");
+    // … is recovered when the next announcement names it as predecessor.
+    await log.append(r, "", [{ event: { type: "after" } }]);
+    await waitFor(() => c.entries.length >= 2, { timeoutMs: 5000 });
+    await subscription.close();
+    expect(c.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["silent", "after"]);
+  });
+
+  it("sends stream_reset for a trimmed cursor, then the retained entries", async () => {
+    const log = new EventLog(redis, keys, 100);
+    const r = ref("trim");
+    const first = await log.append(r, "", [{ event: { type: "n", i: 0 } }]);
+    for (let i = 1; i < 1000; i += 50) {
+      await log.append(
+        r,
+        "",
+        Array.from({ length: 50 }, (_, k) => ({ event: { type: "n", i: i + k } })),
+      );
+    }
+    const c = collector();
+    const subscription = new SessionSubscription(log, hub, r, first[0], c.sink);
+    await subscription.start();
+    await subscription.close();
+    const retained = await log.range(r, "0", 10_000);
+    expect(retained.length).toBeLessThan(1000);
+    expect(c.resets).toEqual([{ reason: "trimmed", firstOffset: retained[0]?.id }]);
+    expect(c.entries.map((e) => e.id)).toEqual(retained.map((e) => e.id));
+  });
+
+  it("sends stream_reset lost for a cursor ahead of the stream, and none for a current one", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("ahead");
+    const [id] = await log.append(r, "", [{ event: { type: "only" } }]);
+    const ahead = collector();
+    const s1 = new SessionSubscription(log, hub, r, "99999999999999-0", ahead.sink);
+    await s1.start();
+    await s1.close();
+    expect(ahead.resets.map((x) => x.reason)).toEqual(["lost"]);
+    expect(ahead.entries).toHaveLength(1);
+    const current = collector();
+    const s2 = new SessionSubscription(log, hub, r, id, current.sink);
+    await s2.start();
+    await s2.close();
+    expect(current.resets).toEqual([]);
+    expect(current.entries).toEqual([]);
+  });
+});
