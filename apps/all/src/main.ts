@@ -49,10 +49,11 @@ if (!(await pingRedis(env.REDIS_URL, 500))) {
 const worker = await startWorker(env, logger, secrets);
 const gateway = await startGateway(env, logger);
 logger.info({ url: gateway.url, workerId: worker.workerId }, "pi-fleet single-node mode ready");
-closeWithGrace({ delay: 30_000 }, async ({ signal, err }) => {
+// Ctrl-C interrupts running runs at once; SIGTERM lets them finish within PI_FLEET_DRAIN_TIMEOUT_MS.
+closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
   if (err) logger.error({ err }, "fatal error, shutting down");
   logger.info({ signal }, "shutting down");
   await gateway.close();
-  await worker.close();
+  await worker.close(signal === "SIGINT" ? 0 : undefined);
   await embedded?.stop();
 });

@@ -22,7 +22,7 @@ try {
 const secrets = takeSecrets();
 const logger = createLogger("pi-fleet-worker", env.LOG_LEVEL);
 const worker = await startWorker(env, logger, secrets);
-closeWithGrace({ delay: 60_000 }, async ({ signal, err }) => {
+closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
   if (err) logger.error({ err }, "fatal error, shutting down");
   logger.info({ signal }, "worker shutting down");
   await worker.close();

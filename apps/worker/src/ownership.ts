@@ -20,6 +20,10 @@ export class Ownership {
   private dispatchWorker: Worker<OwnJobData> | undefined;
   private readonly dispatchQueue: Queue<OwnJobData>;
   private stopping = false;
+  private drainDeadline = 0;
+  /** Ownerships being wound down (awaited by close). */
+  private readonly ending = new Set<Promise<void>>();
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: WorkerContext) {
     this.ctx = ctx;
@@ -47,22 +51,42 @@ export class Ownership {
       ...queueOptions(this.ctx.keys.queuePrefix),
       concurrency: this.ctx.env.PI_FLEET_MAX_PROJECTS,
       lockDuration: Math.max(ttl, 1000),
-      stalledInterval: Math.max(500, Math.floor(ttl / 2)),
+      stalledInterval: Math.max(250, Math.floor(ttl / 3)),
       maxStalledCount: 1_000_000,
     });
     worker.on("completed", (job) => void this.recheck(job.data));
     worker.on("failed", (job) => job && void this.recheck(job.data));
     worker.on("error", (err) => this.ctx.logger.warn({ err: err.message }, "dispatch worker error"));
     this.dispatchWorker = worker;
+    const idleMs = this.ctx.env.PI_FLEET_IDLE_RELEASE_MS;
+    this.idleTimer = setInterval(
+      () => void this.releaseIdle(idleMs),
+      Math.max(50, Math.min(5000, idleMs / 2)),
+    );
+    this.idleTimer.unref();
   }
 
-  /** Stops taking projects, interrupts running runs, releases every lease, hands projects over. */
-  async close(): Promise<void> {
+  /** Releases projects that had no work for `idleMs`. */
+  private async releaseIdle(idleMs: number): Promise<void> {
+    for (const runner of this.runners.values()) {
+      if (await runner.idleFor(idleMs).catch(() => false)) runner.stop("released");
+    }
+  }
+
+  /**
+   * Drains: stops taking projects and runs, lets running runs finish within `drainMs`, interrupts
+   * the rest (`run_interrupted {reason: "shutdown"}`), releases every lease at once so other
+   * workers continue the queues, then closes.
+   */
+  async close(drainMs = 0): Promise<void> {
     this.stopping = true;
+    this.drainDeadline = performance.now() + drainMs;
     await this.dispatchWorker?.pause(true).catch(() => undefined);
-    await Promise.all([...this.runners.values()].map((r) => r.close("shutdown")));
+    for (const runner of this.runners.values()) runner.stop("shutdown");
+    await Promise.all([...this.ending]);
     await this.dispatchWorker?.close().catch(() => undefined);
     await this.dispatchQueue.close().catch(() => undefined);
+    clearInterval(this.idleTimer);
   }
 
   /** Releases one project (it is being deleted, or an operator asked). */
@@ -82,15 +106,25 @@ export class Ownership {
     this.runners.set(key(org, project), runner);
     const log = this.ctx.logger.child({ org, project, epoch: lease.epoch });
     let reason: StopReason = "released";
+    let ended: () => void = () => {};
+    const finished = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
+    this.ending.add(finished);
+    void finished.then(() => this.ending.delete(finished));
     try {
       await runner.start();
       log.info("project owned");
+      await this.ctx.redis
+        .publish(this.ctx.keys.ownerAnnounce(org, project), this.ctx.workerId)
+        .catch(() => 0);
       reason = await runner.done;
     } finally {
-      await runner.close(reason);
+      await runner.close(reason, this.drainDeadline);
       this.runners.delete(key(org, project));
       await lease.release();
       log.info({ reason }, "project released");
+      ended();
     }
   }
 

@@ -9,7 +9,7 @@
 
 import type { ProjectLease } from "@pi-fleet/leases";
 import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
-import { type Job, Queue, Worker } from "bullmq";
+import { type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
@@ -28,6 +28,8 @@ export class ProjectRunner {
   private readonly executor: RunExecutor;
   private readonly stopController = new AbortController();
   private worker: Worker<RunJobData> | undefined;
+  /** Producer-side handle on the project queue (counts, re-queueing). */
+  private readonly queue: Queue<RunJobData>;
   private resolveDone!: (reason: StopReason) => void;
   /** Resolves when the runner should end; the owner then closes it. */
   readonly done: Promise<StopReason>;
@@ -39,6 +41,10 @@ export class ProjectRunner {
     this.project = lease.project;
     this.host = new SessionHost(ctx, lease.org, lease.project);
     this.executor = new RunExecutor(ctx, lease, this.host, new SessionGate(ctx.events));
+    this.queue = new Queue<RunJobData>(ctx.keys.projectTag(lease.org, lease.project), {
+      connection: ctx.bullmq,
+      ...queueOptions(ctx.keys.queuePrefix),
+    });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -59,8 +65,8 @@ export class ProjectRunner {
         connection: this.ctx.bullmq,
         ...queueOptions(this.ctx.keys.queuePrefix),
         concurrency: this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS,
-        lockDuration: 10_000,
-        stalledInterval: 5_000,
+        lockDuration: Math.max(this.ctx.env.PI_FLEET_LEASE_TTL_MS, 1000),
+        stalledInterval: Math.max(250, Math.floor(this.ctx.env.PI_FLEET_LEASE_TTL_MS / 3)),
         maxStalledCount: 0,
         autorun: false,
       },
@@ -92,18 +98,44 @@ export class ProjectRunner {
     await this.host.forget(sessionId);
   }
 
-  /** Stops consuming, interrupts what still runs (with `reason`), disposes sessions. */
-  async close(reason: StopReason): Promise<void> {
-    this.stop(reason);
+  /**
+   * Stops consuming and ends the project's work: running runs may finish until `deadline`
+   * (monotonic ms; drain), then what still runs is interrupted with `reason`. Runs waiting for
+   * their turn go back to the queue. Sessions are disposed.
+   */
+  async close(reason: StopReason, deadline = 0): Promise<void> {
     const worker = this.worker;
     if (worker) await worker.pause(true).catch(() => undefined);
+    if (reason !== "lost") {
+      while (this.executor.active.size > 0 && performance.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+    this.stop(reason);
     await this.executor.abortAll(reason === "lost" ? "lease_lost" : reason);
     if (worker) await worker.close().catch(() => undefined);
+    await this.queue.close().catch(() => undefined);
     await this.host.close();
   }
 
-  private async process(job: Job<RunJobData>, _token?: string): Promise<void> {
-    await this.executor.execute(job.data, this.stopController.signal);
+  /**
+   * True when the project has had nothing to do for `idleMs`: no job in flight here and none
+   * active, waiting, delayed or prioritized in its queue (queues-and-streams.md §3.4 pitfall 1).
+   */
+  async idleFor(idleMs: number): Promise<boolean> {
+    if (this.executor.inFlight > 0 || performance.now() - this.executor.lastActivity < idleMs) return false;
+    const counts = await this.queue.getJobCounts("active", "wait", "delayed", "prioritized");
+    return Object.values(counts).every((n) => n === 0);
+  }
+
+  private async process(job: Job<RunJobData>, token?: string): Promise<void> {
+    const done = await this.executor.execute(job.data, this.stopController.signal);
+    if (!done && token) {
+      // Never started here (stopping, or the lease is gone): hand the job back to the queue so the
+      // next owner runs it, in order.
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
   }
 
   /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */
@@ -114,12 +146,7 @@ export class ProjectRunner {
     if (run.status === "running") await this.interrupt(d.sessionId, d.runId, "worker_lost");
     if (run.status === "queued") {
       // Fetched but never started: queue it again under a fresh job id (the failed job keeps the old one).
-      const q = new Queue<RunJobData>(this.ctx.keys.projectTag(this.org, this.project), {
-        connection: this.ctx.bullmq,
-        ...queueOptions(this.ctx.keys.queuePrefix),
-      });
-      await q.add("run", d, { ...runJobOptions(d.runId), jobId: `${d.runId}-r${Date.now()}` });
-      await q.close();
+      await this.queue.add("run", d, { ...runJobOptions(d.runId), jobId: `${d.runId}-r${Date.now()}` });
     }
   }
 

@@ -40,6 +40,10 @@ export class RunExecutor {
   private readonly gate: SessionGate;
   /** Runs in progress, by session id. */
   readonly active = new Map<string, ActiveRun>();
+  /** Jobs being processed (waiting for their turn or running). */
+  inFlight = 0;
+  /** Monotonic time (ms) of the last job start or end, for idle release. */
+  lastActivity = performance.now();
 
   constructor(ctx: WorkerContext, lease: ProjectLease, host: SessionHost, gate: SessionGate) {
     this.ctx = ctx;

@@ -9,6 +9,7 @@ import type { Keys, Redis } from "@pi-fleet/redis";
 import type { Registry } from "@pi-fleet/registry";
 import type { WorkspacePaths } from "@pi-fleet/security";
 import type { EventLog } from "@pi-fleet/streams";
+import type { RunSlots } from "./run-slots.ts";
 
 /** Everything a worker component needs. */
 export interface WorkerContext {
@@ -27,6 +28,10 @@ export interface WorkerContext {
   paths: WorkspacePaths;
   /** Worker-private directory for pi's agentDir and per-session temp dirs. */
   agentDir: string;
+  /** Worker-wide run capacity (`PI_FLEET_MAX_RUNS`). */
+  slots: RunSlots;
+  /** Worker lifecycle flags read by readiness and the components. */
+  state: { draining: boolean };
   /** Built-in provider keys from the environment, for the `default` org only. */
   builtinKeys: Record<string, string>;
 }

@@ -15,16 +15,25 @@ import { Registry } from "@pi-fleet/registry";
 import { WorkspacePaths } from "@pi-fleet/security";
 import { EventLog } from "@pi-fleet/streams";
 import { ControlInbox } from "./control-inbox.ts";
+import { startHealthServer } from "./health-server.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { Ownership } from "./ownership.ts";
+import { RunSlots } from "./run-slots.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 /** A running worker. */
 export interface WorkerNode {
   workerId: string;
   ownership: Ownership;
-  /** Interrupts running runs, releases leases, closes connections. */
-  close(): Promise<void>;
+  /** Lifecycle flags (readiness reads `draining`). */
+  state: { draining: boolean };
+  /** `http://host:port` of the probe server, when `PI_FLEET_WORKER_PORT` is set. */
+  healthUrl?: string;
+  /**
+   * Drains and stops: readiness fails at once, running runs may finish within `drainMs`
+   * (default `PI_FLEET_DRAIN_TIMEOUT_MS`), the rest are interrupted, leases are released.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** Provider env keys → built-in pi provider ids (the usual pi names). */
@@ -69,6 +78,8 @@ export async function startWorker(
     runtimes: new RuntimeCache(),
     paths: new WorkspacePaths(env.WORKSPACE_DIR),
     agentDir,
+    slots: new RunSlots(env.PI_FLEET_MAX_RUNS),
+    state: { draining: false },
     builtinKeys,
   };
   await registry.publishCatalog({
@@ -81,14 +92,27 @@ export async function startWorker(
   await inbox.start();
   const maintenance = startMaintenance(ctx);
   ownership.start();
-  ctx.logger.info("worker started");
+  const health =
+    env.PI_FLEET_WORKER_PORT === undefined
+      ? undefined
+      : await startHealthServer(env.PI_FLEET_WORKER_PORT, env.HOST, redis, ctx.state, () => ({
+          ownedProjects: ownership.owned,
+          runningRuns: ctx.slots.inUse,
+        }));
+  const address = health?.address();
+  const healthUrl = address && typeof address === "object" ? `http://${env.HOST}:${address.port}` : undefined;
+  ctx.logger.info({ healthUrl }, "worker started");
   let closing: Promise<void> | undefined;
   return {
     workerId,
     ownership,
-    close() {
+    state: ctx.state,
+    healthUrl,
+    close(drainMs = env.PI_FLEET_DRAIN_TIMEOUT_MS) {
+      ctx.state.draining = true;
       closing ??= (async () => {
-        await ownership.close();
+        await ownership.close(drainMs);
+        health?.close();
         await maintenance.close().catch(() => undefined);
         await inbox.close();
         await Promise.all([redis.quit(), bullmq.quit()]).catch(() => undefined);

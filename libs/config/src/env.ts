@@ -37,6 +37,14 @@ export const EnvSchema = Type.Object({
   PI_FLEET_MAX_PROJECTS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
   /** Concurrent runs (distinct sessions) per project. */
   PI_FLEET_PROJECT_MAX_RUNS: Type.Integer({ minimum: 1, maximum: 1000, default: 4 }),
+  /** Concurrent runs on one worker, across all its projects. */
+  PI_FLEET_MAX_RUNS: Type.Integer({ minimum: 1, maximum: 10_000, default: 16 }),
+  /** An owner releases a project after it had no work for this long (ms). */
+  PI_FLEET_IDLE_RELEASE_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 60_000 }),
+  /** On SIGTERM, running runs may finish for this long (ms) before they are interrupted. */
+  PI_FLEET_DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 30_000 }),
+  /** Port of the worker's own health endpoints (`/healthz`, `/readyz`); unset = none. */
+  PI_FLEET_WORKER_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   /** Project lease TTL in ms; renewed every TTL/3. */
   PI_FLEET_LEASE_TTL_MS: Type.Integer({ minimum: 500, maximum: 600_000, default: 3000 }),
   /** Largest accepted request body in bytes. */

@@ -52,6 +52,8 @@ export interface Keys {
   providersRevision(org: string): string;
   /** String: built-in model catalog JSON published by workers (the gateway never loads pi). */
   readonly catalog: string;
+  /** Pub/sub channel on which a worker announces that it now owns a project (on-demand ownership). */
+  ownerAnnounce(org: string, project: string): string;
   /** Pub/sub channel of a worker's control inbox. */
   workerInbox(workerId: string): string;
   /** Pub/sub channel on which a gateway receives control replies. */
@@ -88,6 +90,7 @@ export function createKeys(prefix: string): Keys {
     providerKeys: (o) => `${prefix}:provider-keys:${o}`,
     providersRevision: (o) => `${prefix}:providers-rev:${o}`,
     catalog: `${prefix}:catalog`,
+    ownerAnnounce: (o, p) => `${prefix}:owned:${tag(o, p)}`,
     workerInbox: (w) => `${prefix}:ctl:${w}`,
     gatewayReplies: (g) => `${prefix}:ctl-reply:${g}`,
     workers: `${prefix}:workers`,
