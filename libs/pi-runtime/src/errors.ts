@@ -6,6 +6,8 @@
  * - `no_model`: the org runtime has no model with configured auth (openSession without a model).
  * - `unknown_model`: the provider/model pair is not in the org runtime.
  * - `busy`: the session is running a prompt; the operation needs an idle session.
+ * - `idle`: the session is not running a prompt; the operation (steer, follow-up) needs an
+ *   active run.
  * - `corrupt_session`: the session file exists but is not a valid pi session (bad header);
  *   the file is left untouched.
  * - `auth`: the model's provider has no credential in this org runtime.
@@ -16,6 +18,7 @@ export type PiRuntimeErrorCode =
   | "no_model"
   | "unknown_model"
   | "busy"
+  | "idle"
   | "corrupt_session"
   | "auth"
   | "invalid_provider";
@@ -34,4 +37,9 @@ export class PiRuntimeError extends Error {
 /** The message of any thrown value (pi throws Errors, but be defensive). */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** The first line of an error message, trimmed (pi appends hints with server paths below it). */
+export function firstLine(message: string): string {
+  return message.split("\n", 1)[0]?.trim() || message;
 }

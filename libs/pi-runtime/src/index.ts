@@ -8,6 +8,9 @@ export { preparePiProcess } from "./pi-process.ts";
 export { AGENTS_FILE_MAX_BYTES } from "./project-context.ts";
 export { RuntimeCache } from "./runtime-cache.ts";
 export type {
+  CommandErrorCode,
+  CommandRequest,
+  CommandResult,
   ModelRow,
   OrgRuntime,
   OrgRuntimeSpec,

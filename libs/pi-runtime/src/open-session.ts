@@ -47,12 +47,14 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
   const agentsFile = await readProjectAgentsFile(spec.projectDir);
   const tmpDir = await mkdtemp(join(tmpdir(), "pf-bash-"));
   try {
+    // One spawner for the agent's bash tool and the user's bash command.
+    const bashOperations = createHostBashOperations({
+      cwd: spec.projectDir,
+      env: minimalBashEnv(spec.projectDir, tmpDir, spec.bashEnv),
+      maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
+    });
     const bash = createBashToolDefinition(spec.projectDir, {
-      operations: createHostBashOperations({
-        cwd: spec.projectDir,
-        env: minimalBashEnv(spec.projectDir, tmpDir, spec.bashEnv),
-        maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
-      }),
+      operations: bashOperations,
       exposeSessionEnvironment: false,
     });
     const { session } = await createAgentSession({
@@ -63,6 +65,8 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
       ...(spec.thinkingLevel ? { thinkingLevel: spec.thinkingLevel } : {}),
       resourceLoader: createIsolatedResourceLoader(agentsFile ? [agentsFile] : []),
       sessionManager,
+      // Per session and in memory: pi's "global" settings writes (steering mode, auto compaction,
+      // auto retry; hazard H10) stay inside this session.
       settingsManager: SettingsManager.inMemory(
         { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
         { projectTrusted: false },
@@ -70,7 +74,7 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
       tools: TOOL_NAMES,
       customTools: [defineTool(bash)], // defineTool: pi's identity helper that widens the tool type
     });
-    return new PiAgentSession(session, spec.runtime, rt, tmpDir);
+    return new PiAgentSession({ session, runtime: spec.runtime, rt, bashOperations, tmpDir });
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
     throw err;

@@ -1,18 +1,45 @@
 // Wraps one pi AgentSession behind the fleet's PiSession: one run at a time, events converted to
 // the lean wire form inside a listener that can never throw (hazard H11), outcomes classified
 // with the fleet's own abort flag (H15), and abort-before-dispose so the partial turn is kept (H14).
+// Steering input and RPC-style commands are delegated (queued-input rules here, commands/).
 import { rm } from "node:fs/promises";
-import type { AgentSession, ModelRuntime } from "@earendil-works/pi-coding-agent";
+import type { AgentSession, BashOperations, ModelRuntime } from "@earendil-works/pi-coding-agent";
 import { THINKING_LEVELS, type ThinkingLevel, type WireEvent } from "@pi-fleet/contracts";
-import { errorMessage, PiRuntimeError } from "./errors.ts";
+import { runCommand } from "./commands/index.ts";
+import { errorMessage, firstLine, PiRuntimeError } from "./errors.ts";
 import { RunTracker } from "./run-tracker.ts";
+import { publicMessages } from "./sanitize.ts";
 import { fromPiThinkingLevel, fromPiThinkingLevels } from "./thinking-levels.ts";
-import type { OrgRuntime, PiSession, PromptImage, RunOutcome, SessionSettings } from "./types.ts";
+import type {
+  CommandRequest,
+  CommandResult,
+  OrgRuntime,
+  PiSession,
+  PromptImage,
+  RunOutcome,
+  SessionSettings,
+} from "./types.ts";
 import { toWireEvent } from "./wire-event.ts";
 
 interface ActiveRun {
   readonly tracker: RunTracker;
   readonly sink: (event: WireEvent) => void;
+  /** pi's run loop began (agent_start seen); before that, run() is still in pi's preflight. */
+  started: boolean;
+}
+
+/** The parts openSession built a PiAgentSession from. */
+export interface PiAgentSessionParts {
+  /** pi's session, created with this package's isolated parts (its own in-memory settings). */
+  session: AgentSession;
+  /** The org runtime the session's models come from. */
+  runtime: OrgRuntime;
+  /** The pi runtime behind `runtime`. */
+  rt: ModelRuntime;
+  /** The bash tool's confined spawner; user bash commands run through it too. */
+  bashOperations: BashOperations;
+  /** The bash TMPDIR of this session, removed on dispose. */
+  tmpDir: string;
 }
 
 /** The PiSession implementation over a created AgentSession (built by openSession). */
@@ -20,26 +47,23 @@ export class PiAgentSession implements PiSession {
   readonly #session: AgentSession;
   readonly #runtime: OrgRuntime;
   readonly #rt: ModelRuntime;
+  readonly #bashOperations: BashOperations;
   readonly #tmpDir: string;
   readonly #unsubscribe: () => void;
   #run: ActiveRun | undefined;
   #disposed = false;
 
-  /**
-   * @param session pi's session, created with this package's isolated parts
-   * @param runtime the org runtime the session's models come from
-   * @param rt the pi runtime behind `runtime`
-   * @param tmpDir the bash TMPDIR of this session, removed on dispose
-   */
-  constructor(session: AgentSession, runtime: OrgRuntime, rt: ModelRuntime, tmpDir: string) {
-    this.#session = session;
-    this.#runtime = runtime;
-    this.#rt = rt;
-    this.#tmpDir = tmpDir;
-    this.#unsubscribe = session.subscribe((event) => {
+  constructor(parts: PiAgentSessionParts) {
+    this.#session = parts.session;
+    this.#runtime = parts.runtime;
+    this.#rt = parts.rt;
+    this.#bashOperations = parts.bashOperations;
+    this.#tmpDir = parts.tmpDir;
+    this.#unsubscribe = this.#session.subscribe((event) => {
       // Runs synchronously inside pi's event queue: no I/O, and nothing may escape (H11).
       const run = this.#run;
       if (!run) return;
+      if (event.type === "agent_start") run.started = true;
       try {
         run.tracker.observe(event);
       } catch {
@@ -75,27 +99,42 @@ export class PiAgentSession implements PiSession {
       tracker.markThrown("busy: the session is already running a prompt");
       return tracker.outcome();
     }
-    this.#run = { tracker, sink };
+    const run: ActiveRun = { tracker, sink, started: false };
+    this.#run = run;
     try {
-      await this.#session.prompt(text, {
-        expandPromptTemplates: false,
-        ...(opts?.images?.length
-          ? {
-              images: opts.images.map((i) => ({
-                type: "image" as const,
-                data: i.data,
-                mimeType: i.mimeType,
-              })),
-            }
-          : {}),
-      });
+      const images = toImageContent(opts?.images);
+      await this.#session.prompt(text, { expandPromptTemplates: false, ...(images ? { images } : {}) });
     } catch (err) {
       // Preflight failures ("No API key found for x.\n\nUse /login … <server paths>"): first line only.
       tracker.markThrown(firstLine(errorMessage(err)));
+      // Input queued during the failed preflight would otherwise ride along with the next prompt.
+      if (!run.started && !this.#session.isStreaming) this.#session.clearQueue();
     } finally {
       this.#run = undefined;
     }
     return tracker.outcome();
+  }
+
+  steer(text: string, images?: PromptImage[]): Promise<void> {
+    return this.#queueInput("steer", text, images);
+  }
+
+  followUp(text: string, images?: PromptImage[]): Promise<void> {
+    return this.#queueInput("followUp", text, images);
+  }
+
+  async command(request: CommandRequest): Promise<CommandResult> {
+    if (this.#disposed) return { success: false, error: "PiSession is disposed" };
+    return runCommand(
+      {
+        session: this.#session,
+        runtime: this.#runtime,
+        rt: this.#rt,
+        bashOperations: this.#bashOperations,
+        busy: this.#run !== undefined || this.#session.isStreaming,
+      },
+      request,
+    );
   }
 
   async abort(): Promise<void> {
@@ -138,7 +177,7 @@ export class PiAgentSession implements PiSession {
   }
 
   messages(): unknown[] {
-    return this.#session.messages.filter((m) => m.role !== "system");
+    return publicMessages(this.#session.messages);
   }
 
   async dispose(): Promise<void> {
@@ -156,8 +195,41 @@ export class PiAgentSession implements PiSession {
   #assertOpen(): void {
     if (this.#disposed) throw new Error("PiSession is disposed");
   }
+
+  /** True while pi streams a run, or while run() is still in pi's preflight (queued input rides along). */
+  #acceptsQueuedInput(): boolean {
+    return this.#session.isStreaming || (this.#run !== undefined && !this.#run.started);
+  }
+
+  async #queueInput(
+    kind: "steer" | "followUp",
+    text: string,
+    images: PromptImage[] | undefined,
+  ): Promise<void> {
+    this.#assertOpen();
+    if (typeof text !== "string") throw new TypeError(`${kind} text must be a string`);
+    if (!this.#acceptsQueuedInput()) {
+      throw new PiRuntimeError(
+        "idle",
+        `Cannot ${kind === "steer" ? "steer" : "follow up"}: no run is active`,
+      );
+    }
+    const content = toImageContent(images);
+    if (kind === "steer") await this.#session.steer(text, content, { source: "rpc" });
+    else await this.#session.followUp(text, content, { source: "rpc" });
+    // pi queues after awaiting its input handlers: if the run ended meanwhile, nothing would
+    // deliver the message until the next prompt, so take it back and report the session idle.
+    if (!this.#acceptsQueuedInput() && this.#session.pendingMessageCount > 0) {
+      this.#session.clearQueue();
+      throw new PiRuntimeError("idle", "The run ended before the message was queued");
+    }
+  }
 }
 
-function firstLine(message: string): string {
-  return message.split("\n", 1)[0]?.trim() || message;
+/** pi's image content blocks for PromptImages; undefined for none. */
+function toImageContent(
+  images: readonly PromptImage[] | undefined,
+): { type: "image"; data: string; mimeType: string }[] | undefined {
+  if (!images?.length) return undefined;
+  return images.map((i) => ({ type: "image" as const, data: i.data, mimeType: i.mimeType }));
 }

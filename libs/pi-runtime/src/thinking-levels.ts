@@ -8,6 +8,14 @@ import { THINKING_LEVELS, type ThinkingLevel } from "@pi-fleet/contracts";
 /** pi's default for a new session without an explicit level (pi-coding-agent DEFAULT_THINKING_LEVEL). */
 const PI_DEFAULT_THINKING_LEVEL: PiThinkingLevel = "medium";
 
+/** pi's levels, in order (the contract's six plus "max"). */
+export const PI_THINKING_LEVELS: readonly PiThinkingLevel[] = [...THINKING_LEVELS, "max"];
+
+/** Whether `value` names one of pi's thinking levels (the contract's, or "max"). */
+export function isPiThinkingLevel(value: unknown): value is PiThinkingLevel {
+  return typeof value === "string" && (PI_THINKING_LEVELS as readonly string[]).includes(value);
+}
+
 /** A pi thinking level as the fleet contract names it ("max" → "xhigh"). */
 export function fromPiThinkingLevel(level: string): ThinkingLevel {
   if (level === "max") return "xhigh";

@@ -129,6 +129,24 @@ export interface SessionSettings {
   isStreaming: boolean;
 }
 
+/** A pi RPC-style command: `type` plus the command's own fields (pi's RpcCommand shapes). */
+export interface CommandRequest {
+  type: string;
+  [key: string]: unknown;
+}
+
+/**
+ * Why a command was refused without running: `busy` (it needs an idle session), `invalid`
+ * (missing or malformed arguments, an unknown model or entry id), `unsupported` (unknown type, or
+ * a pi command the fleet does not offer here). Failures reported by pi itself carry no code.
+ */
+export type CommandErrorCode = "busy" | "invalid" | "unsupported";
+
+/** A command's answer: pi's RPC response minus `id`/`type`/`command` (see PiSession.command). */
+export type CommandResult =
+  | { success: true; data?: unknown }
+  | { success: false; error: string; code?: CommandErrorCode };
+
 /** One open pi agent session (single writer of its session file). */
 export interface PiSession {
   /** pi's session header id (a UUIDv7). */
@@ -143,6 +161,38 @@ export interface PiSession {
    * outside a run (e.g. thinking_level_changed from setThinkingLevel) are not delivered.
    */
   run(text: string, opts: { images?: PromptImage[] }, sink: (event: WireEvent) => void): Promise<RunOutcome>;
+  /**
+   * Queues a steering message into the active run (pi `steer`): delivered after the current
+   * assistant turn's tool calls finish, before the next LLM request. pi emits `queue_update` into
+   * the run's sink. Also accepted while run() is still in pi's preflight (then delivered with
+   * the prompt; dropped if the preflight fails). Throws PiRuntimeError "idle" when no run is
+   * active, or when the run ended before pi queued the message (the caller starts a new run
+   * instead); Error when disposed.
+   */
+  steer(text: string, images?: PromptImage[]): Promise<void>;
+  /**
+   * Queues a follow-up message (pi `followUp`): delivered when the agent would otherwise stop,
+   * within the same run. Same activity rule and errors as steer().
+   */
+  followUp(text: string, images?: PromptImage[]): Promise<void>;
+  /**
+   * Runs one pi RPC command with pi's semantics, error texts and response `data` shapes, minus
+   * server paths: get_state, get_messages, get_available_models, set_model, cycle_model,
+   * set_thinking_level, cycle_thinking_level, get_available_thinking_levels, set_steering_mode,
+   * set_follow_up_mode, compact, set_auto_compaction, set_auto_retry, abort_retry, clear_queue,
+   * bash, abort_bash, get_session_stats, get_last_assistant_text, set_session_name,
+   * get_commands, get_fork_messages, get_entries, get_tree (each handler in commands/*.ts
+   * documents its `data`). Events pi emits outside a run (compaction, user bash output) are not
+   * delivered to any sink.
+   * Never rejects: pi's errors become `{success: false, error}` (first line only), a disposed
+   * session answers `{success: false, error: "PiSession is disposed"}`. compact, set_model and
+   * cycle_model answer "busy" during a run. Settings commands change this session only.
+   * Unknown types answer `Unknown command: <type>`
+   * ("unsupported"); fork, clone, new_session, switch_session and export_html answer
+   * "<type> is not supported yet" ("unsupported"); prompt, steer, follow_up and abort are
+   * "unsupported" here (use run/steer/followUp/abort).
+   */
+  command(request: CommandRequest): Promise<CommandResult>;
   /** Aborts the current run (bash process group included) and waits until pi persisted the partial turn. */
   abort(): Promise<void>;
   settings(): SessionSettings;
@@ -150,7 +200,10 @@ export interface PiSession {
   setModel(provider: string, modelId: string): Promise<void>;
   /** Sets the thinking level; returns the effective (clamped to the model) level. */
   setThinkingLevel(level: ThinkingLevel): ThinkingLevel;
-  /** pi's AgentMessage[] of the current context, excluding role "system" messages (they embed server paths). */
+  /**
+   * pi's AgentMessage[] of the current context, excluding role "system" messages (they embed
+   * server paths) and without `fullOutputPath` on user-bash (`bashExecution`) messages.
+   */
   messages(): unknown[];
   /** Aborts first if streaming, then disposes the pi session and removes the bash temp dir. Idempotent. */
   dispose(): Promise<void>;

@@ -1,0 +1,53 @@
+// The command switch of PiSession.command(): pi's RPC command semantics (rpc-mode.js of 0.87.1),
+// reimplemented over one AgentSession without server paths. Groups: state.ts, model.ts,
+// queue.ts (queue modes, retry, compaction), bash.ts, tree.ts.
+import { errorMessage, firstLine } from "../errors.ts";
+import type { CommandRequest, CommandResult } from "../types.ts";
+import { bashCommands } from "./bash.ts";
+import { modelCommands } from "./model.ts";
+import { queueCommands } from "./queue.ts";
+import { stateCommands } from "./state.ts";
+import { CommandArgError, type CommandContext, type CommandHandler } from "./support.ts";
+import { treeCommands } from "./tree.ts";
+
+export type { CommandContext } from "./support.ts";
+
+const HANDLERS: ReadonlyMap<string, CommandHandler> = new Map(
+  Object.entries({ ...stateCommands, ...modelCommands, ...queueCommands, ...bashCommands, ...treeCommands }),
+);
+
+/** pi commands that need session-file management by the fleet (a new file or another file). */
+const NOT_YET = new Set(["fork", "clone", "new_session", "switch_session", "export_html"]);
+
+/** pi commands the fleet serves through PiSession.run / steer / followUp / abort instead. */
+const ELSEWHERE = new Set(["prompt", "steer", "follow_up", "abort"]);
+
+/** The command types command() answers (for docs and tests). */
+export const COMMAND_TYPES: readonly string[] = [...HANDLERS.keys()];
+
+/**
+ * Runs one command. Never throws: a request without a string `type` → "invalid"; fork, clone,
+ * new_session, switch_session, export_html → "unsupported" `<type> is not supported yet`;
+ * prompt, steer, follow_up, abort → "unsupported" `<type> is not available as a command`; any
+ * other unknown type → "unsupported" with pi's `Unknown command: <type>`. Bad arguments →
+ * "invalid"; errors pi throws → `{success: false, error}` with the first line of pi's message.
+ */
+export async function runCommand(ctx: CommandContext, request: CommandRequest): Promise<CommandResult> {
+  const type: unknown = typeof request === "object" && request !== null ? request.type : undefined;
+  if (typeof type !== "string" || type === "") {
+    return { success: false, code: "invalid", error: 'A command needs a string "type"' };
+  }
+  if (NOT_YET.has(type))
+    return { success: false, code: "unsupported", error: `${type} is not supported yet` };
+  if (ELSEWHERE.has(type)) {
+    return { success: false, code: "unsupported", error: `${type} is not available as a command` };
+  }
+  const handler = HANDLERS.get(type);
+  if (!handler) return { success: false, code: "unsupported", error: `Unknown command: ${type}` };
+  try {
+    return await handler(ctx, request);
+  } catch (err) {
+    if (err instanceof CommandArgError) return { success: false, code: "invalid", error: err.message };
+    return { success: false, error: firstLine(errorMessage(err)) };
+  }
+}

@@ -1,0 +1,53 @@
+// Removes server paths from what pi hands out about a session: the system prompt (it names the
+// cwd and pi's install paths), the overflow log path of user bash commands, and the system
+// snapshot stored with compactions. Inputs are never mutated; only changed objects are copied.
+import type { AgentMessage } from "@earendil-works/pi-agent-core";
+import type { SessionEntry, SessionTreeNode } from "@earendil-works/pi-coding-agent";
+
+/** Context messages as the fleet shows them: no `system` messages, no `fullOutputPath`. */
+export function publicMessages(messages: readonly AgentMessage[]): AgentMessage[] {
+  return messages.filter((m) => m.role !== "system").map(publicMessage);
+}
+
+/** A message without server paths (a `bashExecution` loses `fullOutputPath`). */
+function publicMessage(message: AgentMessage): AgentMessage {
+  if (message.role !== "bashExecution" || message.fullOutputPath === undefined) return message;
+  const { fullOutputPath: _path, ...rest } = message;
+  return rest;
+}
+
+/**
+ * A session entry without server paths. System message entries keep their place in the tree
+ * (ids and parentIds stay valid) but only `role`, empty `content` and `timestamp`; compaction
+ * entries lose `systemMessage`.
+ */
+export function publicEntry(entry: SessionEntry): SessionEntry {
+  if (entry.type === "message") {
+    const m = entry.message;
+    if (m.role === "system")
+      return { ...entry, message: { role: "system", content: "", timestamp: m.timestamp } };
+    const message = publicMessage(m);
+    return message === m ? entry : { ...entry, message };
+  }
+  if (entry.type === "compaction" && entry.systemMessage !== undefined) {
+    const { systemMessage: _system, ...rest } = entry;
+    return rest;
+  }
+  return entry;
+}
+
+/** pi's session tree with every entry passed through publicEntry (iterative: trees are deep). */
+export function publicTree(roots: readonly SessionTreeNode[]): SessionTreeNode[] {
+  const out: SessionTreeNode[] = [];
+  const work: { nodes: readonly SessionTreeNode[]; into: SessionTreeNode[] }[] = [
+    { nodes: roots, into: out },
+  ];
+  for (let item = work.pop(); item; item = work.pop()) {
+    for (const node of item.nodes) {
+      const copy: SessionTreeNode = { ...node, entry: publicEntry(node.entry), children: [] };
+      item.into.push(copy);
+      if (node.children.length > 0) work.push({ nodes: node.children, into: copy.children });
+    }
+  }
+  return out;
+}
