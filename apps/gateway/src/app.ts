@@ -7,6 +7,7 @@
 import type { Logger } from "@pi-fleet/observability";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { installErrorHandlers } from "./error-handler.ts";
+import { controlRoutes } from "./routes/control.ts";
 import { eventRoutes, openStreams } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { projectRoutes } from "./routes/projects.ts";
@@ -54,6 +55,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   await app.register(providerRoutes);
   await app.register(sessionRoutes);
   await app.register(runRoutes);
+  await app.register(controlRoutes);
   await app.register(eventRoutes);
   return app;
 }

@@ -38,14 +38,31 @@ export class ControlClient {
   private readonly sub: Redis;
   private readonly keys: Keys;
   private readonly pending = new Map<string, (reply: ControlReply) => void>();
+  private readonly ownerWaiters = new Map<string, Set<() => void>>();
+  private readonly requestOwner: (org: string, project: string) => Promise<void>;
 
-  /** @param sub a dedicated subscriber connection (owned by this client) */
-  constructor(redis: Redis, sub: Redis, keys: Keys, gatewayId: string) {
+  /**
+   * @param sub a dedicated subscriber connection (owned by this client)
+   * @param requestOwner asks the fleet for an owner of a project (adds a dispatch job)
+   */
+  constructor(
+    redis: Redis,
+    sub: Redis,
+    keys: Keys,
+    gatewayId: string,
+    requestOwner: (org: string, project: string) => Promise<void>,
+  ) {
     this.redis = redis;
     this.sub = sub;
     this.keys = keys;
     this.gatewayId = gatewayId;
-    this.sub.on("message", (_channel: string, message: string) => {
+    this.requestOwner = requestOwner;
+    this.sub.on("message", (channel: string, message: string) => {
+      const waiters = this.ownerWaiters.get(channel);
+      if (waiters) {
+        for (const wake of waiters) wake();
+        return;
+      }
       try {
         const reply = JSON.parse(message) as ControlReply;
         this.pending.get(reply.id)?.(reply);
@@ -70,8 +87,10 @@ export class ControlClient {
     type: string,
     fields: { session?: string; payload?: unknown } = {},
     timeoutMs = 5000,
+    ensureOwner = false,
   ): Promise<ControlOutcome> {
-    const holder = await this.redis.get(this.keys.lease(org, project));
+    let holder = await this.redis.get(this.keys.lease(org, project));
+    if (!holder && ensureOwner) holder = await this.awaitOwner(org, project, timeoutMs);
     if (!holder) return { kind: "no-owner" };
     const workerId = holder.slice(0, holder.lastIndexOf(":"));
     const request: ControlRequest = {
@@ -95,6 +114,40 @@ export class ControlClient {
       return result === "timeout" ? { kind: "timeout" } : { kind: "reply", reply: result };
     } finally {
       this.pending.delete(request.id);
+    }
+  }
+
+  /**
+   * Gets the project an owner on demand: listens for the owner's announcement, signals dispatch,
+   * and resolves with the lease holder's token (undefined if none appeared within `timeoutMs`).
+   */
+  private async awaitOwner(org: string, project: string, timeoutMs: number): Promise<string | null> {
+    const channel = this.keys.ownerAnnounce(org, project);
+    let wake: () => void = () => {};
+    const announced = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    let waiters = this.ownerWaiters.get(channel);
+    if (!waiters) {
+      waiters = new Set();
+      this.ownerWaiters.set(channel, waiters);
+      await this.sub.subscribe(channel);
+    }
+    waiters.add(wake);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await this.requestOwner(org, project);
+      const holder = await this.redis.get(this.keys.lease(org, project));
+      if (holder) return holder;
+      await Promise.race([announced, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      return await this.redis.get(this.keys.lease(org, project));
+    } finally {
+      clearTimeout(timer);
+      waiters.delete(wake);
+      if (waiters.size === 0) {
+        this.ownerWaiters.delete(channel);
+        await this.sub.unsubscribe(channel).catch(() => undefined);
+      }
     }
   }
 

@@ -48,7 +48,10 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     connectRedis(env.REDIS_URL, "subscriber", `${gatewayId}:hub`),
     connectRedis(env.REDIS_URL, "subscriber", `${gatewayId}:control`),
   ]);
-  const control = new ControlClient(redis, controlSub, keys, gatewayId);
+  const producer = new RunProducer(bullmq, keys);
+  const control = new ControlClient(redis, controlSub, keys, gatewayId, (org, project) =>
+    producer.requestOwner(org, project),
+  );
   await control.start();
   const services: GatewayServices = {
     env,
@@ -57,7 +60,7 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     registry: new Registry(redis, keys),
     events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN),
     hub: new StreamHub(hubSub),
-    producer: new RunProducer(bullmq, keys),
+    producer,
     control,
     paths: new WorkspacePaths(env.WORKSPACE_DIR),
     org: DEFAULT_ORG,

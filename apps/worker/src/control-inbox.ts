@@ -15,6 +15,7 @@ interface Request {
   project: string;
   session?: string;
   replyTo: string;
+  payload?: unknown;
 }
 
 /** Serves control requests for the projects this worker owns. */
@@ -60,6 +61,25 @@ export class ControlInbox {
         case "abort": {
           const runId = req.session ? await runner.abortSession(req.session) : undefined;
           await reply(true, { aborted: runId !== undefined, ...(runId ? { runId } : {}) });
+          return;
+        }
+        case "deliver": {
+          const { text, mode } = (req.payload ?? {}) as { text?: string; mode?: "steer" | "followUp" };
+          if (!req.session || typeof text !== "string" || (mode !== "steer" && mode !== "followUp")) {
+            await reply(false, undefined, "invalid deliver request");
+            return;
+          }
+          const runId = await runner.deliver(req.session, text, mode);
+          await reply(true, runId ? { delivered: mode, runId } : { delivered: "idle" });
+          return;
+        }
+        case "command": {
+          const command = req.payload as { type?: unknown } | undefined;
+          if (!req.session || !command || typeof command.type !== "string") {
+            await reply(false, undefined, "invalid command request");
+            return;
+          }
+          await reply(true, await runner.command(req.session, command as { type: string }));
           return;
         }
         case "forget_session":

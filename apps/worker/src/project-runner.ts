@@ -8,12 +8,15 @@
  */
 
 import type { ProjectLease } from "@pi-fleet/leases";
+import type { CommandResult } from "@pi-fleet/pi-runtime";
 import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
 import type { WorkerContext } from "./worker-context.ts";
+
+const MODEL_COMMANDS = new Set(["set_model", "cycle_model", "set_thinking_level", "cycle_thinking_level"]);
 
 /** Why a runner stopped. */
 export type StopReason = "lost" | "released" | "shutdown";
@@ -90,6 +93,36 @@ export class ProjectRunner {
   /** Aborts a session's running run. */
   abortSession(sessionId: string): Promise<string | undefined> {
     return this.executor.abort(sessionId);
+  }
+
+  /**
+   * Delivers a steer / follow-up message into the session's running run.
+   * @returns the run it joined, or undefined when the session is idle (the caller queues a prompt)
+   */
+  async deliver(sessionId: string, text: string, mode: "steer" | "followUp"): Promise<string | undefined> {
+    const active = this.executor.active.get(sessionId);
+    if (!active?.session.isStreaming) return undefined;
+    if (mode === "steer") await active!.session.steer(text);
+    else await active!.session.followUp(text);
+    return active!.runId;
+  }
+
+  /**
+   * Runs a pi command on the session (opening it if needed). Model and thinking changes are
+   * written back to the registry so the next run keeps them.
+   */
+  async command(sessionId: string, request: { type: string; [k: string]: unknown }): Promise<CommandResult> {
+    const session = await this.host.acquire(sessionId);
+    const result = await session.command(request);
+    if (result.success && MODEL_COMMANDS.has(request.type)) {
+      const settings = session.settings();
+      await this.ctx.registry.updateSessionSettings(this.org, this.project, sessionId, {
+        provider: settings.model?.provider,
+        modelId: settings.model?.id,
+        thinkingLevel: settings.thinkingLevel,
+      });
+    }
+    return result;
   }
 
   /** Aborts and disposes one session (it was deleted). */

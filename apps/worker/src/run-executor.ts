@@ -105,6 +105,10 @@ export class RunExecutor {
     } finally {
       this.active.delete(data.sessionId);
     }
+    if (outcome.status !== "finished") {
+      // Steering / follow-up messages still queued belonged to this run: never let them leak into the next one.
+      await session.command({ type: "clear_queue" }).catch(() => undefined);
+    }
     await publisher.flush();
     if (publisher.fenced || !this.lease.held) {
       log.warn("run ended after the lease was lost; the next owner reports it");

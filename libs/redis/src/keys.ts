@@ -28,6 +28,8 @@ export interface Keys {
   streamChannel(org: string, project: string, session: string): string;
   /** LIST of the session's persisted messages (JSON), mirrored from `message_end` events. */
   messages(org: string, project: string, session: string): string;
+  /** Hash: pending extension UI request id → request JSON (answered ones are removed). */
+  pendingUi(org: string, project: string, session: string): string;
   /** Run record hash. */
   run(org: string, project: string, runId: string): string;
   /** ZSET of a session's runs scored by per-session sequence number. */
@@ -78,6 +80,7 @@ export function createKeys(prefix: string): Keys {
     streamMeta: (o, p, s) => `${prefix}:evm:${tag(o, p)}:${s}`,
     streamChannel: (o, p, s) => `${prefix}:evc:${tag(o, p)}:${s}`,
     messages: (o, p, s) => `${prefix}:msgs:${tag(o, p)}:${s}`,
+    pendingUi: (o, p, s) => `${prefix}:ui:${tag(o, p)}:${s}`,
     run: (o, p, r) => `${prefix}:run:${tag(o, p)}:${r}`,
     sessionRuns: (o, p, s) => `${prefix}:sruns:${tag(o, p)}:${s}`,
     sessionSeq: (o, p, s) => `${prefix}:sseq:${tag(o, p)}:${s}`,

@@ -154,6 +154,14 @@ export class Registry {
     return rows.map((r) => JSON.parse(r) as unknown);
   }
 
+  /** Pending extension UI requests of a session (wire `extension_ui_request` objects), oldest first. */
+  async pendingUiRequests(org: string, projectId: string, id: string): Promise<unknown[]> {
+    const all = await this.redis.hgetall(this.keys.pendingUi(org, projectId, id));
+    return Object.values(all)
+      .map((json) => JSON.parse(json) as { receivedAt?: number })
+      .sort((a, b) => (a.receivedAt ?? 0) - (b.receivedAt ?? 0));
+  }
+
   /** Stores (creates or replaces) a custom provider; `apiKey` undefined keeps the stored key. */
   async putProvider(org: string, config: CustomProviderConfig, apiKey?: string): Promise<void> {
     const tx = this.redis.multi().hset(this.keys.providers(org), config.provider, JSON.stringify(config));

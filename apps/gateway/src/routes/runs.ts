@@ -1,12 +1,9 @@
 /**
- * Runs: prompt (enqueue, with `Idempotency-Key`), abort, session state and one run's record.
- * A prompt records the run and appends `run_queued` atomically, then adds the job to the
- * project's queue and signals dispatch; the answer carries the offset just before `run_queued`
- * so a client subscribing from it misses nothing.
+ * Runs: prompt (enqueue, with `Idempotency-Key`), session state and one run's record. The
+ * prompt's answer carries the offset just before `run_queued`, so a client subscribing from it
+ * misses nothing.
  */
-import { createHash, randomUUID } from "node:crypto";
 import {
-  AbortResponse,
   ApiError,
   ErrorResponse,
   PromptRequest,
@@ -16,8 +13,9 @@ import {
   SessionParams,
   SessionStateResponse,
 } from "@pi-fleet/contracts";
-import { MissingRecordError, offsetBefore, type RunRecord } from "@pi-fleet/streams";
+import type { RunRecord } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
+import { enqueuePrompt } from "../enqueue.ts";
 import { requireSession } from "../lookups.ts";
 import { effectiveSettings } from "../model-settings.ts";
 
@@ -72,91 +70,8 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
         );
       }
       await requireSession(s, projectId, id);
-      const ref = { org: s.org, project: projectId, session: id };
-      const digest = rawKey ? createHash("sha256").update(rawKey).digest("hex").slice(0, 32) : undefined;
-      let result: Awaited<ReturnType<typeof s.events.enqueueRun>>;
-      try {
-        result = await s.events.enqueueRun(ref, randomUUID(), {
-          idempotencyDigest: digest,
-          firstMessage: text.slice(0, 200),
-          promptChars: text.length,
-        });
-      } catch (err) {
-        if (err instanceof MissingRecordError) throw new ApiError("PF_ERR_SESSION_NOT_FOUND");
-        throw err;
-      }
-      if (!result.created) {
-        const existing = await s.events.getRun(s.org, projectId, result.runId);
-        if (!existing) throw new ApiError("PF_ERR_RUN_NOT_FOUND", "the run of this Idempotency-Key expired");
-        return {
-          ok: true as const,
-          runId: existing.id,
-          offset: offsetBefore(existing.queuedOffset),
-          position: existing.position,
-        };
-      }
-      try {
-        await s.producer.enqueue({
-          org: s.org,
-          project: projectId,
-          sessionId: id,
-          runId: result.runId,
-          seq: result.seq ?? 0,
-          text,
-          enqueuedAtNs: process.hrtime.bigint().toString(),
-        });
-      } catch (err) {
-        // The job never reached the queue: close the run so nobody waits for it.
-        await s.events
-          .transitionRun(
-            ref,
-            result.runId,
-            "",
-            ["queued"],
-            "failed",
-            {
-              type: "run_failed",
-              runId: result.runId,
-              sessionId: id,
-              error: "could not enqueue the run",
-            },
-            { error: "could not enqueue the run" },
-          )
-          .catch(() => undefined);
-        throw err;
-      }
-      return {
-        ok: true as const,
-        runId: result.runId,
-        offset: offsetBefore(result.queuedOffset ?? "0-1"),
-        position: result.position ?? 0,
-      };
-    },
-  );
-
-  app.post(
-    "/v1/projects/:projectId/sessions/:id/abort",
-    {
-      schema: {
-        tags: ["sessions"],
-        summary: "Abort the running run of a session. No-op if idle.",
-        params: SessionParams,
-        response: { 200: AbortResponse, 404: ErrorResponse, 503: ErrorResponse },
-      },
-    },
-    async (request) => {
-      const { projectId, id } = request.params as { projectId: string; id: string };
-      const session = await requireSession(s, projectId, id);
-      if (!session.activeRun) return { ok: true as const, aborted: false };
-      const outcome = await s.control.send(s.org, projectId, "abort", { session: id });
-      if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
-      if (outcome.kind === "no-owner") return { ok: true as const, aborted: false };
-      const result = (outcome.reply.result ?? {}) as { aborted?: boolean; runId?: string };
-      return {
-        ok: true as const,
-        aborted: result.aborted === true,
-        ...(result.runId ? { runId: result.runId } : {}),
-      };
+      const run = await enqueuePrompt(s, projectId, id, text, rawKey);
+      return { ok: true as const, ...run };
     },
   );
 

@@ -70,6 +70,9 @@ export const AbortResponse = Type.Object({
   ok: Type.Literal(true),
   aborted: Type.Boolean({ description: "Whether a running run was aborted (false: the session was idle)." }),
   runId: Type.Optional(Type.String()),
+  cancelled: Type.Optional(
+    Type.Integer({ minimum: 0, description: "Queued runs cancelled (`cancelQueued`)." }),
+  ),
 });
 
 const RunStatusSchema = Type.Union(
@@ -123,3 +126,56 @@ export const EventsQuery = Type.Object(
   { after: Type.Optional(Type.String({ maxLength: 64 })) },
   { additionalProperties: false },
 );
+
+/** `POST …/steer` and `…/follow_up` body. */
+export const DeliverRequest = Type.Object(
+  { text: Type.String({ minLength: 1 }) },
+  { additionalProperties: false },
+);
+
+export const DeliverResponse = Type.Object({
+  ok: Type.Literal(true),
+  delivered: Type.Union([Type.Literal("steer"), Type.Literal("followUp"), Type.Literal("prompt")], {
+    description:
+      "How the message was delivered: into the running agent, or as a new prompt when the session was idle.",
+  }),
+  runId: Type.Optional(Type.String({ description: "The run the message joined or started." })),
+  offset: Type.Optional(Type.String()),
+  position: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+
+export const AbortRequest = Type.Object(
+  { cancelQueued: Type.Optional(Type.Boolean({ description: "Also cancel the session's queued runs." })) },
+  { additionalProperties: false },
+);
+
+/** `POST …/commands`: a pi RPC command (`type` plus its own fields). */
+export const CommandRequest = Type.Object(
+  { type: Type.String({ minLength: 1, maxLength: 64, pattern: "^[a-z_]+$" }) },
+  { additionalProperties: true },
+);
+
+export const CommandResponse = Type.Object({
+  type: Type.String(),
+  success: Type.Boolean(),
+  data: Type.Optional(Type.Unknown()),
+  error: Type.Optional(Type.String()),
+});
+
+export const ExtensionUiParams = Type.Object(
+  {
+    projectId: ProjectId,
+    id: SessionId,
+    requestId: Type.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9_-]+$" }),
+  },
+  { additionalProperties: false },
+);
+
+/** Seed `ExtensionUiResponseRequest`: one of value / confirmed / cancelled. */
+export const ExtensionUiResponseRequest = Type.Union([
+  Type.Object({ value: Type.String({ maxLength: 100_000 }) }, { additionalProperties: false }),
+  Type.Object({ confirmed: Type.Boolean() }, { additionalProperties: false }),
+  Type.Object({ cancelled: Type.Literal(true) }, { additionalProperties: false }),
+]);
+
+export const PendingExtensionUiRequestsResponse = Type.Object({ requests: Type.Array(Type.Unknown()) });

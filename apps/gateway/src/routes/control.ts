@@ -1,0 +1,211 @@
+/**
+ * Control of a session from any gateway: steer, follow-up, abort (optionally cancelling queued
+ * runs), pi commands, and extension-UI answers. Each goes to the worker holding the project's
+ * lease over the control channel and back; commands get an owner on demand. Steer and follow-up
+ * on an idle session become a new prompt run, as in pi.
+ */
+import {
+  AbortRequest,
+  AbortResponse,
+  ApiError,
+  CommandRequest,
+  CommandResponse,
+  DeliverRequest,
+  DeliverResponse,
+  ErrorResponse,
+  ExtensionUiParams,
+  ExtensionUiResponseRequest,
+  OkResponse,
+  PendingExtensionUiRequestsResponse,
+  SessionParams,
+} from "@pi-fleet/contracts";
+import type { FastifyInstance } from "fastify";
+import type { ControlOutcome } from "../control-client.ts";
+import { enqueuePrompt } from "../enqueue.ts";
+import { requireSession } from "../lookups.ts";
+import type { GatewayServices } from "../services.ts";
+
+type Params = { projectId: string; id: string };
+
+/** The reply's result, or the matching API error. */
+function resultOf(outcome: ControlOutcome): Record<string, unknown> | undefined {
+  if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+  if (outcome.kind === "no-owner") return undefined;
+  if (!outcome.reply.ok) return undefined;
+  return (outcome.reply.result ?? {}) as Record<string, unknown>;
+}
+
+async function deliver(s: GatewayServices, p: Params, text: string, mode: "steer" | "followUp") {
+  if (text.length > s.env.PI_FLEET_MAX_PROMPT_CHARS) {
+    throw new ApiError(
+      "PF_ERR_REQUEST_TOO_LARGE",
+      `text exceeds ${s.env.PI_FLEET_MAX_PROMPT_CHARS} characters`,
+    );
+  }
+  const session = await requireSession(s, p.projectId, p.id);
+  if (session.activeRun) {
+    const outcome = await s.control.send(s.org, p.projectId, "deliver", {
+      session: p.id,
+      payload: { text, mode },
+    });
+    const result = resultOf(outcome);
+    if (result?.delivered === mode) {
+      return { ok: true as const, delivered: mode, runId: String(result.runId) };
+    }
+  }
+  // Idle (or the run ended meanwhile): the message becomes a prompt.
+  const run = await enqueuePrompt(s, p.projectId, p.id, text);
+  return { ok: true as const, delivered: "prompt" as const, ...run };
+}
+
+export async function controlRoutes(app: FastifyInstance): Promise<void> {
+  const s = app.services;
+  const deliverSchema = (summary: string) => ({
+    tags: ["sessions"],
+    summary,
+    params: SessionParams,
+    body: DeliverRequest,
+    response: { 200: DeliverResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse },
+  });
+  app.post(
+    "/v1/projects/:projectId/sessions/:id/steer",
+    {
+      schema: deliverSchema(
+        "Steer the running agent (delivered after its current tool calls); idle: a new prompt.",
+      ),
+    },
+    async (request) => deliver(s, request.params as Params, (request.body as { text: string }).text, "steer"),
+  );
+  app.post(
+    "/v1/projects/:projectId/sessions/:id/follow_up",
+    { schema: deliverSchema("Queue a follow-up for when the agent would stop; idle: a new prompt.") },
+    async (request) =>
+      deliver(s, request.params as Params, (request.body as { text: string }).text, "followUp"),
+  );
+
+  app.post(
+    "/v1/projects/:projectId/sessions/:id/abort",
+    {
+      config: { optionalBody: true },
+      schema: {
+        tags: ["sessions"],
+        summary: "Abort the running run (no-op if idle); `cancelQueued` also cancels queued runs.",
+        params: SessionParams,
+        body: AbortRequest,
+        response: { 200: AbortResponse, 404: ErrorResponse, 503: ErrorResponse },
+      },
+    },
+    async (request) => {
+      const { projectId, id } = request.params as Params;
+      const { cancelQueued } = (request.body ?? {}) as { cancelQueued?: boolean };
+      const session = await requireSession(s, projectId, id);
+      const ref = { org: s.org, project: projectId, session: id };
+      let cancelled = 0;
+      if (cancelQueued) {
+        for (const runId of await s.events.openRuns(ref)) {
+          const res = await s.events.transitionRun(ref, runId, "", ["queued"], "cancelled", {
+            type: "run_cancelled",
+            runId,
+            sessionId: id,
+          });
+          if ("offset" in res) cancelled++;
+        }
+      }
+      if (!session.activeRun) return { ok: true as const, aborted: false, cancelled };
+      const result = resultOf(await s.control.send(s.org, projectId, "abort", { session: id }));
+      const runId = typeof result?.runId === "string" ? result.runId : undefined;
+      return { ok: true as const, aborted: result?.aborted === true, cancelled, ...(runId ? { runId } : {}) };
+    },
+  );
+
+  app.post(
+    "/v1/projects/:projectId/sessions/:id/commands",
+    {
+      schema: {
+        tags: ["sessions"],
+        summary: "Run a pi RPC command on the session (get_state, get_messages, compact, …).",
+        params: SessionParams,
+        body: CommandRequest,
+        response: { 200: CommandResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse },
+      },
+    },
+    async (request) => {
+      const { projectId, id } = request.params as Params;
+      const command = request.body as { type: string };
+      await requireSession(s, projectId, id);
+      const outcome = await s.control.send(
+        s.org,
+        projectId,
+        "command",
+        { session: id, payload: command },
+        30_000,
+        true,
+      );
+      if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+      if (outcome.kind === "no-owner")
+        throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", "no worker could take the project");
+      if (!outcome.reply.ok) throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", outcome.reply.error);
+      const result = outcome.reply.result as {
+        success: boolean;
+        data?: unknown;
+        error?: string;
+        code?: string;
+      };
+      if (!result.success && result.code === "busy") throw new ApiError("PF_ERR_COMMAND_BUSY", result.error);
+      if (!result.success && result.code === "unsupported") {
+        throw new ApiError("PF_ERR_COMMAND_UNSUPPORTED", result.error);
+      }
+      return {
+        type: command.type,
+        success: result.success,
+        ...(result.data === undefined ? {} : { data: result.data }),
+        ...(result.error === undefined ? {} : { error: result.error }),
+      };
+    },
+  );
+
+  app.get(
+    "/v1/projects/:projectId/sessions/:id/extension-ui",
+    {
+      schema: {
+        tags: ["sessions"],
+        summary: "Pending extension UI requests of the session.",
+        params: SessionParams,
+        response: { 200: PendingExtensionUiRequestsResponse, 404: ErrorResponse },
+      },
+    },
+    async (request) => {
+      const { projectId, id } = request.params as Params;
+      await requireSession(s, projectId, id);
+      return { requests: await s.registry.pendingUiRequests(s.org, projectId, id) };
+    },
+  );
+
+  app.post(
+    "/v1/projects/:projectId/sessions/:id/extension-ui/:requestId/response",
+    {
+      schema: {
+        tags: ["sessions"],
+        summary: "Answer a pending extension UI request.",
+        params: ExtensionUiParams,
+        body: ExtensionUiResponseRequest,
+        response: { 200: OkResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse },
+      },
+    },
+    async (request) => {
+      const { projectId, id, requestId } = request.params as Params & { requestId: string };
+      await requireSession(s, projectId, id);
+      const pending = await s.registry.pendingUiRequests(s.org, projectId, id);
+      if (!pending.some((r) => (r as { id?: string }).id === requestId))
+        throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
+      const result = resultOf(
+        await s.control.send(s.org, projectId, "ui_response", {
+          session: id,
+          payload: { requestId, response: request.body },
+        }),
+      );
+      if (!result) throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
+      return { ok: true as const };
+    },
+  );
+}

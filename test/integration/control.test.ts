@@ -1,0 +1,106 @@
+// Control from the gateway to the project's owner: commands (with an owner on demand), steer and
+// follow-up into a running run (or as a prompt when idle), abort with cancelQueued, and 409 for
+// settings changes while a run is active.
+import { openSse, waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+let stack: InProcessStack;
+let session = "";
+const base = () => `/v1/projects/ctl/sessions/${session}`;
+
+interface Run {
+  status: string;
+}
+
+beforeAll(async () => {
+  stack = await startInProcessStack(inject("redisUrl"), "control", {
+    env: { PI_FLEET_IDLE_RELEASE_MS: "300" },
+  });
+  await stack.call("POST", "/v1/projects", { name: "ctl" });
+  session = ((await stack.call("POST", "/v1/projects/ctl/sessions", {})).json as { id: string }).id;
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function runStatus(runId: string): Promise<string> {
+  return ((await stack.call("GET", `${base()}/runs/${runId}`)).json as Run).status;
+}
+
+describe("control", () => {
+  it("answers commands on a project nobody owns by taking an owner on demand", async () => {
+    const worker = stack.workers[0]!;
+    await waitFor(() => worker.ownership.runner("default", "ctl") === undefined, { timeoutMs: 5000 });
+    const named = await stack.call("POST", `${base()}/commands`, {
+      type: "set_session_name",
+      name: "my session",
+    });
+    expect(named).toEqual({ status: 200, json: { type: "set_session_name", success: true } });
+    const state = await stack.call("POST", `${base()}/commands`, { type: "get_state" });
+    expect(state.status).toBe(200);
+    const data = (state.json as { data: Record<string, unknown> }).data;
+    expect(data.sessionName).toBe("my session");
+    expect(data.isStreaming).toBe(false);
+    expect(JSON.stringify(state.json)).not.toContain(stack.workspace);
+    const unknown = await stack.call("POST", `${base()}/commands`, { type: "no_such_command" });
+    expect(unknown.status).toBe(400);
+    expect((unknown.json as { error: string }).error).toBe("Unknown command: no_such_command");
+  });
+
+  it("steers a running run, blocks settings changes with 409 while it runs, and aborts with cancelQueued", async () => {
+    const long = await stack.call("POST", `${base()}/prompt`, {
+      text: "[[delay:20]] [[deltas:200]] [[tag:long]]",
+    });
+    const { runId, offset } = long.json as { runId: string; offset: string };
+    const queued = await stack.call("POST", `${base()}/prompt`, { text: "[[reply:queued]]" });
+    const queuedRun = (queued.json as { runId: string }).runId;
+    const sse = await openSse(`${stack.gateway.url}${base()}/events?after=${offset}`);
+    await sse.waitFor((e) => (e.json as { type?: string })?.type === "message_update", 10_000);
+
+    const patch = await stack.call("PATCH", `${base()}/settings`, { thinkingLevel: "low" });
+    expect(patch.status).toBe(409);
+    expect((patch.json as { code: string }).code).toBe("PF_ERR_SESSION_BUSY");
+    const compact = await stack.call("POST", `${base()}/commands`, { type: "compact" });
+    expect(compact.status).toBe(409);
+
+    const steer = await stack.call("POST", `${base()}/steer`, { text: "please hurry" });
+    expect(steer.json).toMatchObject({ ok: true, delivered: "steer", runId });
+    await sse.waitFor((e) => (e.json as { type?: string })?.type === "queue_update", 10_000);
+
+    const abort = await stack.call("POST", `${base()}/abort`, { cancelQueued: true });
+    expect(abort.json).toMatchObject({ ok: true, aborted: true, runId, cancelled: 1 });
+    await waitFor(async () => (await runStatus(runId)) === "aborted", { timeoutMs: 10_000 });
+    expect(await runStatus(queuedRun)).toBe("cancelled");
+    await sse.waitFor((e) => (e.json as { type?: string })?.type === "run_aborted", 10_000);
+    const types = sse.events.map((e) => (e.json as { type: string }).type);
+    expect(types.filter((t) => t === "run_aborted")).toHaveLength(1);
+    expect(types).toContain("run_cancelled");
+    expect(types).not.toContain("run_finished");
+    sse.close();
+
+    const idle = await stack.call("POST", `${base()}/abort`);
+    expect(idle.json).toEqual({ ok: true, aborted: false, cancelled: 0 });
+  });
+
+  it("turns a follow-up on an idle session into a prompt", async () => {
+    await waitFor(async () => {
+      const state = (await stack.call("GET", `${base()}/state`)).json as { status: string };
+      return state.status === "idle";
+    });
+    const res = await stack.call("POST", `${base()}/follow_up`, { text: "[[reply:follow]]" });
+    const body = res.json as { delivered: string; runId: string };
+    expect(body.delivered).toBe("prompt");
+    await waitFor(async () => (await runStatus(body.runId)) === "finished", { timeoutMs: 10_000 });
+    const last = await stack.call("POST", `${base()}/commands`, { type: "get_last_assistant_text" });
+    expect(last.json).toEqual({ type: "get_last_assistant_text", success: true, data: { text: "follow" } });
+  });
+
+  it("answers 404 for an extension UI request that is not pending", async () => {
+    const list = await stack.call("GET", `${base()}/extension-ui`);
+    expect(list.json).toEqual({ requests: [] });
+    const answer = await stack.call("POST", `${base()}/extension-ui/abc123/response`, { confirmed: true });
+    expect(answer.status).toBe(404);
+  });
+});
