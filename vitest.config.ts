@@ -1,5 +1,6 @@
 // Test projects: unit (pure, no I/O), integration (real Redis, in-process gateway/worker,
-// scripted fake LLM), e2e (real child processes over loopback). See docs/testing.md.
+// scripted fake LLM, loopback HTTP), e2e (real child processes over loopback), chaos (kills,
+// pauses and Redis restarts of real child processes; each test spawns its own redis-server).
 import { defineConfig } from "vitest/config";
 
 const redisSetup = ["libs/testkit/src/redis-global-setup.ts"];
@@ -36,6 +37,17 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "chaos",
+          include: ["test/chaos/**/*.test.ts"],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 60_000,
+          retry: 0,
         },
       },
     ],
