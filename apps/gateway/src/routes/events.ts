@@ -33,15 +33,10 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
       if (cursor !== undefined && !isOffset(cursor)) throw new ApiError("PF_ERR_STREAM_CURSOR_INVALID");
       await requireSession(s, projectId, id);
 
+      // Subscribe (and replay) before the head goes out, so even a live-only client misses
+      // nothing written after its request arrived; frames are held until the stream opens.
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, {
-        ...(reply.getHeaders() as Record<string, string>),
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        connection: "keep-alive",
-        "x-accel-buffering": "no",
-      });
       const stream = new SseStream(res, {
         heartbeatMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
         retryMs: 1000,
@@ -66,7 +61,17 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
       } catch (err) {
         request.log.warn({ err: (err as Error).message }, "stream subscription failed");
         stream.end();
+        return;
       }
+      if (res.destroyed) return;
+      res.writeHead(200, {
+        ...(reply.getHeaders() as Record<string, string>),
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      stream.open();
     },
   );
 }

@@ -16,11 +16,15 @@ export interface SseOptions {
   maxBufferedBytes: number;
 }
 
-/** Writes a subscription to an HTTP response as SSE. */
+/**
+ * Writes a subscription to an HTTP response as SSE. Frames produced before `open()` (while the
+ * subscription replays and before the response head is sent) are held and flushed on open.
+ */
 export class SseStream implements SubscriptionSink {
   private readonly res: ServerResponse;
   private readonly opts: SseOptions;
-  private readonly heartbeat: NodeJS.Timeout;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private held: string[] | undefined = [];
   private lastId: string | undefined;
   private ended = false;
   /** Called once when the stream ends for any reason. */
@@ -29,10 +33,17 @@ export class SseStream implements SubscriptionSink {
   constructor(res: ServerResponse, opts: SseOptions) {
     this.res = res;
     this.opts = opts;
-    res.write(`retry: ${opts.retryMs}\n\n`);
-    this.heartbeat = setInterval(() => this.write(": heartbeat\n\n"), opts.heartbeatMs);
-    this.heartbeat.unref();
     res.on("close", () => this.finish());
+  }
+
+  /** Sends `retry:` and the frames held so far, then writes through. Call after the head is sent. */
+  open(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    this.res.write(`retry: ${this.opts.retryMs}\n\n`);
+    for (const frame of held) this.write(frame);
+    this.heartbeat = setInterval(() => this.write(": heartbeat\n\n"), this.opts.heartbeatMs);
+    this.heartbeat.unref();
   }
 
   entry(entry: StreamEntry): void {
@@ -57,6 +68,10 @@ export class SseStream implements SubscriptionSink {
 
   private write(chunk: string): void {
     if (this.ended) return;
+    if (this.held) {
+      this.held.push(chunk);
+      return;
+    }
     if (this.res.writableLength > this.opts.maxBufferedBytes) {
       const lagging = { type: "stream_lagging", lastOffset: this.lastId ?? null };
       this.res.write(`data: ${JSON.stringify(lagging)}\n\n`);
