@@ -7,6 +7,7 @@ import { Registry } from "@pi-fleet/registry";
 import {
   EventLog,
   FencedError,
+  offsetBefore,
   type ResetReason,
   SessionSubscription,
   type StreamEntry,
@@ -227,5 +228,61 @@ describe("SessionSubscription", () => {
     await s2.close();
     expect(current.resets).toEqual([]);
     expect(current.entries).toEqual([]);
+  });
+
+  it("sends stream_reset lost when the stream was lost and recreated behind a resuming client", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("recreated");
+    const old = await log.append(r, "", [{ event: { type: "old", i: 0 } }, { event: { type: "old", i: 1 } }]);
+    // Redis loses the data (no AOF, failover to a stale replica); new events arrive later.
+    await redis.del(keys.stream("acme", "web", "recreated"), keys.streamMeta("acme", "web", "recreated"));
+    await new Promise((resolve) => setTimeout(resolve, 5)); // a restart takes longer than a millisecond
+    await log.append(r, "", [{ event: { type: "new", i: 0 } }]);
+    await log.append(r, "", [{ event: { type: "new", i: 1 } }]);
+    const c = collector();
+    const s = new SessionSubscription(log, hub, r, old[0], c.sink);
+    await s.start();
+    await s.close();
+    expect(c.resets.map((x) => x.reason)).toEqual(["lost"]);
+    expect(c.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["new", "new"]);
+  });
+
+  it("tells a live subscriber when the stream is lost under it", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("lost-live");
+    await log.append(r, "", [{ event: { type: "a" } }, { event: { type: "b" } }]);
+    const c = collector();
+    const s = new SessionSubscription(log, hub, r, "0", c.sink);
+    await s.start();
+    await redis.del(keys.stream("acme", "web", "lost-live"), keys.streamMeta("acme", "web", "lost-live"));
+    await log.append(r, "", [{ event: { type: "c" } }]);
+    await waitFor(() => c.entries.length >= 3, { timeoutMs: 5000 });
+    await s.close();
+    expect(c.resets.map((x) => x.reason)).toEqual(["lost"]);
+    expect(c.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["a", "b", "c"]);
+  });
+
+  it("accepts the synthetic offset just before an entry without a reset", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("synthetic");
+    const [a] = await log.append(r, "", [{ event: { type: "a" } }]);
+    await log.append(r, "", [{ event: { type: "b" } }]);
+    const c = collector();
+    const s = new SessionSubscription(log, hub, r, offsetBefore(a!), c.sink);
+    await s.start();
+    await s.close();
+    expect(c.resets).toEqual([]);
+    expect(c.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["a", "b"]);
+  });
+
+  it("trims entries older than the age limit on the next append", async () => {
+    const log = new EventLog(redis, keys, 100_000, 50);
+    const r = ref("aged");
+    await log.append(r, "", [{ event: { type: "old" } }]);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    await log.append(r, "", [{ event: { type: "new" } }]);
+    const retained = await log.range(r, "0", 1000);
+    expect(retained.some((e) => e.data.includes('"old"'))).toBe(false);
+    expect((await log.bounds(r)).trimmed).toBe(true);
   });
 });

@@ -58,7 +58,7 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     keys,
     redis,
     registry: new Registry(redis, keys),
-    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN),
+    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN, env.PI_FLEET_STREAM_MAX_AGE_MS),
     hub: new StreamHub(hubSub),
     producer,
     control,

@@ -73,7 +73,7 @@ export async function startWorker(
     redis,
     bullmq,
     registry,
-    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN),
+    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN, env.PI_FLEET_STREAM_MAX_AGE_MS),
     leases: new LeaseManager(redis, keys, workerId, env.PI_FLEET_LEASE_TTL_MS),
     runtimes: new RuntimeCache(),
     paths: new WorkspacePaths(env.WORKSPACE_DIR),

@@ -33,6 +33,14 @@ export const EnvSchema = Type.Object({
   OPENAI_API_KEY: Type.Optional(Type.String()),
   /** Entries kept per session stream (approximate MAXLEN trimming). */
   PI_FLEET_STREAM_MAXLEN: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 10_000 }),
+  /** Entries older than this (ms) are trimmed from a session stream on its next append; 0 = keep by count only. */
+  PI_FLEET_STREAM_MAX_AGE_MS: Type.Integer({ minimum: 0, maximum: 366 * 24 * 3600_000, default: 0 }),
+  /** Unsent bytes allowed per SSE/WebSocket client before it is cut with `stream_lagging`. */
+  PI_FLEET_CLIENT_MAX_BUFFER_BYTES: Type.Integer({
+    minimum: 16 * 1024,
+    maximum: 1024 * 1024 * 1024,
+    default: 8 * 1024 * 1024,
+  }),
   /** Projects one worker may own at once. */
   PI_FLEET_MAX_PROJECTS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
   /** Concurrent runs (distinct sessions) per project. */

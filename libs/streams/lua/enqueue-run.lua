@@ -1,7 +1,7 @@
 -- Records a new run of a session and appends `run_queued`, atomically (gateway side).
 -- KEYS: 1 idempotency key, 2 session seq, 3 run record, 4 session open-runs zset, 5 stream,
 --       6 stream meta, 7 session hash
--- ARGV: 1 runId, 2 use idempotency ('1'|'0'), 3 idempotency ttl (s), 4 maxlen, 5 channel,
+-- ARGV: 1 runId, 2 use idempotency ('1'|'0'), 3 idempotency ttl (s), 4 retention "<maxlen>:<maxAgeMs>", 5 channel,
 --       6 epoch seed, 7 now (ms), 8 sessionId, 9 first-message preview, 10 prompt chars
 -- Returns {1, runId, queuedEntryId, seq, position} for a new run, {0, existingRunId} when the
 -- idempotency key already names a run; error "NOSESSION" when the session does not exist.

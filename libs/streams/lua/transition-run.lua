@@ -2,7 +2,7 @@
 -- atomically and fenced by the project lease. A terminal state also leaves the open-runs zset
 -- and clears the session's active run, so "exactly one terminal event" holds under any race.
 -- KEYS: 1 lease, 2 run record, 3 session open-runs zset, 4 stream, 5 stream meta, 6 session hash
--- ARGV: 1 lease token ('' = unfenced), 2 maxlen, 3 channel, 4 epoch seed, 5 allowed from-states
+-- ARGV: 1 lease token ('' = unfenced), 2 retention "<maxlen>:<maxAgeMs>", 3 channel, 4 epoch seed, 5 allowed from-states
 --       (comma separated), 6 new state, 7 event json, 8 now (ms), 9 terminal ('1'|'0'),
 --       then field/value pairs to set on the run record
 -- Returns {1, entryId} on success, {0, currentState} when the run is not in an allowed state,

@@ -9,6 +9,7 @@ import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
 import { TERMINAL_RUN_STATUSES } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import { LuaScript } from "@pi-fleet/redis";
+import { offsetBefore } from "./offsets.ts";
 
 const luaDir = new URL("../lua/", import.meta.url);
 const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
@@ -101,15 +102,21 @@ export class EventLog {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly maxLen: number;
+  readonly maxAgeMs: number;
+  private readonly retention: string;
 
   /**
    * @param redis a `command` connection
    * @param maxLen approximate MAXLEN per session stream (`PI_FLEET_STREAM_MAXLEN`)
+   * @param maxAgeMs entries older than this are trimmed on the next append (0 = no age limit;
+   *   `PI_FLEET_STREAM_MAX_AGE_MS`)
    */
-  constructor(redis: Redis, keys: Keys, maxLen: number) {
+  constructor(redis: Redis, keys: Keys, maxLen: number, maxAgeMs = 0) {
     this.redis = redis;
     this.keys = keys;
     this.maxLen = maxLen;
+    this.maxAgeMs = maxAgeMs;
+    this.retention = `${maxLen}:${maxAgeMs}`;
   }
 
   private streamKeys(ref: SessionRef) {
@@ -135,7 +142,7 @@ export class EventLog {
   ): Promise<string[]> {
     if (events.length === 0) return [];
     const k = this.streamKeys(ref);
-    const args: (string | number)[] = [token, this.maxLen, k.channel, randomBytes(8).toString("hex")];
+    const args: (string | number)[] = [token, this.retention, k.channel, randomBytes(8).toString("hex")];
     for (const e of events) {
       args.push(typeof e.event === "string" ? e.event : JSON.stringify(e.event));
       args.push(e.history === undefined ? "" : JSON.stringify(e.history));
@@ -180,7 +187,7 @@ export class EventLog {
       runId,
       opts.idempotencyDigest ? "1" : "0",
       24 * 3600,
-      this.maxLen,
+      this.retention,
       k.channel,
       randomBytes(8).toString("hex"),
       now,
@@ -233,7 +240,7 @@ export class EventLog {
     const terminal = TERMINAL_RUN_STATUSES.includes(to);
     const args = [
       token,
-      this.maxLen,
+      this.retention,
       k.channel,
       randomBytes(8).toString("hex"),
       from.join(","),
@@ -298,24 +305,43 @@ export class EventLog {
   }
 
   /**
-   * What the stream holds now: first retained entry id, last written id (from the meta hash,
-   * which survives trimming) and whether entries were ever trimmed (`entries-added > length`).
+   * True when `offset` is a position of this stream: a retained entry's id, or the synthetic
+   * offset just before the next retained entry (see `offsetBefore`).
    */
-  async bounds(ref: SessionRef): Promise<{ first?: string; last?: string; trimmed: boolean }> {
+  async isPosition(ref: SessionRef, offset: string): Promise<boolean> {
+    const key = this.keys.stream(ref.org, ref.project, ref.session);
+    const [exact, next] = await Promise.all([
+      this.redis.xrange(key, offset, offset),
+      this.redis.xrange(key, `(${offset}`, "+", "COUNT", "1"),
+    ]);
+    if (exact.length > 0) return true;
+    const nextId = next[0]?.[0];
+    return nextId !== undefined && offsetBefore(nextId) === offset;
+  }
+
+  /**
+   * What the stream holds now: first retained entry id, last written id (from the meta hash,
+   * which survives trimming), whether entries were ever trimmed (`entries-added > length`) and the
+   * stream's epoch (random, set on its first write; a new epoch means the stream was recreated).
+   */
+  async bounds(
+    ref: SessionRef,
+  ): Promise<{ first?: string; last?: string; trimmed: boolean; epoch?: string }> {
     const key = this.keys.stream(ref.org, ref.project, ref.session);
     const meta = this.keys.streamMeta(ref.org, ref.project, ref.session);
-    const [info, last] = await Promise.all([
+    const [info, [last, epochValue]] = await Promise.all([
       this.redis.call("XINFO", "STREAM", key).catch(() => undefined),
-      this.redis.hget(meta, "last"),
+      this.redis.hmget(meta, "last", "epoch"),
     ]);
-    if (!Array.isArray(info)) return { last: last ?? undefined, trimmed: false };
+    const epoch = epochValue ?? undefined;
+    if (!Array.isArray(info)) return { last: last ?? undefined, trimmed: false, epoch };
     const map = new Map<string, unknown>();
     for (let i = 0; i + 1 < info.length; i += 2) map.set(String(info[i]), info[i + 1]);
     const length = Number(map.get("length") ?? 0);
     const added = Number(map.get("entries-added") ?? length);
     const firstEntry = map.get("first-entry");
     const first = Array.isArray(firstEntry) ? String(firstEntry[0]) : undefined;
-    return { first, last: last ?? undefined, trimmed: added > length };
+    return { first, last: last ?? undefined, trimmed: added > length, epoch };
   }
 
   /** Deletes a session's stream, meta, message history and counters (session deletion). */

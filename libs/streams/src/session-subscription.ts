@@ -33,6 +33,8 @@ export class SessionSubscription implements HubListener {
   private readonly sink: SubscriptionSink;
   private readonly cursor: string | undefined;
   private lastSent: string = ORIGIN;
+  /** The stream epoch this subscription has delivered from (undefined until known). */
+  private epoch: string | undefined;
   private buffering = true;
   private buffer: StreamEntry[] = [];
   private repairing = false;
@@ -67,8 +69,9 @@ export class SessionSubscription implements HubListener {
     const channel = this.log.keys.streamChannel(this.ref.org, this.ref.project, this.ref.session);
     this.unwatch = await this.hub.watch(channel, this);
     if (this.cursor === undefined) {
-      const { last } = await this.log.bounds(this.ref);
+      const { last, epoch } = await this.log.bounds(this.ref);
       this.lastSent = last ?? ORIGIN;
+      this.epoch = epoch;
     } else {
       this.lastSent = await this.checkCursor(this.cursor);
     }
@@ -83,14 +86,24 @@ export class SessionSubscription implements HubListener {
     await this.unwatch?.();
   }
 
-  onEntry(prev: string, id: string, data: string): void {
+  onEntry(epoch: string, prev: string, id: string, data: string): void {
     if (this.closed) return;
+    if (this.epoch !== undefined && epoch !== this.epoch) {
+      // The stream was lost and recreated under us: tell the client, then carry on from the new stream.
+      this.epoch = epoch;
+      this.buffer = [];
+      this.sink.reset("lost", "0");
+      this.lastSent = ORIGIN;
+      void this.catchUp();
+      return;
+    }
+    this.epoch ??= epoch;
     if (this.buffering) {
       this.buffer.push({ id, data });
       return;
     }
     if (compareOffsets(id, this.lastSent) <= 0) return;
-    if (prev !== this.lastSent && compareOffsets(prev, this.lastSent) > 0) {
+    if (prev !== this.lastSent) {
       // A predecessor we never saw: fetch the gap from the stream (this entry included).
       void this.catchUp();
       return;
@@ -99,18 +112,50 @@ export class SessionSubscription implements HubListener {
   }
 
   onResync(): void {
-    if (!this.closed) void this.catchUp();
+    if (this.closed) return;
+    // After a reconnect the stream may be gone (Redis restarted without its data): re-validate.
+    void this.resync();
   }
 
+  private async resync(): Promise<void> {
+    try {
+      const known = this.epoch;
+      const { epoch } = await this.log.bounds(this.ref);
+      if (known !== undefined && epoch !== known) {
+        this.epoch = epoch;
+        this.buffer = [];
+        this.sink.reset("lost", "0");
+        this.lastSent = ORIGIN;
+      } else if (this.lastSent !== ORIGIN) {
+        this.lastSent = await this.checkCursor(this.lastSent);
+      }
+    } catch {
+      // Redis still unreachable: catchUp below retries the read and fails the subscription if it must
+    }
+    await this.catchUp();
+  }
+
+  /**
+   * Validates a client cursor against the stream and returns where to replay from. A cursor is
+   * good when it names a retained entry, or is the synthetic offset just before one (what
+   * `POST …/prompt` returns). Older than the first retained entry of a trimmed stream → reset
+   * "trimmed". Anything else — ahead of the stream, or an id this stream never had (Redis lost
+   * the data and the stream was recreated) → reset "lost". Both restart from the first retained entry.
+   */
   private async checkCursor(cursor: string): Promise<string> {
-    if (cursor === "0" || cursor === ORIGIN) return ORIGIN;
     const b = await this.log.bounds(this.ref);
+    this.epoch = b.epoch;
+    if (cursor === "0" || cursor === ORIGIN) return ORIGIN;
     if (b.last === undefined || compareOffsets(cursor, b.last) > 0) {
       this.sink.reset("lost", b.first ?? "0");
       return ORIGIN;
     }
-    if (b.trimmed && b.first && compareOffsets(cursor, offsetBefore(b.first)) < 0) {
-      this.sink.reset("trimmed", b.first);
+    if (b.first && compareOffsets(cursor, offsetBefore(b.first)) < 0) {
+      this.sink.reset(b.trimmed ? "trimmed" : "lost", b.first);
+      return ORIGIN;
+    }
+    if (!(await this.log.isPosition(this.ref, cursor))) {
+      this.sink.reset("lost", b.first ?? "0");
       return ORIGIN;
     }
     return cursor;

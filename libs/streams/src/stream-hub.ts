@@ -1,7 +1,7 @@
 /**
  * The gateway's one live tail: a single pub/sub connection per process shared by every client
  * (never one blocking connection per subscriber, queues-and-streams.md §5). Writers publish
- * "<prevId>\n<id>\n<json>" in the same Lua call as the XADD, so the stream stays the source of
+ * "<epoch>\n<prevId>\n<id>\n<json>" in the same Lua call as the XADD, so the stream stays the source of
  * truth: pub/sub is at most once, and subscribers repair gaps from the stream (see
  * SessionSubscription). Channels are subscribed on first watcher and dropped on the last.
  */
@@ -9,8 +9,8 @@ import type { Redis } from "@pi-fleet/redis";
 
 /** Receives a channel's announcements. */
 export interface HubListener {
-  /** A new entry `id` whose predecessor in the stream is `prev`. Must not throw. */
-  onEntry(prev: string, id: string, data: string): void;
+  /** A new entry `id` whose predecessor in the stream is `prev`, in stream epoch `epoch`. Must not throw. */
+  onEntry(epoch: string, prev: string, id: string, data: string): void;
   /** The hub's connection was re-established: announcements may have been lost. */
   onResync(): void;
 }
@@ -78,10 +78,12 @@ export class StreamHub {
     if (!set) return;
     const a = message.indexOf("\n");
     const b = message.indexOf("\n", a + 1);
-    if (a < 0 || b < 0) return;
-    const prev = message.slice(0, a);
-    const id = message.slice(a + 1, b);
-    const data = message.slice(b + 1);
-    for (const listener of set) listener.onEntry(prev, id, data);
+    const c = message.indexOf("\n", b + 1);
+    if (a < 0 || b < 0 || c < 0) return;
+    const epoch = message.slice(0, a);
+    const prev = message.slice(a + 1, b);
+    const id = message.slice(b + 1, c);
+    const data = message.slice(c + 1);
+    for (const listener of set) listener.onEntry(epoch, prev, id, data);
   }
 }

@@ -40,7 +40,7 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
       const stream = new SseStream(res, {
         heartbeatMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
         retryMs: 1000,
-        maxBufferedBytes: 8 * 1024 * 1024,
+        maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
       });
       const subscription = new SessionSubscription(
         s.events,
