@@ -9,9 +9,9 @@ import {
   FencedError,
   offsetBefore,
   type ResetReason,
-  SessionSubscription,
   type StreamEntry,
   StreamHub,
+  StreamSubscription,
 } from "@pi-fleet/streams";
 import { uniquePrefix, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -146,7 +146,7 @@ describe("run transitions", () => {
   });
 });
 
-describe("SessionSubscription", () => {
+describe("StreamSubscription", () => {
   it("replays then goes live with no gap and no duplicate while writes race the replay", async () => {
     const log = new EventLog(redis, keys, 100_000);
     const r = ref("merge");
@@ -161,7 +161,7 @@ describe("SessionSubscription", () => {
         );
       }
     })();
-    const subscription = new SessionSubscription(log, hub, r, "0", c.sink);
+    const subscription = new StreamSubscription(log, hub, r, "0", c.sink);
     await subscription.start();
     await writer;
     await waitFor(() => c.entries.length >= 1500, { timeoutMs: 10_000 });
@@ -178,7 +178,7 @@ describe("SessionSubscription", () => {
     const r = ref("gap");
     await log.append(r, "", [{ event: { type: "first" } }]);
     const c = collector();
-    const subscription = new SessionSubscription(log, hub, r, undefined, c.sink);
+    const subscription = new StreamSubscription(log, hub, r, undefined, c.sink);
     await subscription.start();
     // An entry written without its announcement (as if pub/sub dropped it) …
     const streamKey = keys.stream("acme", "web", "gap");
@@ -203,7 +203,7 @@ describe("SessionSubscription", () => {
       );
     }
     const c = collector();
-    const subscription = new SessionSubscription(log, hub, r, first[0], c.sink);
+    const subscription = new StreamSubscription(log, hub, r, first[0], c.sink);
     await subscription.start();
     await subscription.close();
     const retained = await log.range(r, "0", 10_000);
@@ -217,13 +217,13 @@ describe("SessionSubscription", () => {
     const r = ref("ahead");
     const [id] = await log.append(r, "", [{ event: { type: "only" } }]);
     const ahead = collector();
-    const s1 = new SessionSubscription(log, hub, r, "99999999999999-0", ahead.sink);
+    const s1 = new StreamSubscription(log, hub, r, "99999999999999-0", ahead.sink);
     await s1.start();
     await s1.close();
     expect(ahead.resets.map((x) => x.reason)).toEqual(["lost"]);
     expect(ahead.entries).toHaveLength(1);
     const current = collector();
-    const s2 = new SessionSubscription(log, hub, r, id, current.sink);
+    const s2 = new StreamSubscription(log, hub, r, id, current.sink);
     await s2.start();
     await s2.close();
     expect(current.resets).toEqual([]);
@@ -240,7 +240,7 @@ describe("SessionSubscription", () => {
     await log.append(r, "", [{ event: { type: "new", i: 0 } }]);
     await log.append(r, "", [{ event: { type: "new", i: 1 } }]);
     const c = collector();
-    const s = new SessionSubscription(log, hub, r, old[0], c.sink);
+    const s = new StreamSubscription(log, hub, r, old[0], c.sink);
     await s.start();
     await s.close();
     expect(c.resets.map((x) => x.reason)).toEqual(["lost"]);
@@ -252,7 +252,7 @@ describe("SessionSubscription", () => {
     const r = ref("lost-live");
     await log.append(r, "", [{ event: { type: "a" } }, { event: { type: "b" } }]);
     const c = collector();
-    const s = new SessionSubscription(log, hub, r, "0", c.sink);
+    const s = new StreamSubscription(log, hub, r, "0", c.sink);
     await s.start();
     await redis.del(keys.stream("acme", "web", "lost-live"), keys.streamMeta("acme", "web", "lost-live"));
     await log.append(r, "", [{ event: { type: "c" } }]);
@@ -268,7 +268,7 @@ describe("SessionSubscription", () => {
     const [a] = await log.append(r, "", [{ event: { type: "a" } }]);
     await log.append(r, "", [{ event: { type: "b" } }]);
     const c = collector();
-    const s = new SessionSubscription(log, hub, r, offsetBefore(a!), c.sink);
+    const s = new StreamSubscription(log, hub, r, offsetBefore(a!), c.sink);
     await s.start();
     await s.close();
     expect(c.resets).toEqual([]);

@@ -13,6 +13,7 @@ export async function purgeSession(s: GatewayServices, projectId: string, sessio
     .send(s.org, projectId, "forget_session", { session: sessionId }, 2000)
     .catch(() => undefined);
   await s.events.deleteSessionData({ org: s.org, project: projectId, session: sessionId });
+  await s.events.appendActivity(s.org, projectId, { type: "session_deleted", sessionId });
   await s.producer.requestMaintenance({
     type: "purge-session",
     org: s.org,
@@ -28,6 +29,8 @@ export async function purgeProject(s: GatewayServices, projectId: string): Promi
   for (const session of sessions) {
     await s.events.deleteSessionData({ org: s.org, project: projectId, session });
   }
+  await s.events.deleteActivity(s.org, projectId);
+  await s.events.deleteActivity(s.org, projectId);
   await s.producer.obliterate(s.org, projectId);
   await s.producer.requestMaintenance({ type: "purge-project", org: s.org, project: projectId });
 }

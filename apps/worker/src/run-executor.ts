@@ -57,14 +57,31 @@ export class RunExecutor {
    * was lost before it started); true when it is done with (or was not ours to run).
    */
   async execute(data: RunJobData, stop: AbortSignal): Promise<boolean> {
-    const ref: SessionRef = { org: data.org, project: data.project, session: data.sessionId };
+    this.inFlight++;
+    this.lastActivity = performance.now();
+    try {
+      const ref: SessionRef = { org: data.org, project: data.project, session: data.sessionId };
+      if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
+      // Worker-wide capacity (PI_FLEET_MAX_RUNS): taken after the session's turn came.
+      if (!(await this.ctx.slots.acquire(stop))) return false;
+      try {
+        return await this.runWithSlot(ref, data);
+      } finally {
+        this.ctx.slots.release();
+      }
+    } finally {
+      this.inFlight--;
+      this.lastActivity = performance.now();
+    }
+  }
+
+  private async runWithSlot(ref: SessionRef, data: RunJobData): Promise<boolean> {
     const log = this.ctx.logger.child({
       org: data.org,
       project: data.project,
       session: data.sessionId,
       runId: data.runId,
     });
-    if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
     if (!this.lease.held) return false;
     const token = this.lease.token;
     const started = await this.ctx.events.transitionRun(

@@ -26,6 +26,12 @@ export interface Keys {
   streamMeta(org: string, project: string, session: string): string;
   /** Pub/sub channel announcing new entries of one stream (the gateway hub's live path). */
   streamChannel(org: string, project: string, session: string): string;
+  /** Project activity stream: session created/deleted, run queued/started/ended (compact events). */
+  activityStream(org: string, project: string): string;
+  /** Meta hash of the project activity stream (same fields as a session stream's). */
+  activityMeta(org: string, project: string): string;
+  /** Pub/sub channel announcing new entries of the project activity stream. */
+  activityChannel(org: string, project: string): string;
   /** LIST of the session's persisted messages (JSON), mirrored from `message_end` events. */
   messages(org: string, project: string, session: string): string;
   /** Hash: pending extension UI request id → request JSON (answered ones are removed). */
@@ -79,6 +85,9 @@ export function createKeys(prefix: string): Keys {
     stream: (o, p, s) => `${prefix}:ev:${tag(o, p)}:${s}`,
     streamMeta: (o, p, s) => `${prefix}:evm:${tag(o, p)}:${s}`,
     streamChannel: (o, p, s) => `${prefix}:evc:${tag(o, p)}:${s}`,
+    activityStream: (o, p) => `${prefix}:pev:${tag(o, p)}`,
+    activityMeta: (o, p) => `${prefix}:pevm:${tag(o, p)}`,
+    activityChannel: (o, p) => `${prefix}:pevc:${tag(o, p)}`,
     messages: (o, p, s) => `${prefix}:msgs:${tag(o, p)}:${s}`,
     pendingUi: (o, p, s) => `${prefix}:ui:${tag(o, p)}:${s}`,
     run: (o, p, r) => `${prefix}:run:${tag(o, p)}:${r}`,

@@ -1,8 +1,9 @@
 -- Records a new run of a session and appends `run_queued`, atomically (gateway side).
 -- KEYS: 1 idempotency key, 2 session seq, 3 run record, 4 session open-runs zset, 5 stream,
---       6 stream meta, 7 session hash
+--       6 stream meta, 7 session hash, 8 project activity stream, 9 activity meta
 -- ARGV: 1 runId, 2 use idempotency ('1'|'0'), 3 idempotency ttl (s), 4 retention "<maxlen>:<maxAgeMs>", 5 channel,
---       6 epoch seed, 7 now (ms), 8 sessionId, 9 first-message preview, 10 prompt chars
+--       6 epoch seed, 7 now (ms), 8 sessionId, 9 first-message preview, 10 prompt chars,
+--       11 activity channel
 -- Returns {1, runId, queuedEntryId, seq, position} for a new run, {0, existingRunId} when the
 -- idempotency key already names a run; error "NOSESSION" when the session does not exist.
 if redis.call('EXISTS', KEYS[7]) == 0 then return redis.error_reply('NOSESSION') end
@@ -18,6 +19,8 @@ local event = cjson.encode({
   queuedAt = now
 })
 local id = pf_append(KEYS[5], KEYS[6], ARGV[5], ARGV[4], ARGV[6], event)
+pf_append(KEYS[8], KEYS[9], ARGV[11], ARGV[4], ARGV[6],
+  cjson.encode({ type = 'run_queued', runId = ARGV[1], sessionId = ARGV[8], seq = seq, position = position }))
 redis.call('HSET', KEYS[3], 'id', ARGV[1], 'sessionId', ARGV[8], 'seq', seq, 'status', 'queued',
   'createdAt', ARGV[7], 'updatedAt', ARGV[7], 'queuedOffset', id, 'position', position,
   'promptChars', ARGV[10])

@@ -16,14 +16,31 @@ const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
 const script = (name: string, keys: number) =>
   new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
 const APPEND = script("append-events", 4);
-const ENQUEUE = script("enqueue-run", 7);
-const TRANSITION = script("transition-run", 6);
+const ENQUEUE = script("enqueue-run", 9);
+const TRANSITION = script("transition-run", 8);
 
 /** Identifies one session stream. */
 export interface SessionRef {
   org: string;
   project: string;
   session: string;
+}
+
+/** Identifies a project's activity stream. */
+export interface ActivityRef {
+  org: string;
+  project: string;
+  activity: true;
+}
+
+/** Any stream a client can subscribe to. */
+export type StreamRef = SessionRef | ActivityRef;
+
+/** The Redis names behind one stream. */
+export interface StreamAddress {
+  stream: string;
+  meta: string;
+  channel: string;
 }
 
 /** One stream entry: its offset and the wire event JSON it holds. */
@@ -119,13 +136,37 @@ export class EventLog {
     this.retention = `${maxLen}:${maxAgeMs}`;
   }
 
-  private streamKeys(ref: SessionRef) {
-    const { org, project, session } = ref;
+  /** The Redis names of a session stream or a project activity stream. */
+  address(ref: StreamRef): StreamAddress {
+    const { org, project } = ref;
+    if ("activity" in ref) {
+      return {
+        stream: this.keys.activityStream(org, project),
+        meta: this.keys.activityMeta(org, project),
+        channel: this.keys.activityChannel(org, project),
+      };
+    }
     return {
-      stream: this.keys.stream(org, project, session),
-      meta: this.keys.streamMeta(org, project, session),
-      channel: this.keys.streamChannel(org, project, session),
+      stream: this.keys.stream(org, project, ref.session),
+      meta: this.keys.streamMeta(org, project, ref.session),
+      channel: this.keys.streamChannel(org, project, ref.session),
     };
+  }
+
+  private streamKeys(ref: SessionRef): StreamAddress {
+    return this.address(ref);
+  }
+
+  /**
+   * Appends an activity event to a project's activity stream (session created/deleted; run
+   * events are appended by the run scripts themselves). Unfenced.
+   */
+  async appendActivity(org: string, project: string, event: WireEvent): Promise<string> {
+    const a = this.address({ org, project, activity: true });
+    const keys = [this.keys.lease(org, project), a.stream, a.meta, `${a.stream}:none`];
+    const args = ["", this.retention, a.channel, randomBytes(8).toString("hex"), JSON.stringify(event), ""];
+    const ids = (await APPEND.run(this.redis, keys, args)) as string[];
+    return ids[0] ?? "";
   }
 
   /**
@@ -182,6 +223,8 @@ export class EventLog {
       k.stream,
       k.meta,
       this.keys.session(org, project, session),
+      this.keys.activityStream(org, project),
+      this.keys.activityMeta(org, project),
     ];
     const args = [
       runId,
@@ -194,6 +237,7 @@ export class EventLog {
       session,
       opts.firstMessage,
       opts.promptChars,
+      this.keys.activityChannel(org, project),
     ];
     let res: unknown[];
     try {
@@ -236,6 +280,8 @@ export class EventLog {
       k.stream,
       k.meta,
       this.keys.session(org, project, session),
+      this.keys.activityStream(org, project),
+      this.keys.activityMeta(org, project),
     ];
     const terminal = TERMINAL_RUN_STATUSES.includes(to);
     const args = [
@@ -248,6 +294,8 @@ export class EventLog {
       JSON.stringify(event),
       Date.now(),
       terminal ? "1" : "0",
+      this.keys.activityChannel(org, project),
+      event.type,
       ...toArgs(fields),
     ];
     let res: unknown[];
@@ -297,8 +345,8 @@ export class EventLog {
    * Reads up to `count` entries strictly after `after` ("0" = from the start).
    * Source: Redis `XRANGE key (<after> + COUNT n` (exclusive start needs Redis ≥ 6.2).
    */
-  async range(ref: SessionRef, after: string, count: number): Promise<StreamEntry[]> {
-    const key = this.keys.stream(ref.org, ref.project, ref.session);
+  async range(ref: StreamRef, after: string, count: number): Promise<StreamEntry[]> {
+    const key = this.address(ref).stream;
     const start = after === "0" || after === "0-0" ? "-" : `(${after}`;
     const rows = await this.redis.xrange(key, start, "+", "COUNT", String(count));
     return rows.map(([id, fields]) => ({ id, data: fieldValue(fields) }));
@@ -308,8 +356,8 @@ export class EventLog {
    * True when `offset` is a position of this stream: a retained entry's id, or the synthetic
    * offset just before the next retained entry (see `offsetBefore`).
    */
-  async isPosition(ref: SessionRef, offset: string): Promise<boolean> {
-    const key = this.keys.stream(ref.org, ref.project, ref.session);
+  async isPosition(ref: StreamRef, offset: string): Promise<boolean> {
+    const key = this.address(ref).stream;
     const [exact, next] = await Promise.all([
       this.redis.xrange(key, offset, offset),
       this.redis.xrange(key, `(${offset}`, "+", "COUNT", "1"),
@@ -324,11 +372,8 @@ export class EventLog {
    * which survives trimming), whether entries were ever trimmed (`entries-added > length`) and the
    * stream's epoch (random, set on its first write; a new epoch means the stream was recreated).
    */
-  async bounds(
-    ref: SessionRef,
-  ): Promise<{ first?: string; last?: string; trimmed: boolean; epoch?: string }> {
-    const key = this.keys.stream(ref.org, ref.project, ref.session);
-    const meta = this.keys.streamMeta(ref.org, ref.project, ref.session);
+  async bounds(ref: StreamRef): Promise<{ first?: string; last?: string; trimmed: boolean; epoch?: string }> {
+    const { stream: key, meta } = this.address(ref);
     const [info, [last, epochValue]] = await Promise.all([
       this.redis.call("XINFO", "STREAM", key).catch(() => undefined),
       this.redis.hmget(meta, "last", "epoch"),
@@ -342,6 +387,12 @@ export class EventLog {
     const firstEntry = map.get("first-entry");
     const first = Array.isArray(firstEntry) ? String(firstEntry[0]) : undefined;
     return { first, last: last ?? undefined, trimmed: added > length, epoch };
+  }
+
+  /** Deletes a project's activity stream (project deletion). */
+  async deleteActivity(org: string, project: string): Promise<void> {
+    const a = this.address({ org, project, activity: true });
+    await this.redis.del(a.stream, a.meta);
   }
 
   /** Deletes a session's stream, meta, message history and counters (session deletion). */

@@ -3,7 +3,7 @@
  * (never one blocking connection per subscriber, queues-and-streams.md §5). Writers publish
  * "<epoch>\n<prevId>\n<id>\n<json>" in the same Lua call as the XADD, so the stream stays the source of
  * truth: pub/sub is at most once, and subscribers repair gaps from the stream (see
- * SessionSubscription). Channels are subscribed on first watcher and dropped on the last.
+ * StreamSubscription). Channels are subscribed on first watcher and dropped on the last.
  */
 import type { Redis } from "@pi-fleet/redis";
 

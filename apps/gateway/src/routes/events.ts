@@ -1,16 +1,79 @@
 /**
- * `GET …/sessions/{id}/events`: the session stream as SSE. Resume with `Last-Event-ID` or
- * `?after=<offset>` (`0` = all retained); neither means live only. The subscription registers
- * with the process hub before replaying, so nothing falls between replay and live.
+ * SSE streams: `GET …/sessions/{id}/events` (a session's wire events) and
+ * `GET /v1/projects/{projectId}/events` (project activity: sessions created/deleted, runs queued,
+ * started and ended). Resume with `Last-Event-ID` or `?after=<offset>` (`0` = all retained);
+ * neither means live only. The subscription registers with the process hub and replays before
+ * the response head goes out, so nothing falls between replay and live.
  */
-import { ApiError, ErrorResponse, EventsQuery, isOffset, SessionParams } from "@pi-fleet/contracts";
-import { SessionSubscription } from "@pi-fleet/streams";
-import type { FastifyInstance } from "fastify";
-import { requireSession } from "../lookups.ts";
+import {
+  ApiError,
+  ErrorResponse,
+  EventsQuery,
+  isOffset,
+  ProjectParams,
+  SessionParams,
+} from "@pi-fleet/contracts";
+import { type StreamRef, StreamSubscription } from "@pi-fleet/streams";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { requireProject, requireSession } from "../lookups.ts";
+import type { GatewayServices } from "../services.ts";
 import { SseStream } from "../sse/sse-stream.ts";
 
 /** Open SSE streams of this process, ended on shutdown. */
 export const openStreams = new Set<SseStream>();
+
+/** The client's resume cursor (header wins over query), validated. @throws ApiError 400 */
+export function resumeCursor(request: FastifyRequest): string | undefined {
+  const { after } = request.query as { after?: string };
+  const header = request.headers["last-event-id"];
+  const cursor = typeof header === "string" && header !== "" ? header : after;
+  if (cursor !== undefined && !isOffset(cursor)) throw new ApiError("PF_ERR_STREAM_CURSOR_INVALID");
+  return cursor;
+}
+
+async function serveSse(
+  s: GatewayServices,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  ref: StreamRef,
+  cursor: string | undefined,
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  const stream = new SseStream(res, {
+    heartbeatMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
+    retryMs: 1000,
+    maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
+  });
+  const subscription = new StreamSubscription(s.events, s.hub, ref, cursor, stream);
+  openStreams.add(stream);
+  s.state.sseClients++;
+  stream.onEnd = () => {
+    openStreams.delete(stream);
+    s.state.sseClients--;
+    void subscription.close();
+  };
+  try {
+    await subscription.start();
+  } catch (err) {
+    request.log.warn({ err: (err as Error).message }, "stream subscription failed");
+    if (!res.headersSent) {
+      res.writeHead(503, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: "stream unavailable", code: "PF_ERR_SERVICE_UNAVAILABLE" }));
+    }
+    stream.end();
+    return;
+  }
+  if (res.destroyed) return;
+  res.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    connection: "keep-alive",
+    "x-accel-buffering": "no",
+  });
+  stream.open();
+}
 
 export async function eventRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
@@ -27,51 +90,28 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      const { after } = request.query as { after?: string };
-      const header = request.headers["last-event-id"];
-      const cursor = typeof header === "string" && header !== "" ? header : after;
-      if (cursor !== undefined && !isOffset(cursor)) throw new ApiError("PF_ERR_STREAM_CURSOR_INVALID");
+      const cursor = resumeCursor(request);
       await requireSession(s, projectId, id);
-
-      // Subscribe (and replay) before the head goes out, so even a live-only client misses
-      // nothing written after its request arrived; frames are held until the stream opens.
-      reply.hijack();
-      const res = reply.raw;
-      const stream = new SseStream(res, {
-        heartbeatMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
-        retryMs: 1000,
-        maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
-      });
-      const subscription = new SessionSubscription(
-        s.events,
-        s.hub,
-        { org: s.org, project: projectId, session: id },
-        cursor,
-        stream,
-      );
-      openStreams.add(stream);
-      s.state.sseClients++;
-      stream.onEnd = () => {
-        openStreams.delete(stream);
-        s.state.sseClients--;
-        void subscription.close();
-      };
-      try {
-        await subscription.start();
-      } catch (err) {
-        request.log.warn({ err: (err as Error).message }, "stream subscription failed");
-        stream.end();
-        return;
-      }
-      if (res.destroyed) return;
-      res.writeHead(200, {
-        ...(reply.getHeaders() as Record<string, string>),
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        connection: "keep-alive",
-        "x-accel-buffering": "no",
-      });
-      stream.open();
+      await serveSse(s, request, reply, { org: s.org, project: projectId, session: id }, cursor);
+    },
+  );
+  app.get(
+    "/v1/projects/:projectId/events",
+    {
+      schema: {
+        tags: ["projects"],
+        summary:
+          "Server-Sent Events stream of project activity: sessions created/deleted, runs queued/started/ended.",
+        params: ProjectParams,
+        querystring: EventsQuery,
+        response: { 400: ErrorResponse, 404: ErrorResponse },
+      },
+    },
+    async (request, reply) => {
+      const { projectId } = request.params as { projectId: string };
+      const cursor = resumeCursor(request);
+      await requireProject(s, projectId);
+      await serveSse(s, request, reply, { org: s.org, project: projectId, activity: true }, cursor);
     },
   );
 }

@@ -87,6 +87,11 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
         ...body,
         thinkingLevel,
       });
+      await s.events.appendActivity(s.org, projectId, {
+        type: "session_created",
+        sessionId: session.id,
+        ...(session.name ? { name: session.name } : {}),
+      });
       return {
         id: session.id,
         createdAt: session.createdAt,

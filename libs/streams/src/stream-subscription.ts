@@ -1,5 +1,5 @@
 /**
- * One client's view of one session stream: replay from its cursor, then live, with no gap and no
+ * One client's view of one stream (a session's events or a project's activity): replay from its cursor, then live, with no gap and no
  * duplicate (queues-and-streams.md §4 "Subscribe, then replay, then merge"):
  * 1. watch the hub channel and buffer live announcements;
  * 2. replay from the cursor with XRANGE pages;
@@ -8,7 +8,7 @@
  * missed (pub/sub is at most once) and the gap is repaired from the stream. A cursor behind
  * retention or ahead of the stream yields an explicit `stream_reset` first, never a silent gap.
  */
-import type { EventLog, SessionRef, StreamEntry } from "./event-log.ts";
+import type { EventLog, StreamEntry, StreamRef } from "./event-log.ts";
 import { compareOffsets, ORIGIN, offsetBefore } from "./offsets.ts";
 import type { HubListener, StreamHub } from "./stream-hub.ts";
 
@@ -25,11 +25,11 @@ export interface SubscriptionSink {
 
 const PAGE = 500;
 
-/** Replays and tails one session stream for one client. */
-export class SessionSubscription implements HubListener {
+/** Replays and tails one stream for one client. */
+export class StreamSubscription implements HubListener {
   private readonly log: EventLog;
   private readonly hub: StreamHub;
-  private readonly ref: SessionRef;
+  private readonly ref: StreamRef;
   private readonly sink: SubscriptionSink;
   private readonly cursor: string | undefined;
   private lastSent: string = ORIGIN;
@@ -48,7 +48,7 @@ export class SessionSubscription implements HubListener {
   constructor(
     log: EventLog,
     hub: StreamHub,
-    ref: SessionRef,
+    ref: StreamRef,
     cursor: string | undefined,
     sink: SubscriptionSink,
   ) {
@@ -66,7 +66,7 @@ export class SessionSubscription implements HubListener {
 
   /** Subscribes, replays and switches to live. Rejects only if the first Redis calls fail. */
   async start(): Promise<void> {
-    const channel = this.log.keys.streamChannel(this.ref.org, this.ref.project, this.ref.session);
+    const channel = this.log.address(this.ref).channel;
     this.unwatch = await this.hub.watch(channel, this);
     if (this.cursor === undefined) {
       const { last, epoch } = await this.log.bounds(this.ref);
