@@ -15,6 +15,8 @@ export interface InProcessStack {
   workers: WorkerNode[];
   fake: FakeLlm;
   workspace: string;
+  /** The Redis key prefix of this stack. */
+  prefix: string;
   call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
   close(): Promise<void>;
 }
@@ -62,6 +64,7 @@ export async function startInProcessStack(
     workers,
     fake,
     workspace,
+    prefix: base.PI_FLEET_KEY_PREFIX,
     call,
     async close() {
       await gateway.close();
