@@ -14,6 +14,7 @@ import { projectRoutes } from "./routes/projects.ts";
 import { providerRoutes } from "./routes/providers.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
+import { openSockets, wsRoutes } from "./routes/ws.ts";
 import type { GatewayServices } from "./services.ts";
 
 /** Builds the app around ready services. The caller listens and closes. */
@@ -49,6 +50,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   app.addHook("preClose", async () => {
     services.state.draining = true;
     for (const stream of [...openStreams]) stream.end();
+    for (const socket of [...openSockets]) socket.close(1001, "gateway shutting down");
   });
   await app.register(healthRoutes);
   await app.register(projectRoutes);
@@ -57,5 +59,6 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   await app.register(runRoutes);
   await app.register(controlRoutes);
   await app.register(eventRoutes);
+  await app.register(wsRoutes);
   return app;
 }

@@ -3,3 +3,4 @@ export * from "./health.ts";
 export * from "./projects.ts";
 export * from "./providers.ts";
 export * from "./sessions.ts";
+export * from "./ws.ts";

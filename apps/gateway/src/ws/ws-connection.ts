@@ -1,0 +1,234 @@
+/**
+ * One `/v1/ws` connection (API.md "WebSocket"): `hello` → `welcome`; `subscribe` / `unsubscribe`
+ * session streams (or a project's activity when `sessionId` is absent) with the same replay,
+ * reset and lag rules as SSE; `request` → `response` for session operations, executed through
+ * the REST routes themselves (`inject`), so validation, limits and semantics are identical;
+ * `ping` → `pong`. A client whose unsent bytes exceed the bound gets a final `stream_lagging`
+ * event per subscription and a close (1013); on shutdown every socket closes with 1001.
+ */
+import { randomUUID } from "node:crypto";
+import { isOffset, WS_PROTOCOL, WsClientFrame } from "@pi-fleet/contracts";
+import { type StreamEntry, type StreamRef, StreamSubscription } from "@pi-fleet/streams";
+import type { FastifyInstance } from "fastify";
+import Compile from "typebox/compile";
+import type { WebSocket } from "ws";
+import type { GatewayServices } from "../services.ts";
+import { requestRoute } from "./ws-requests.ts";
+
+const validate = Compile(WsClientFrame);
+
+/** Limits of one connection. */
+export interface WsLimits {
+  maxBufferedBytes: number;
+  maxSubscriptions: number;
+}
+
+type Frame = { kind: string; [key: string]: unknown };
+
+/** Serves one WebSocket. */
+export class WsConnection {
+  readonly id = randomUUID();
+  private readonly socket: WebSocket;
+  private readonly app: FastifyInstance;
+  private readonly s: GatewayServices;
+  private readonly limits: WsLimits;
+  private readonly headers: Record<string, string>;
+  private readonly subscriptions = new Map<string, StreamSubscription>();
+  private greeted = false;
+  private closed = false;
+
+  constructor(socket: WebSocket, app: FastifyInstance, headers: Record<string, string>, limits: WsLimits) {
+    this.socket = socket;
+    this.app = app;
+    this.s = app.services;
+    this.headers = headers;
+    this.limits = limits;
+    socket.on("message", (data, isBinary) => void this.onMessage(isBinary ? null : data.toString()));
+    socket.on("close", () => void this.dispose());
+    socket.on("error", () => void this.dispose());
+  }
+
+  /** Closes the socket (1001 on shutdown). */
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.socket.close(code, reason);
+    void this.dispose();
+  }
+
+  private async onMessage(text: string | null): Promise<void> {
+    if (this.closed) return;
+    let frame: unknown;
+    try {
+      if (text === null) throw new Error("binary frames are not accepted");
+      frame = JSON.parse(text);
+    } catch {
+      this.send({ kind: "error", code: "PF_ERR_REQUEST_MALFORMED_JSON", error: "frames are JSON text" });
+      return;
+    }
+    if (!validate.Check(frame)) {
+      const first = validate.Errors(frame)[0];
+      const id = (frame as { id?: unknown } | null)?.id;
+      this.send({
+        kind: "error",
+        ...(typeof id === "string" || typeof id === "number" ? { id } : {}),
+        code: "PF_ERR_REQUEST_INVALID",
+        error: `invalid frame${first ? `: ${first.instancePath || "/"} ${first.message}` : ""}`,
+      });
+      return;
+    }
+    const f = frame as Frame;
+    if (!this.greeted && f.kind !== "hello") {
+      this.send({ kind: "error", code: "PF_ERR_REQUEST_INVALID", error: "send hello first" });
+      return;
+    }
+    switch (f.kind) {
+      case "hello":
+        this.greeted = true;
+        this.send({ kind: "welcome", protocol: WS_PROTOCOL, connectionId: this.id });
+        return;
+      case "ping":
+        this.send({ kind: "pong", ...(f.id === undefined ? {} : { id: f.id }) });
+        return;
+      case "subscribe":
+        await this.subscribe(
+          f as Frame & { projectId: string; sessionId?: string; after?: string; id?: string },
+        );
+        return;
+      case "unsubscribe":
+        await this.unsubscribe(f as Frame & { projectId: string; sessionId?: string; id?: string });
+        return;
+      case "request":
+        await this.request(
+          f as Frame & { id: string | number; method: string; params: Record<string, unknown> },
+        );
+        return;
+    }
+  }
+
+  private async subscribe(f: {
+    projectId: string;
+    sessionId?: string;
+    after?: string;
+    id?: string;
+  }): Promise<void> {
+    const key = `${f.projectId}/${f.sessionId ?? ""}`;
+    const fail = (code: string, error: string) => this.send({ kind: "error", id: f.id, code, error });
+    if (f.after !== undefined && !isOffset(f.after))
+      return fail("PF_ERR_STREAM_CURSOR_INVALID", "invalid stream offset");
+    if (this.subscriptions.has(key)) return fail("PF_ERR_REQUEST_INVALID", "already subscribed");
+    if (this.subscriptions.size >= this.limits.maxSubscriptions) {
+      return fail(
+        "PF_ERR_REQUEST_TOO_LARGE",
+        `at most ${this.limits.maxSubscriptions} subscriptions per connection`,
+      );
+    }
+    const exists = f.sessionId
+      ? await this.s.registry.getSession(this.s.org, f.projectId, f.sessionId)
+      : await this.s.registry.getProject(this.s.org, f.projectId);
+    if (!exists) {
+      return fail(
+        f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
+        "unknown project or session",
+      );
+    }
+    const ref: StreamRef = f.sessionId
+      ? { org: this.s.org, project: f.projectId, session: f.sessionId }
+      : { org: this.s.org, project: f.projectId, activity: true };
+    const prefix = `{"kind":"event","projectId":${JSON.stringify(f.projectId)}${
+      f.sessionId ? `,"sessionId":${JSON.stringify(f.sessionId)}` : ""
+    }`;
+    const subscription = new StreamSubscription(this.s.events, this.s.hub, ref, f.after, {
+      entry: (e: StreamEntry) =>
+        this.sendRaw(`${prefix},"offset":${JSON.stringify(e.id)},"event":${e.data}}`),
+      reset: (reason, firstOffset) =>
+        this.sendRaw(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`),
+      failed: () => this.close(1011, "stream unavailable"),
+    });
+    this.subscriptions.set(key, subscription);
+    this.send({
+      kind: "subscribed",
+      id: f.id,
+      projectId: f.projectId,
+      ...(f.sessionId ? { sessionId: f.sessionId } : {}),
+    });
+    try {
+      await subscription.start();
+    } catch {
+      this.subscriptions.delete(key);
+      await subscription.close();
+      fail("PF_ERR_SERVICE_UNAVAILABLE", "stream unavailable");
+    }
+  }
+
+  private async unsubscribe(f: { projectId: string; sessionId?: string; id?: string }): Promise<void> {
+    const key = `${f.projectId}/${f.sessionId ?? ""}`;
+    const subscription = this.subscriptions.get(key);
+    this.subscriptions.delete(key);
+    await subscription?.close();
+    this.send({
+      kind: "unsubscribed",
+      id: f.id,
+      projectId: f.projectId,
+      ...(f.sessionId ? { sessionId: f.sessionId } : {}),
+    });
+  }
+
+  private async request(f: {
+    id: string | number;
+    method: string;
+    params: Record<string, unknown>;
+  }): Promise<void> {
+    const route = requestRoute(f.method, f.params);
+    const res = await this.app.inject({
+      method: route.method,
+      url: route.url,
+      headers: {
+        ...this.headers,
+        ...route.headers,
+        ...(route.payload === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(route.payload === undefined ? {} : { payload: JSON.stringify(route.payload) }),
+    });
+    let body: unknown;
+    try {
+      body = res.json();
+    } catch {
+      body = { error: res.body };
+    }
+    if (res.statusCode < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
+    else this.send({ kind: "response", id: f.id, ok: false, status: res.statusCode, error: body });
+  }
+
+  private send(frame: Frame): void {
+    this.sendRaw(JSON.stringify(frame));
+  }
+
+  private sendRaw(text: string): void {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
+    if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
+      // Too slow: one final lagging event per subscription, then close; the client resumes with its offsets.
+      for (const key of this.subscriptions.keys()) {
+        const [projectId, sessionId] = key.split("/");
+        this.socket.send(
+          JSON.stringify({
+            kind: "event",
+            projectId,
+            ...(sessionId ? { sessionId } : {}),
+            event: { type: "stream_lagging" },
+          }),
+        );
+      }
+      this.close(1013, "client too slow");
+      return;
+    }
+    this.socket.send(text);
+  }
+
+  private async dispose(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const subs = [...this.subscriptions.values()];
+    this.subscriptions.clear();
+    await Promise.all(subs.map((s) => s.close()));
+  }
+}

@@ -1,0 +1,178 @@
+// `/v1/ws`: hello/welcome, subscriptions with replay and live events (sessions and project
+// activity), requests executed like the REST routes, ping/pong, frame validation, and 1001 on
+// gateway shutdown. Uses Node's built-in WebSocket client.
+import { waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+let stack: InProcessStack;
+let session = "";
+
+type Frame = { kind: string; [key: string]: unknown };
+
+/** A test client that records every frame. */
+async function connect(
+  url: string,
+): Promise<{ ws: WebSocket; frames: Frame[]; closed: Promise<CloseEvent> }> {
+  const ws = new WebSocket(url.replace("http", "ws") + "/v1/ws");
+  const frames: Frame[] = [];
+  ws.addEventListener("message", (m) => frames.push(JSON.parse(String(m.data)) as Frame));
+  const closed = new Promise<CloseEvent>((resolve) => ws.addEventListener("close", resolve));
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve());
+    ws.addEventListener("error", () => reject(new Error("websocket failed")));
+  });
+  return { ws, frames, closed };
+}
+
+const send = (ws: WebSocket, frame: Frame) => ws.send(JSON.stringify(frame));
+
+beforeAll(async () => {
+  stack = await startInProcessStack(inject("redisUrl"), "websocket");
+  await stack.call("POST", "/v1/projects", { name: "wsp" });
+  session = ((await stack.call("POST", "/v1/projects/wsp/sessions", {})).json as { id: string }).id;
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("/v1/ws", () => {
+  it("greets, subscribes, runs a prompt by request and streams its events in order", async () => {
+    const { ws, frames } = await connect(stack.gateway.url);
+    send(ws, { kind: "subscribe", projectId: "wsp", sessionId: session });
+    await waitFor(() => frames.find((f) => f.kind === "error"));
+    expect(frames[0]).toMatchObject({ kind: "error", error: "send hello first" });
+
+    send(ws, { kind: "hello", protocol: 1 });
+    await waitFor(() => frames.find((f) => f.kind === "welcome"));
+    expect(frames.find((f) => f.kind === "welcome")).toMatchObject({ protocol: 1 });
+
+    send(ws, { kind: "subscribe", id: "s1", projectId: "wsp", sessionId: session, after: "0" });
+    send(ws, { kind: "subscribe", id: "s2", projectId: "wsp" });
+    await waitFor(() => frames.filter((f) => f.kind === "subscribed").length === 2);
+    send(ws, {
+      kind: "request",
+      id: 7,
+      method: "prompt",
+      params: { projectId: "wsp", sessionId: session, text: "[[reply:over ws]]" },
+    });
+    const response = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 7));
+    expect(response.ok).toBe(true);
+    const runId = (response.result as { runId: string }).runId;
+    await waitFor(
+      () =>
+        frames.find(
+          (f) =>
+            f.kind === "event" &&
+            f.sessionId === session &&
+            (f.event as { type: string }).type === "run_finished",
+        ),
+      { timeoutMs: 10_000 },
+    );
+    await waitFor(() =>
+      frames.find(
+        (f) =>
+          f.kind === "event" &&
+          f.sessionId === undefined &&
+          (f.event as { type: string }).type === "run_finished",
+      ),
+    );
+    const sessionEvents = frames.filter((f) => f.kind === "event" && f.sessionId === session);
+    const offsets = sessionEvents.map((f) => f.offset as string);
+    expect(new Set(offsets).size).toBe(offsets.length);
+    const types = sessionEvents.map((f) => (f.event as { type: string }).type);
+    expect(types[0]).toBe("run_queued");
+    expect(types).toContain("message_update");
+    expect(types.at(-1)).toBe("run_finished");
+    expect(
+      sessionEvents.every(
+        (f) =>
+          (f.event as { runId?: string }).runId === undefined ||
+          (f.event as { runId?: string }).runId === runId,
+      ),
+    ).toBe(true);
+    const activity = frames
+      .filter((f) => f.kind === "event" && f.sessionId === undefined)
+      .map((f) => (f.event as { type: string }).type);
+    expect(activity).toEqual(["run_queued", "run_started", "run_finished"]);
+
+    // The same stream over SSE has the same offsets.
+    const sse = await fetch(`${stack.gateway.url}/v1/projects/wsp/sessions/${session}/state`);
+    expect(((await sse.json()) as { lastOffset: string }).lastOffset).toBe(offsets.at(-1));
+
+    // Requests go through the REST routes: validation errors come back as responses.
+    send(ws, {
+      kind: "request",
+      id: 8,
+      method: "prompt",
+      params: { projectId: "wsp", sessionId: session, text: "x", bogus: 1 },
+    });
+    const bad = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 8));
+    expect(bad).toMatchObject({ ok: false, status: 400 });
+    send(ws, {
+      kind: "request",
+      id: 9,
+      method: "commands",
+      params: { projectId: "wsp", sessionId: session, type: "get_last_assistant_text" },
+    });
+    const cmd = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 9));
+    expect(cmd.result).toEqual({ type: "get_last_assistant_text", success: true, data: { text: "over ws" } });
+
+    send(ws, { kind: "ping", id: "p" });
+    await waitFor(() => frames.find((f) => f.kind === "pong" && f.id === "p"));
+    ws.send("{not json");
+    await waitFor(() => frames.find((f) => f.kind === "error" && f.code === "PF_ERR_REQUEST_MALFORMED_JSON"));
+    send(ws, { kind: "subscribe", projectId: "wsp", sessionId: "../etc" });
+    await waitFor(
+      () => frames.filter((f) => f.kind === "error" && f.code === "PF_ERR_REQUEST_INVALID").length >= 2,
+    );
+    send(ws, { kind: "subscribe", id: "u", projectId: "wsp", sessionId: "nope" });
+    await waitFor(() =>
+      frames.find((f) => f.kind === "error" && f.id === "u" && f.code === "PF_ERR_SESSION_NOT_FOUND"),
+    );
+
+    send(ws, { kind: "unsubscribe", id: "x", projectId: "wsp", sessionId: session });
+    await waitFor(() => frames.find((f) => f.kind === "unsubscribed" && f.id === "x"));
+    const before = frames.length;
+    await stack.call("POST", `/v1/projects/wsp/sessions/${session}/prompt`, { text: "[[reply:unheard]]" });
+    await waitFor(() =>
+      frames
+        .slice(before)
+        .find(
+          (f) =>
+            f.sessionId === undefined && (f.event as { type?: string } | undefined)?.type === "run_finished",
+        ),
+    );
+    expect(frames.slice(before).some((f) => f.sessionId === session)).toBe(false);
+    ws.close();
+  });
+
+  it("resumes a subscription after an offset with no gap and no duplicate", async () => {
+    const replay = async (after: string, until: (frames: Frame[]) => boolean) => {
+      const c = await connect(stack.gateway.url);
+      send(c.ws, { kind: "hello", protocol: 1 });
+      send(c.ws, { kind: "subscribe", projectId: "wsp", sessionId: session, after });
+      await waitFor(() => until(c.frames.filter((f) => f.kind === "event")));
+      c.ws.close();
+      return c.frames.filter((f) => f.kind === "event").map((f) => f.offset as string);
+    };
+    const lastOffset = (
+      (await stack.call("GET", `/v1/projects/wsp/sessions/${session}/state`)).json as { lastOffset: string }
+    ).lastOffset;
+    const full = await replay("0", (events) => events.some((f) => f.offset === lastOffset));
+    expect(full.length).toBeGreaterThan(20);
+    const cut = full[9]!;
+    const rest = await replay(cut, (events) => events.some((f) => f.offset === lastOffset));
+    expect([...full.slice(0, 10), ...rest]).toEqual(full);
+  });
+
+  it("closes sockets with 1001 when the gateway shuts down", async () => {
+    const own = await startInProcessStack(inject("redisUrl"), "websocket-close");
+    const { ws, frames, closed } = await connect(own.gateway.url);
+    send(ws, { kind: "hello", protocol: 1 });
+    await waitFor(() => frames.find((f) => f.kind === "welcome"));
+    await own.close();
+    expect((await closed).code).toBe(1001);
+  });
+});
