@@ -7,6 +7,7 @@
 import type { Logger } from "@pi-fleet/observability";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { installErrorHandlers } from "./error-handler.ts";
+import { registerOpenApi } from "./openapi.ts";
 import { controlRoutes } from "./routes/control.ts";
 import { eventRoutes, openStreams } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -52,6 +53,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
     for (const stream of [...openStreams]) stream.end();
     for (const socket of [...openSockets]) socket.close(1001, "gateway shutting down");
   });
+  await registerOpenApi(app);
   await app.register(healthRoutes);
   await app.register(projectRoutes);
   await app.register(providerRoutes);

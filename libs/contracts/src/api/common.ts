@@ -1,5 +1,5 @@
 /** Schemas shared by many routes: ids in paths, the error body, `{ok: true}`. */
-import { Type } from "typebox";
+import { type TUnsafe, Type } from "typebox";
 import { ENTITY_ID_PATTERN, OFFSET_PATTERN, PROVIDER_ID_PATTERN, SLUG_PATTERN } from "../ids.ts";
 import { THINKING_LEVELS } from "../thinking.ts";
 
@@ -12,8 +12,19 @@ export const Offset = Type.String({
   description: "Stream offset (`<ms>-<seq>` or `0`).",
 });
 
+/**
+ * A string enum as plain JSON Schema (`{type: "string", enum}`), the form the seed contract and
+ * generated clients use (a TypeBox union of literals would render as `anyOf`).
+ */
+export function StringEnum<const T extends readonly string[]>(
+  values: T,
+  options: { description?: string } = {},
+): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: "string", enum: [...values], ...options });
+}
+
 /** Thinking levels (seed `ThinkingLevel`). */
-export const ThinkingLevelSchema = Type.Union(THINKING_LEVELS.map((l) => Type.Literal(l)));
+export const ThinkingLevelSchema = StringEnum(THINKING_LEVELS);
 
 /** Every error body (API.md "Errors"). */
 export const ErrorResponse = Type.Object({

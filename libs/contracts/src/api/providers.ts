@@ -1,10 +1,10 @@
 /** Custom provider and model bodies (seed `UpsertCustomProviderRequest`, `CustomProviderRow`, `AgentModelRow`). */
 import { Type } from "typebox";
 import { PROVIDER_APIS } from "../thinking.ts";
-import { ProviderId, ThinkingLevelSchema } from "./common.ts";
+import { ProviderId, StringEnum, ThinkingLevelSchema } from "./common.ts";
 
-const Api = Type.Union(PROVIDER_APIS.map((a) => Type.Literal(a)));
-const InputKind = Type.Union([Type.Literal("text"), Type.Literal("image")]);
+const Api = StringEnum(PROVIDER_APIS);
+const InputKind = StringEnum(["text", "image"]);
 
 export const CustomProviderModel = Type.Object(
   {

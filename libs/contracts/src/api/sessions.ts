@@ -1,6 +1,6 @@
 /** Session and run bodies (seed `SessionRow`, `PromptRequest`, …, plus API.md additions). */
 import { Type } from "typebox";
-import { ProjectId, RunId, SessionId, ThinkingLevelSchema } from "./common.ts";
+import { ProjectId, RunId, SessionId, StringEnum, ThinkingLevelSchema } from "./common.ts";
 import { AgentModelRow } from "./providers.ts";
 
 export const CreateSessionRequest = Type.Object(
@@ -75,11 +75,15 @@ export const AbortResponse = Type.Object({
   ),
 });
 
-const RunStatusSchema = Type.Union(
-  ["queued", "running", "finished", "failed", "aborted", "interrupted", "cancelled"].map((s) =>
-    Type.Literal(s),
-  ),
-);
+const RunStatusSchema = StringEnum([
+  "queued",
+  "running",
+  "finished",
+  "failed",
+  "aborted",
+  "interrupted",
+  "cancelled",
+]);
 
 export const RunUsageSchema = Type.Object({
   input: Type.Number(),
@@ -107,7 +111,7 @@ export const RunResponse = Type.Object({
 });
 
 export const SessionStateResponse = Type.Object({
-  status: Type.Union([Type.Literal("idle"), Type.Literal("queued"), Type.Literal("running")]),
+  status: StringEnum(["idle", "queued", "running"]),
   runId: Type.Optional(Type.String({ description: "The running run, if any." })),
   queueLength: Type.Integer({ minimum: 0, description: "Runs waiting behind the running one." }),
   model: Type.Union([AgentModelRow, Type.Null()]),
@@ -135,7 +139,7 @@ export const DeliverRequest = Type.Object(
 
 export const DeliverResponse = Type.Object({
   ok: Type.Literal(true),
-  delivered: Type.Union([Type.Literal("steer"), Type.Literal("followUp"), Type.Literal("prompt")], {
+  delivered: StringEnum(["steer", "followUp", "prompt"], {
     description:
       "How the message was delivered: into the running agent, or as a new prompt when the session was idle.",
   }),

@@ -4,7 +4,7 @@
  * request/response pairs for the REST operations on sessions.
  */
 import { Type } from "typebox";
-import { ProjectId, SessionId } from "./common.ts";
+import { ProjectId, SessionId, StringEnum } from "./common.ts";
 
 /** Protocol version spoken by this server. */
 export const WS_PROTOCOL = 1;
@@ -53,7 +53,7 @@ export const WsRequest = Type.Object(
   {
     kind: Type.Literal("request"),
     id: RequestId,
-    method: Type.Union(WS_METHODS.map((m) => Type.Literal(m))),
+    method: StringEnum(WS_METHODS),
     params: Type.Object(
       {
         projectId: ProjectId,
