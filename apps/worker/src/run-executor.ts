@@ -61,13 +61,33 @@ export class RunExecutor {
     this.lastActivity = performance.now();
     try {
       const ref: SessionRef = { org: data.org, project: data.project, session: data.sessionId };
-      if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
-      // Worker-wide capacity (PI_FLEET_MAX_RUNS): taken after the session's turn came.
-      if (!(await this.ctx.slots.acquire(stop))) return false;
-      try {
-        return await this.runWithSlot(ref, data);
-      } finally {
-        this.ctx.slots.release();
+      for (;;) {
+        // Worker-wide capacity (PI_FLEET_MAX_RUNS), then one fenced call that starts the run only
+        // if it is the oldest open run of its session.
+        if (!(await this.ctx.slots.acquire(stop))) return false;
+        let started: Awaited<ReturnType<typeof this.ctx.events.startRun>>;
+        try {
+          if (!this.lease.held) return false;
+          started = await this.ctx.events.startRun(
+            ref,
+            data.runId,
+            this.lease.token,
+            {
+              type: "run_started",
+              runId: data.runId,
+              sessionId: data.sessionId,
+              workerId: this.ctx.workerId,
+              epoch: this.lease.epoch,
+            },
+            { workerId: this.ctx.workerId, epoch: this.lease.epoch },
+          );
+          if ("offset" in started) return await this.runStarted(ref, data);
+        } finally {
+          this.ctx.slots.release();
+        }
+        if ("rejected" in started) return true;
+        // An older run of the session is still open: wait for its end, then try again.
+        if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
       }
     } finally {
       this.inFlight--;
@@ -75,31 +95,15 @@ export class RunExecutor {
     }
   }
 
-  private async runWithSlot(ref: SessionRef, data: RunJobData): Promise<boolean> {
+  /** Runs pi for a run that was just marked running (a worker slot is held by the caller). */
+  private async runStarted(ref: SessionRef, data: RunJobData): Promise<boolean> {
     const log = this.ctx.logger.child({
       org: data.org,
       project: data.project,
       session: data.sessionId,
       runId: data.runId,
     });
-    if (!this.lease.held) return false;
     const token = this.lease.token;
-    const started = await this.ctx.events.transitionRun(
-      ref,
-      data.runId,
-      token,
-      ["queued"],
-      "running",
-      {
-        type: "run_started",
-        runId: data.runId,
-        sessionId: data.sessionId,
-        workerId: this.ctx.workerId,
-        epoch: this.lease.epoch,
-      },
-      { workerId: this.ctx.workerId, epoch: this.lease.epoch },
-    );
-    if ("rejected" in started) return true;
 
     let session: PiSession;
     try {

@@ -46,8 +46,12 @@ export class RunProducer {
 
   /** Adds the run job, then signals dispatch so an owner picks the project up. */
   async enqueue(data: RunJobData): Promise<void> {
-    await this.projectQueue(data.org, data.project).add("run", data, runJobOptions(data.runId));
-    await this.requestOwner(data.org, data.project);
+    // Both commands go out together (one connection, pipelined); the order does not matter: an
+    // owner that attaches before the job exists simply receives it when it lands.
+    await Promise.all([
+      this.projectQueue(data.org, data.project).add("run", data, runJobOptions(data.runId)),
+      this.requestOwner(data.org, data.project),
+    ]);
   }
 
   /** Asks for an owner of the project (a no-op while an owner holds its dispatch job). */

@@ -18,6 +18,7 @@ const script = (name: string, keys: number) =>
 const APPEND = script("append-events", 4);
 const ENQUEUE = script("enqueue-run", 9);
 const TRANSITION = script("transition-run", 8);
+const START = script("start-run", 8);
 
 /** Identifies one session stream. */
 export interface SessionRef {
@@ -307,6 +308,55 @@ export class EventLog {
       throw err;
     }
     if (res[0] === 1) return { offset: String(res[1]) };
+    return { rejected: String(res[1]) as RunStatus };
+  }
+
+  /**
+   * Starts a queued run if it is the oldest open run of its session: marks it `running` and
+   * appends `event` (`run_started`) in one fenced call.
+   * @returns `{offset}` when started; `{notHead: true}` when an older run of the session is still
+   *   open (wait and retry); `{rejected: state}` when the run is no longer queued
+   * @throws FencedError when `token` no longer holds the lease; MissingRecordError if no record
+   */
+  async startRun(
+    ref: SessionRef,
+    runId: string,
+    token: string,
+    event: WireEvent,
+    fields: RunFields = {},
+  ): Promise<{ offset: string } | { notHead: true } | { rejected: RunStatus }> {
+    const { org, project, session } = ref;
+    const k = this.streamKeys(ref);
+    const keys = [
+      this.keys.lease(org, project),
+      this.keys.run(org, project, runId),
+      this.keys.sessionRuns(org, project, session),
+      k.stream,
+      k.meta,
+      this.keys.session(org, project, session),
+      this.keys.activityStream(org, project),
+      this.keys.activityMeta(org, project),
+    ];
+    const args = [
+      token,
+      this.retention,
+      k.channel,
+      randomBytes(8).toString("hex"),
+      JSON.stringify(event),
+      Date.now(),
+      this.keys.activityChannel(org, project),
+      ...toArgs(fields),
+    ];
+    let res: unknown[];
+    try {
+      res = (await START.run(this.redis, keys, args)) as unknown[];
+    } catch (err) {
+      if (isFenced(err)) throw new FencedError((err as Error).message);
+      if (err instanceof Error && err.message.includes("NORUN")) throw new MissingRecordError("no such run");
+      throw err;
+    }
+    if (res[0] === 1) return { offset: String(res[1]) };
+    if (res[1] === "not_head") return { notHead: true };
     return { rejected: String(res[1]) as RunStatus };
   }
 

@@ -27,6 +27,7 @@ export class SseStream implements SubscriptionSink {
   private held: string[] | undefined = [];
   private lastId: string | undefined;
   private ended = false;
+  private corked = false;
   /** Called once when the stream ends for any reason. */
   onEnd: () => void = () => {};
 
@@ -77,6 +78,16 @@ export class SseStream implements SubscriptionSink {
       this.res.write(`data: ${JSON.stringify(lagging)}\n\n`);
       this.end();
       return;
+    }
+    // Frames produced in the same I/O turn (one Redis read can carry many announcements) leave
+    // in one syscall: cork now, uncork once the turn is over.
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.res.uncork();
+      });
     }
     this.res.write(chunk);
   }
