@@ -12,13 +12,6 @@ const oursUrl = new URL("../../openapi/openapi.json", import.meta.url);
  * match exactly: a new incompatibility fails, and so does a fixed one that is still listed.
  */
 const KNOWN_GAPS = [
-  "GET /v1/auth/providers: missing",
-  "PUT /v1/auth/providers/{provider}/api-key: missing",
-  "DELETE /v1/auth/providers/{provider}: missing",
-  "POST /v1/auth/providers/{provider}/subscription/start: missing",
-  "GET /v1/auth/subscription/{flowId}: missing",
-  "DELETE /v1/auth/subscription/{flowId}: missing",
-  "POST /v1/auth/subscription/{flowId}/continue: missing",
   "GET /v1/projects/{projectId}/sessions/{id} 200.messages[]: ours matches no variant the seed allows",
   "GET /v1/projects/{projectId}/sessions/{id}/extension-ui 200.requests[]: ours matches no variant the seed allows",
 ];

@@ -8,6 +8,7 @@ import type { Logger } from "@pi-fleet/observability";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { installErrorHandlers } from "./error-handler.ts";
 import { registerOpenApi } from "./openapi.ts";
+import { authRoutes } from "./routes/auth.ts";
 import { controlRoutes } from "./routes/control.ts";
 import { eventRoutes, openStreams } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -57,6 +58,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   await app.register(healthRoutes);
   await app.register(projectRoutes);
   await app.register(providerRoutes);
+  await app.register(authRoutes);
   await app.register(sessionRoutes);
   await app.register(runRoutes);
   await app.register(controlRoutes);

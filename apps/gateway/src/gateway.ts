@@ -12,7 +12,7 @@ import type { Logger } from "@pi-fleet/observability";
 import { RunProducer } from "@pi-fleet/queue";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
-import { WorkspacePaths } from "@pi-fleet/security";
+import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
 import { EventLog, StreamHub } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.ts";
@@ -40,6 +40,10 @@ export function assertLoopback(host: string): void {
 /** Connects, builds and listens. @throws when Redis is unreachable or the port is taken. */
 export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
   assertLoopback(env.HOST);
+  // Open mode (one `default` org on loopback) may store secrets unencrypted, with a warning.
+  const secrets = secretBoxFromEnv(env, { allowPlaintext: true });
+  const warning = unencryptedSecretsWarning(secrets);
+  if (warning) logger.warn(warning);
   const gatewayId = `gw-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const keys = createKeys(env.PI_FLEET_KEY_PREFIX);
   const [redis, bullmq, hubSub, controlSub] = await Promise.all([
@@ -57,7 +61,8 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     env,
     keys,
     redis,
-    registry: new Registry(redis, keys),
+    // Seal-only: the gateway stores provider keys but never decrypts them.
+    registry: new Registry(redis, keys, secrets.sealOnly()),
     events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN, env.PI_FLEET_STREAM_MAX_AGE_MS),
     hub: new StreamHub(hubSub),
     producer,

@@ -2,19 +2,43 @@
  * Opens and caches the pi sessions of one owned project. Only the lease holder opens a session
  * file (pi has no file lock: hazard H12), so a SessionHost lives exactly as long as its lease.
  * Each run re-applies the session's registry settings (model, thinking level) before it starts.
+ * When the org's providers or keys changed since a session was opened, the idle session is
+ * reopened on the new runtime, so a new key takes effect on the next run without a restart.
  */
 import { mkdir } from "node:fs/promises";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
-import { type OrgRuntime, openSession, type PiSession } from "@pi-fleet/pi-runtime";
+import { listBuiltinModels, type OrgRuntime, openSession, type PiSession } from "@pi-fleet/pi-runtime";
 import { defaultModel } from "@pi-fleet/registry";
 import type { WorkerContext } from "./worker-context.ts";
+
+/** An open (or opening) session and the runtime it was opened on. */
+interface HostedSession {
+  runtime: OrgRuntime;
+  session: Promise<PiSession>;
+}
+
+let builtinIds: Promise<ReadonlySet<string>> | undefined;
+/** `org/provider` pairs already warned about (runtime() runs on every acquire). */
+const warnedUnknown = new Set<string>();
+
+/** Ids of pi's built-in providers (from the static catalog, computed once per process). */
+function builtinProviderIds(): Promise<ReadonlySet<string>> {
+  builtinIds ??= listBuiltinModels().then(
+    (rows) => new Set(rows.map((r) => r.provider)),
+    (err: unknown) => {
+      builtinIds = undefined;
+      throw err;
+    },
+  );
+  return builtinIds;
+}
 
 /** The pi sessions of one project. */
 export class SessionHost {
   private readonly ctx: WorkerContext;
   private readonly org: string;
   private readonly project: string;
-  private readonly sessions = new Map<string, Promise<PiSession>>();
+  private readonly sessions = new Map<string, HostedSession>();
 
   constructor(ctx: WorkerContext, org: string, project: string) {
     this.ctx = ctx;
@@ -22,13 +46,34 @@ export class SessionHost {
     this.project = project;
   }
 
-  /** The org's pi runtime (rebuilt by the cache when its providers changed). */
+  /**
+   * The org's pi runtime (rebuilt by the cache when its providers or keys changed). Built-in keys:
+   * the org's stored credentials, opened here (only workers decrypt), over the workers' env keys
+   * for the `default` org. The revision covers the registry revision, a digest of the stored
+   * secrets and the env key names, so any credential change yields a new runtime.
+   * @throws Error when a stored key cannot be decrypted (names the provider, never the key)
+   */
   async runtime(): Promise<OrgRuntime> {
     const spec = await this.ctx.registry.providerRuntimeSpec(this.org);
-    const builtinKeys = this.org === DEFAULT_ORG ? this.ctx.builtinKeys : {};
+    const envKeys = this.org === DEFAULT_ORG ? this.ctx.builtinKeys : {};
+    const builtinKeys: Record<string, string> = { ...envKeys };
+    const stored = Object.entries(spec.builtinKeys);
+    if (stored.length > 0) {
+      const known = await builtinProviderIds();
+      for (const [provider, key] of stored) {
+        if (known.has(provider)) builtinKeys[provider] = key;
+        else if (!warnedUnknown.has(`${this.org}/${provider}`)) {
+          warnedUnknown.add(`${this.org}/${provider}`);
+          this.ctx.logger.warn(
+            { org: this.org, provider },
+            "ignoring a stored credential: no such built-in provider",
+          );
+        }
+      }
+    }
     return this.ctx.runtimes.get({
       orgId: this.org,
-      revision: `${spec.revision}:${Object.keys(builtinKeys).sort().join(",")}`,
+      revision: `${spec.revision}:${spec.credentialDigest}:${Object.keys(envKeys).sort().join(",")}`,
       providers: spec.providers,
       builtinKeys,
     });
@@ -36,7 +81,9 @@ export class SessionHost {
 
   /**
    * The session, opened (or reopened from its transcript) on first use, with the registry's
-   * model settings applied. @throws PiRuntimeError (no model, corrupt transcript, …)
+   * model settings applied. A session opened on an older runtime of the org is disposed and
+   * reopened on the current one unless it is streaming. @throws PiRuntimeError (no model,
+   * corrupt transcript, …)
    */
   async acquire(sessionId: string): Promise<PiSession> {
     const runtime = await this.runtime();
@@ -49,13 +96,21 @@ export class SessionHost {
             const m = defaultModel(models);
             return m ? { provider: m.provider, modelId: m.id } : undefined;
           })();
-    let pending = this.sessions.get(sessionId);
-    if (!pending) {
-      pending = this.open(runtime, sessionId, chosen, record?.thinkingLevel);
-      this.sessions.set(sessionId, pending);
-      pending.catch(() => this.sessions.delete(sessionId));
+    const stale = this.sessions.get(sessionId);
+    if (stale && stale.runtime !== runtime) {
+      const previous = await stale.session.catch(() => undefined);
+      // Still the same entry after the await, and not in the middle of a run: reopen it.
+      if (this.sessions.get(sessionId) === stale && !previous?.isStreaming) {
+        const disposed = previous ? previous.dispose().catch(() => undefined) : Promise.resolve();
+        this.host(sessionId, runtime, () =>
+          disposed.then(() => this.open(runtime, sessionId, chosen, record?.thinkingLevel)),
+        );
+      }
     }
-    const session = await pending;
+    const entry =
+      this.sessions.get(sessionId) ??
+      this.host(sessionId, runtime, () => this.open(runtime, sessionId, chosen, record?.thinkingLevel));
+    const session = await entry.session;
     const current = session.settings();
     if (chosen && (current.model?.provider !== chosen.provider || current.model?.id !== chosen.modelId)) {
       await session.setModel(chosen.provider, chosen.modelId);
@@ -66,11 +121,21 @@ export class SessionHost {
     return session;
   }
 
+  /** Records an opening session; a failed open is forgotten (if it is still the hosted one). */
+  private host(sessionId: string, runtime: OrgRuntime, open: () => Promise<PiSession>): HostedSession {
+    const entry: HostedSession = { runtime, session: open() };
+    this.sessions.set(sessionId, entry);
+    entry.session.catch(() => {
+      if (this.sessions.get(sessionId) === entry) this.sessions.delete(sessionId);
+    });
+    return entry;
+  }
+
   /** Disposes one session (aborting it first if it runs). */
   async forget(sessionId: string): Promise<void> {
-    const pending = this.sessions.get(sessionId);
+    const entry = this.sessions.get(sessionId);
     this.sessions.delete(sessionId);
-    const session = await pending?.catch(() => undefined);
+    const session = await entry?.session.catch(() => undefined);
     await session?.dispose().catch(() => undefined);
   }
 

@@ -12,7 +12,7 @@ import type { Logger } from "@pi-fleet/observability";
 import { listBuiltinModels, preparePiProcess, RuntimeCache } from "@pi-fleet/pi-runtime";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
-import { WorkspacePaths } from "@pi-fleet/security";
+import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
 import { EventLog } from "@pi-fleet/streams";
 import { ControlInbox } from "./control-inbox.ts";
 import { startHealthServer } from "./health-server.ts";
@@ -54,6 +54,11 @@ export async function startWorker(
   secrets: Record<string, string>,
 ): Promise<WorkerNode> {
   const workerId = env.PI_FLEET_WORKER_ID ?? `${hostname()}-${process.pid}`;
+  // Workers open the sealed provider keys (the gateway only seals them). Open mode may store
+  // secrets unencrypted, with a warning at boot.
+  const secretBox = secretBoxFromEnv(env, { allowPlaintext: true });
+  const warning = unencryptedSecretsWarning(secretBox);
+  if (warning) logger.warn({ workerId }, warning);
   const agentDir = resolve(env.WORKSPACE_DIR, "..", ".agents", workerId);
   await mkdir(join(agentDir, "tmp"), { recursive: true });
   preparePiProcess(agentDir);
@@ -63,7 +68,7 @@ export async function startWorker(
     connectRedis(env.REDIS_URL, "bullmq", `${workerId}:queue`),
     connectRedis(env.REDIS_URL, "subscriber", `${workerId}:inbox`),
   ]);
-  const registry = new Registry(redis, keys);
+  const registry = new Registry(redis, keys, secretBox);
   const builtinKeys = builtinKeysFrom(secrets);
   const ctx: WorkerContext = {
     env,

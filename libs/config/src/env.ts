@@ -4,9 +4,13 @@
  * Secrets (provider keys) are read here once and then removed from `process.env` by the caller
  * (see `takeSecrets`), so the agent's shell can never inherit them.
  */
+import { accessSync, constants } from "node:fs";
 import { envSchema } from "env-schema";
 import type { Static } from "typebox";
 import { Type } from "typebox";
+
+/** Shape of `PI_FLEET_SECRET_KEY`: 64 hex chars, or base64/base64url of 32 bytes (decoded in @pi-fleet/security). */
+const SECRET_KEY_PATTERN = "^([0-9a-fA-F]{64}|[A-Za-z0-9+/_-]{43}=?)$";
 
 /** JSON schema of every variable; each has a default except the secrets. */
 export const EnvSchema = Type.Object({
@@ -31,6 +35,14 @@ export const EnvSchema = Type.Object({
   ANTHROPIC_API_KEY: Type.Optional(Type.String()),
   /** Provider key for the `default` org's built-in `openai` provider (worker only). */
   OPENAI_API_KEY: Type.Optional(Type.String()),
+  /**
+   * 32-byte key that encrypts stored provider keys (AES-256-GCM), base64 (44 chars) or hex
+   * (64 chars); gateway and worker need the same one. Generate: `openssl rand -base64 32`.
+   * Unset (and no `PI_FLEET_SECRET_KEY_FILE`): open mode stores secrets unencrypted, with a warning.
+   */
+  PI_FLEET_SECRET_KEY: Type.Optional(Type.String({ pattern: SECRET_KEY_PATTERN })),
+  /** File holding the key instead (the same text, or exactly 32 raw bytes); exclusive with the above. */
+  PI_FLEET_SECRET_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
   /** Entries kept per session stream (approximate MAXLEN trimming). */
   PI_FLEET_STREAM_MAXLEN: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 10_000 }),
   /** Entries older than this (ms) are trimmed from a session stream on its next append; 0 = keep by count only. */
@@ -83,18 +95,40 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     const value = source[key];
     if (value !== undefined && value !== "") data[key] = value;
   }
+  let env: Env;
   try {
-    return envSchema<Env>({ schema: EnvSchema, data, dotenv: false });
+    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false });
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${describe(err)}`);
   }
+  if (env.PI_FLEET_SECRET_KEY !== undefined && env.PI_FLEET_SECRET_KEY_FILE !== undefined) {
+    throw new ConfigError(
+      "invalid configuration: PI_FLEET_SECRET_KEY and PI_FLEET_SECRET_KEY_FILE are both set; set only one",
+    );
+  }
+  if (env.PI_FLEET_SECRET_KEY_FILE !== undefined) {
+    // Only readability here; the contents are key material, decoded by @pi-fleet/security at boot.
+    try {
+      accessSync(env.PI_FLEET_SECRET_KEY_FILE, constants.R_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? "unreadable";
+      throw new ConfigError(`invalid configuration: PI_FLEET_SECRET_KEY_FILE cannot be read (${code})`);
+    }
+  }
+  return env;
 }
 
 function describe(err: unknown): string {
   const raw = err instanceof Error ? err.message : String(err);
   // env-schema reports `env/PORT must be <= 65535, env/HOST ...`; keep the first, name the variable.
   const first = raw.split(",")[0] ?? raw;
-  return first.replace(/^env\/?/, "").replace(/^must have required property '([^']+)'/, "$1 is required");
+  const message = first
+    .replace(/^env\/?/, "")
+    .replace(/^must have required property '([^']+)'/, "$1 is required");
+  // Never echo the key's pattern (or anything of it): say what is expected instead.
+  return message.startsWith("PI_FLEET_SECRET_KEY must match pattern")
+    ? "PI_FLEET_SECRET_KEY must be a 32-byte key, base64 (44 chars) or hex (64 chars)"
+    : message;
 }
 
 /**

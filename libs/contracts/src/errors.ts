@@ -20,6 +20,17 @@ export const ERROR_CODES = {
   PF_ERR_UI_REQUEST_NOT_FOUND: { status: 404, message: "no pending extension UI request with this id" },
   PF_ERR_MODEL_NOT_FOUND: { status: 404, message: "unknown model" },
   PF_ERR_PROVIDER_RESERVED: { status: 400, message: "provider id is reserved for a built-in provider" },
+  PF_ERR_PROVIDER_NOT_FOUND: { status: 400, message: "unknown provider" },
+  PF_ERR_PROVIDER_KEY_INVALID: { status: 400, message: "invalid API key" },
+  PF_ERR_SECRET_KEY_REQUIRED: {
+    status: 503,
+    message: "this deployment cannot store secrets: PI_FLEET_SECRET_KEY is not configured",
+  },
+  PF_ERR_AUTH_SUBSCRIPTION_UNSUPPORTED: {
+    status: 400,
+    message: "subscription login is not supported by this deployment",
+  },
+  PF_ERR_AUTH_FLOW_NOT_FOUND: { status: 404, message: "unknown subscription login flow" },
   PF_ERR_STREAM_CURSOR_INVALID: { status: 400, message: "invalid stream offset" },
   PF_ERR_SERVICE_UNAVAILABLE: { status: 503, message: "service unavailable" },
   PF_ERR_CONTROL_TIMEOUT: { status: 503, message: "the worker owning this project did not answer in time" },

@@ -54,8 +54,16 @@ export interface Keys {
   projects(org: string): string;
   /** Hash: custom provider id → provider config JSON (no secrets). */
   providers(org: string): string;
-  /** Hash: custom provider id → API key. Never returned by the API, never logged. */
+  /**
+   * Hash: custom provider id → API key sealed by `@pi-fleet/security`'s SecretBox (values written
+   * before sealing existed are plaintext and still read). Never returned by the API, never logged.
+   */
   providerKeys(org: string): string;
+  /**
+   * Hash: built-in pi provider id → credential JSON `{type: "api_key", sealed, updatedAt}` where
+   * `sealed` is the SecretBox-sealed key. Only workers open it; never returned, never logged.
+   */
+  providerCredentials(org: string): string;
   /** String: revision counter of an org's provider configuration (runtime cache key). */
   providersRevision(org: string): string;
   /** String: built-in model catalog JSON published by workers (the gateway never loads pi). */
@@ -100,6 +108,7 @@ export function createKeys(prefix: string): Keys {
     projects: (o) => `${prefix}:projects:${o}`,
     providers: (o) => `${prefix}:providers:${o}`,
     providerKeys: (o) => `${prefix}:provider-keys:${o}`,
+    providerCredentials: (o) => `${prefix}:provider-creds:${o}`,
     providersRevision: (o) => `${prefix}:providers-rev:${o}`,
     catalog: `${prefix}:catalog`,
     ownerAnnounce: (o, p) => `${prefix}:owned:${tag(o, p)}`,

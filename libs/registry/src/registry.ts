@@ -1,7 +1,10 @@
 /**
- * CRUD over the registry hashes in Redis: projects, sessions, custom providers and the model
- * catalog. Callers pass validated ids (route schemas check them); this module never builds paths.
+ * CRUD over the registry hashes in Redis: projects, sessions, custom providers, built-in provider
+ * credentials and the model catalog. Callers pass validated ids (route schemas check them); this
+ * module never builds paths. Secrets (provider keys) are sealed with the injected SecretSealer
+ * before they reach Redis and opened only by a registry that was given an opener (workers).
  */
+import { createHmac, randomBytes } from "node:crypto";
 import type { ThinkingLevel } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import type {
@@ -9,17 +12,44 @@ import type {
   CustomProviderConfig,
   ModelRow,
   ProjectRecord,
+  ProviderCredentialStatus,
+  ProviderRuntimeSpec,
+  SecretOpener,
+  SecretSealer,
   SessionRecord,
 } from "./types.ts";
+
+/** Stored form of a built-in provider credential (the hash value of `keys.providerCredentials`). */
+interface StoredCredential {
+  type: "api_key";
+  sealed: string;
+  updatedAt: string;
+}
+
+/** Sealing context of a custom provider's key (bound as AAD: a value cannot move to another slot). */
+const customKeyContext = (org: string, provider: string) => `provider-key:${org}:${provider}`;
+/** Sealing context of a built-in provider credential. */
+const credentialContext = (org: string, provider: string) => `provider-credential:${org}:${provider}`;
 
 /** Registry access for one key space. */
 export class Registry {
   readonly redis: Redis;
   readonly keys: Keys;
+  readonly #secrets: (SecretSealer & Partial<SecretOpener>) | undefined;
+  /**
+   * Keys the credential digest. Random per instance: the digest only has to be stable within this
+   * process, and `plain:`/legacy values are plaintext, so an unkeyed hash would fingerprint keys.
+   */
+  readonly #digestSalt = randomBytes(32);
 
-  constructor(redis: Redis, keys: Keys) {
+  /**
+   * @param secrets seals secrets on write; with `open` (workers) it also opens them. Without it,
+   *   writing or reading a secret throws (tests that never touch providers may omit it).
+   */
+  constructor(redis: Redis, keys: Keys, secrets?: SecretSealer & Partial<SecretOpener>) {
     this.redis = redis;
     this.keys = keys;
+    this.#secrets = secrets;
   }
 
   /** Creates the project, or returns the existing one (`created: false`); `deployment` updates. */
@@ -162,10 +192,15 @@ export class Registry {
       .sort((a, b) => (a.receivedAt ?? 0) - (b.receivedAt ?? 0));
   }
 
-  /** Stores (creates or replaces) a custom provider; `apiKey` undefined keeps the stored key. */
+  /**
+   * Stores (creates or replaces) a custom provider; `apiKey` undefined keeps the stored key, which
+   * is sealed before it is written. @throws the sealer's error when secrets may not be stored
+   */
   async putProvider(org: string, config: CustomProviderConfig, apiKey?: string): Promise<void> {
+    const sealed =
+      apiKey === undefined ? undefined : this.sealer().seal(apiKey, customKeyContext(org, config.provider));
     const tx = this.redis.multi().hset(this.keys.providers(org), config.provider, JSON.stringify(config));
-    if (apiKey !== undefined) tx.hset(this.keys.providerKeys(org), config.provider, apiKey);
+    if (sealed !== undefined) tx.hset(this.keys.providerKeys(org), config.provider, sealed);
     await tx.incr(this.keys.providersRevision(org)).exec();
   }
 
@@ -193,22 +228,98 @@ export class Registry {
   }
 
   /**
-   * Everything a worker needs to build an org's pi runtime: custom providers with their keys and
-   * the revision (changes on every provider write). Worker-only: this returns secrets.
+   * Stores (replaces) the API key of a built-in provider for the org, sealed, and bumps the
+   * provider revision so workers rebuild the org's runtime. The caller validates the provider id
+   * and the key. @throws the sealer's error when secrets may not be stored
    */
-  async providerRuntimeSpec(
-    org: string,
-  ): Promise<{ revision: string; providers: (CustomProviderConfig & { apiKey?: string })[] }> {
-    const [all, keys, revision] = await Promise.all([
-      this.redis.hgetall(this.keys.providers(org)),
-      this.redis.hgetall(this.keys.providerKeys(org)),
-      this.redis.get(this.keys.providersRevision(org)),
-    ]);
+  async setProviderCredential(org: string, provider: string, apiKey: string): Promise<void> {
+    const stored: StoredCredential = {
+      type: "api_key",
+      sealed: this.sealer().seal(apiKey, credentialContext(org, provider)),
+      updatedAt: new Date().toISOString(),
+    };
+    await this.redis
+      .multi()
+      .hset(this.keys.providerCredentials(org), provider, JSON.stringify(stored))
+      .incr(this.keys.providersRevision(org))
+      .exec();
+  }
+
+  /** Removes a built-in provider's stored credential; returns whether one existed. */
+  async removeProviderCredential(org: string, provider: string): Promise<boolean> {
+    const removed = await this.redis.hdel(this.keys.providerCredentials(org), provider);
+    if (removed > 0) await this.redis.incr(this.keys.providersRevision(org));
+    return removed > 0;
+  }
+
+  /** Which built-in providers have a stored credential for the org (never the credential). */
+  async providerCredentialStatus(org: string): Promise<ProviderCredentialStatus[]> {
+    const all = await this.redis.hgetall(this.keys.providerCredentials(org));
+    return Object.entries(all)
+      .map(([provider, json]) => {
+        const stored = parseCredential(provider, json);
+        return { provider, type: stored.type, updatedAt: stored.updatedAt };
+      })
+      .sort((a, b) => a.provider.localeCompare(b.provider));
+  }
+
+  /**
+   * Everything a worker needs to build an org's pi runtime: custom providers and built-in
+   * credentials with their keys opened, the revision (changes on every provider or credential
+   * write) and a digest of the stored values (changes whenever any stored secret does, even
+   * without a revision bump; keyed per Registry instance, so compare it only within a process).
+   * Worker-only: this returns secrets, and only a registry built with an opener can call it when
+   * secrets are stored.
+   * @throws Error naming the provider when a stored secret cannot be opened (wrong or missing
+   *   PI_FLEET_SECRET_KEY, tampered value); the message never contains the secret
+   */
+  async providerRuntimeSpec(org: string): Promise<ProviderRuntimeSpec> {
+    const res = await this.redis
+      .multi()
+      .hgetall(this.keys.providers(org))
+      .hgetall(this.keys.providerKeys(org))
+      .hgetall(this.keys.providerCredentials(org))
+      .get(this.keys.providersRevision(org))
+      .exec();
+    if (!res) throw new Error("provider runtime spec: transaction aborted");
+    for (const [err] of res) if (err) throw err;
+    const all = (res[0]?.[1] ?? {}) as Record<string, string>;
+    const keys = (res[1]?.[1] ?? {}) as Record<string, string>;
+    const credentials = (res[2]?.[1] ?? {}) as Record<string, string>;
+    const revision = (res[3]?.[1] ?? null) as string | null;
     const providers = Object.values(all)
       .map((json) => JSON.parse(json) as CustomProviderConfig)
       .sort((a, b) => a.provider.localeCompare(b.provider))
-      .map((p) => (keys[p.provider] ? { ...p, apiKey: keys[p.provider] } : p));
-    return { revision: revision ?? "0", providers };
+      .map((p) => {
+        const stored = keys[p.provider];
+        if (!stored) return p;
+        const apiKey = this.openSecret(
+          stored,
+          customKeyContext(org, p.provider),
+          `custom provider ${p.provider}`,
+          true,
+        );
+        return { ...p, apiKey };
+      });
+    const builtinKeys: Record<string, string> = {};
+    for (const provider of Object.keys(credentials).sort()) {
+      const stored = parseCredential(provider, credentials[provider] ?? "");
+      builtinKeys[provider] = this.openSecret(
+        stored.sealed,
+        credentialContext(org, provider),
+        `provider ${provider}`,
+        false,
+      );
+    }
+    return {
+      revision: revision ?? "0",
+      credentialDigest: createHmac("sha256", this.#digestSalt)
+        .update(JSON.stringify([sortedEntries(keys), sortedEntries(credentials)]))
+        .digest("hex")
+        .slice(0, 16),
+      providers,
+      builtinKeys,
+    };
   }
 
   /** Publishes the built-in model catalog (workers, at boot). */
@@ -228,12 +339,50 @@ export class Registry {
    * catalog with availability (only the `default` org gets the workers' env keys).
    */
   async listModels(org: string): Promise<ModelRow[]> {
-    const [providers, catalog] = await Promise.all([this.listProviders(org), this.catalog()]);
+    const [providers, catalog, stored] = await Promise.all([
+      this.listProviders(org),
+      this.catalog(),
+      this.redis.hkeys(this.keys.providerCredentials(org)),
+    ]);
     const custom = providers.flatMap(({ config }) => config.models.map((m) => customModelRow(config, m)));
-    const env = org === "default" ? new Set(catalog.envProviders) : new Set<string>();
-    const builtin = catalog.models.map((m) => ({ ...m, available: env.has(m.provider) }));
+    const configured = new Set([...stored, ...(org === "default" ? catalog.envProviders : [])]);
+    const builtin = catalog.models.map((m) => ({ ...m, available: configured.has(m.provider) }));
     return [...custom, ...builtin];
   }
+
+  private sealer(): SecretSealer {
+    if (!this.#secrets) throw new Error("this registry was built without a secret sealer");
+    return this.#secrets;
+  }
+
+  private openSecret(stored: string, context: string, what: string, allowLegacyPlaintext: boolean): string {
+    const secrets = this.#secrets;
+    if (!secrets?.open) throw new Error("this registry cannot open secrets (only workers decrypt)");
+    try {
+      return secrets.open(stored, context, { allowLegacyPlaintext });
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : "unknown error";
+      throw new Error(`the stored key of ${what} cannot be decrypted: ${reason}`);
+    }
+  }
+}
+
+function parseCredential(provider: string, json: string): StoredCredential {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    value = undefined;
+  }
+  const c = value as Partial<StoredCredential> | undefined;
+  if (c?.type !== "api_key" || typeof c.sealed !== "string") {
+    throw new Error(`the stored credential of provider ${provider} is malformed`);
+  }
+  return { type: c.type, sealed: c.sealed, updatedAt: typeof c.updatedAt === "string" ? c.updatedAt : "" };
+}
+
+function sortedEntries(hash: Record<string, string>): [string, string][] {
+  return Object.entries(hash).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** A custom provider model as a client-facing row (defaults as pi applies them). */

@@ -69,3 +69,37 @@ export interface CatalogDocument {
   envProviders: string[];
   publishedAt: string;
 }
+
+/**
+ * Seals a secret before it is stored (structurally `SecretSealer` of `@pi-fleet/security`; the
+ * registry never sees key material). The gateway's registry only has this half.
+ */
+export interface SecretSealer {
+  /** False when secrets are stored under the `plain:` marker (open mode without a key). */
+  readonly encrypted: boolean;
+  seal(plaintext: string, context: string): string;
+}
+
+/** Opens sealed secrets (structurally `SecretBox` of `@pi-fleet/security`); workers only. */
+export interface SecretOpener {
+  open(stored: string, context: string, opts?: { allowLegacyPlaintext?: boolean }): string;
+}
+
+/** A stored built-in provider credential as the API may show it: never the secret itself. */
+export interface ProviderCredentialStatus {
+  provider: string;
+  type: "api_key";
+  updatedAt: string;
+}
+
+/** Everything a worker needs to build an org's pi runtime. Worker-only: it holds opened secrets. */
+export interface ProviderRuntimeSpec {
+  /** The org's provider revision counter (bumped on every provider or credential write). */
+  revision: string;
+  /** Digest of the stored (sealed) keys and credentials: changes whenever any of them changes. */
+  credentialDigest: string;
+  /** Custom providers with their opened keys. */
+  providers: (CustomProviderConfig & { apiKey?: string })[];
+  /** Opened API keys of built-in providers stored for the org, by provider id. */
+  builtinKeys: Record<string, string>;
+}

@@ -1,1 +1,2 @@
+export * from "./secret-box.ts";
 export * from "./workspace-paths.ts";
