@@ -5,7 +5,7 @@
  * streams end, running runs are interrupted, leases released, the embedded Redis stopped.
  */
 import { resolve } from "node:path";
-import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { startGateway } from "@pi-fleet/gateway";
 import { createLogger } from "@pi-fleet/observability";
 import { pingRedis } from "@pi-fleet/redis";
@@ -46,8 +46,18 @@ if (!(await pingRedis(env.REDIS_URL, 500))) {
   logger.info({ url: embedded.url }, "started embedded redis-server");
 }
 
-const worker = await startWorker(env, logger, secrets);
-const gateway = await startGateway(env, logger);
+const fail = (err: unknown): never => {
+  const line = describeStartupFailure("pi-fleet", err, env.REDIS_URL);
+  if (!line) throw err;
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+};
+const worker = await startWorker(env, logger, secrets).catch(fail);
+const gateway = await startGateway(env, logger).catch(async (err: unknown) => {
+  await worker.close(0);
+  await embedded?.stop();
+  return fail(err);
+});
 logger.info({ url: gateway.url, workerId: worker.workerId }, "pi-fleet single-node mode ready");
 // Ctrl-C interrupts running runs at once; SIGTERM lets them finish within PI_FLEET_DRAIN_TIMEOUT_MS.
 closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {

@@ -4,7 +4,7 @@
  * signal exits immediately.
  */
 
-import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { createLogger } from "@pi-fleet/observability";
 import closeWithGrace from "close-with-grace";
 import { startGateway } from "./gateway.ts";
@@ -21,7 +21,12 @@ try {
 }
 takeSecrets();
 const logger = createLogger("pi-fleet-gateway", env.LOG_LEVEL);
-const gateway = await startGateway(env, logger);
+const gateway = await startGateway(env, logger).catch((err: unknown) => {
+  const line = describeStartupFailure("pi-fleet gateway", err, env.REDIS_URL);
+  if (!line) throw err;
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
 logger.info({ url: gateway.url }, "gateway listening");
 closeWithGrace({ delay: 25_000 }, async ({ signal, err }) => {
   if (err) logger.error({ err }, "fatal error, shutting down");

@@ -4,7 +4,7 @@
  * (`run_interrupted {reason: "shutdown"}`), leases released, exit 0.
  */
 
-import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { createLogger } from "@pi-fleet/observability";
 import closeWithGrace from "close-with-grace";
 import { startWorker } from "./worker-node.ts";
@@ -21,7 +21,12 @@ try {
 }
 const secrets = takeSecrets();
 const logger = createLogger("pi-fleet-worker", env.LOG_LEVEL);
-const worker = await startWorker(env, logger, secrets);
+const worker = await startWorker(env, logger, secrets).catch((err: unknown) => {
+  const line = describeStartupFailure("pi-fleet worker", err, env.REDIS_URL);
+  if (!line) throw err;
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
 closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
   if (err) logger.error({ err }, "fatal error, shutting down");
   logger.info({ signal }, "worker shutting down");
