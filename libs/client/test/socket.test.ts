@@ -1,0 +1,212 @@
+// Unit tests of PiFleetSocket against scripted in-memory sockets: hello before anything else,
+// resubscription from the last offset after a close, duplicate filtering, prompt re-sent with the
+// same idempotency key, unsafe requests rejected on disconnect, immediate reconnect after
+// `stream_lagging`, and the keepalive timeout.
+import { describe, expect, it } from "vitest";
+import {
+  createPiFleetClient,
+  type PiFleetSocket,
+  type ReconnectInfo,
+  type StreamItem,
+} from "../src/index.ts";
+
+type Frame = { kind: string; [key: string]: unknown };
+
+/** A WebSocket stand-in the test drives from the server side. */
+class FakeSocket extends EventTarget {
+  readyState = 0;
+  readonly sent: Frame[] = [];
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  closedWith: number | undefined;
+
+  constructor(url: string, headers: Record<string, string>) {
+    super();
+    this.url = url;
+    this.headers = headers;
+  }
+
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Frame);
+  }
+
+  close(code = 1000): void {
+    this.closedWith = code;
+    this.readyState = 3;
+  }
+
+  /** Server side: accept the connection. */
+  open(): void {
+    this.readyState = 1;
+    this.dispatchEvent(new Event("open"));
+  }
+
+  /** Server side: send a frame. */
+  push(frame: Frame): void {
+    this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(frame) }));
+  }
+
+  /** Server side: close the connection. */
+  drop(code = 1001): void {
+    this.readyState = 3;
+    this.dispatchEvent(Object.assign(new Event("close"), { code }));
+  }
+
+  /** Opens and answers hello. */
+  welcome(connectionId: string): void {
+    this.open();
+    this.push({ kind: "welcome", protocol: 1, connectionId });
+  }
+}
+
+function harness(opts: { pingIntervalMs?: number; pongTimeoutMs?: number } = {}) {
+  const sockets: FakeSocket[] = [];
+  const reconnects: ReconnectInfo[] = [];
+  const client = createPiFleetClient({
+    baseUrl: "https://gw.test",
+    apiKey: "key",
+    webSocket: (url, headers) => {
+      const s = new FakeSocket(url, headers);
+      sockets.push(s);
+      return s as unknown as WebSocket;
+    },
+  });
+  const socket: PiFleetSocket = client.ws({
+    reconnect: { initialDelayMs: 1, maxDelayMs: 2 },
+    onReconnect: (r) => reconnects.push(r),
+    ...opts,
+  });
+  const next = async (n: number): Promise<FakeSocket> => {
+    while (sockets.length < n) await new Promise((r) => setTimeout(r, 1));
+    return sockets[n - 1]!;
+  };
+  return { sockets, reconnects, socket, next };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+describe("PiFleetSocket", () => {
+  it("says hello first, resubscribes from the last offset and drops duplicates", async () => {
+    const { socket, next, reconnects } = harness();
+    const first = await next(1);
+    expect(first.url).toBe("wss://gw.test/v1/ws");
+    expect(first.headers).toEqual({ authorization: "Bearer key" });
+    const sub = socket.subscribe("p", "s", { after: "0" });
+    first.welcome("c1");
+    expect(await socket.ready()).toEqual({ protocol: 1, connectionId: "c1" });
+    expect(first.sent.map((f) => f.kind)).toEqual(["hello", "subscribe"]);
+    expect(first.sent[1]).toMatchObject({ projectId: "p", sessionId: "s", after: "0" });
+
+    const items: StreamItem[] = [];
+    const reading = (async () => {
+      for await (const item of sub) items.push(item);
+    })();
+    first.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-1", event: { type: "a" } });
+    first.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-2", event: { type: "b" } });
+    first.push({ kind: "event", projectId: "other", sessionId: "s", offset: "1-3", event: { type: "x" } });
+    first.drop(1001);
+
+    const second = await next(2);
+    second.welcome("c2");
+    expect(second.sent[1]).toMatchObject({ kind: "subscribe", projectId: "p", sessionId: "s", after: "1-2" });
+    second.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-2", event: { type: "b" } });
+    second.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-3", event: { type: "c" } });
+    await tick();
+    expect(socket.connectionId).toBe("c2");
+    expect(sub.offset).toBe("1-3");
+    sub.close();
+    await reading;
+    expect(items.map((i) => i.offset)).toEqual(["1-1", "1-2", "1-3"]);
+    expect(second.sent.at(-1)).toEqual({ kind: "unsubscribe", projectId: "p", sessionId: "s" });
+    expect(reconnects).toMatchObject([{ reason: "closed", attempt: 0 }]);
+    socket.close();
+  });
+
+  it("re-sends prompt with the same idempotency key and rejects unsafe requests on disconnect", async () => {
+    const { socket, next } = harness();
+    const first = await next(1);
+    first.welcome("c1");
+    await socket.ready();
+    const prompt = socket.request("prompt", { projectId: "p", sessionId: "s", text: "hi" });
+    const steer = socket.request("steer", { projectId: "p", sessionId: "s", text: "go" });
+    const promptFrame = first.sent[1]!;
+    const steerFrame = first.sent[2]!;
+    expect(promptFrame).toMatchObject({ kind: "request", method: "prompt", params: { text: "hi" } });
+    const key = (promptFrame.params as { idempotencyKey?: string }).idempotencyKey;
+    expect(key).toEqual(expect.any(String));
+    first.drop(1006);
+    await expect(steer).rejects.toMatchObject({ name: "PiFleetSocketError", code: "PF_CLIENT_DISCONNECTED" });
+
+    const second = await next(2);
+    second.welcome("c2");
+    const resent = second.sent[1]!;
+    expect(resent).toMatchObject({ method: "prompt", params: { idempotencyKey: key } });
+    second.push({
+      kind: "response",
+      id: resent.id,
+      ok: true,
+      result: { ok: true, runId: "r1", offset: "1-0", position: 0 },
+    });
+    expect((await prompt).runId).toBe("r1");
+    expect(steerFrame.id).not.toBe(resent.id);
+
+    const failing = socket.request("abort", { projectId: "p", sessionId: "s" });
+    const abortFrame = second.sent.at(-1)!;
+    second.push({
+      kind: "response",
+      id: abortFrame.id,
+      ok: false,
+      status: 404,
+      error: { error: "unknown session", code: "PF_ERR_SESSION_NOT_FOUND" },
+    });
+    await expect(failing).rejects.toMatchObject({
+      name: "PiFleetApiError",
+      status: 404,
+      code: "PF_ERR_SESSION_NOT_FOUND",
+    });
+
+    const pending = socket.request("state", { projectId: "p", sessionId: "s" });
+    socket.close();
+    await expect(pending).rejects.toMatchObject({ code: "PF_CLIENT_CLOSED" });
+    expect(second.closedWith).toBe(1000);
+  });
+
+  it("reconnects at once after stream_lagging and fails a rejected subscription", async () => {
+    const { socket, next, reconnects } = harness();
+    const first = await next(1);
+    first.welcome("c1");
+    const sub = socket.subscribe("p");
+    await tick();
+    first.push({ kind: "event", projectId: "p", event: { type: "stream_lagging" } });
+    first.drop(1013);
+    expect(reconnects).toMatchObject([{ reason: "lagging", delayMs: 0 }]);
+    const second = await next(2);
+    second.welcome("c2");
+    const subscribe = second.sent[1]!;
+    expect(subscribe).toMatchObject({ kind: "subscribe", projectId: "p" });
+    expect(subscribe).not.toHaveProperty("after");
+    second.push({ kind: "error", id: subscribe.id, code: "PF_ERR_PROJECT_NOT_FOUND", error: "unknown" });
+    const iterate = async () => {
+      for await (const _ of sub) {
+        // nothing arrives
+      }
+    };
+    await expect(iterate()).rejects.toMatchObject({ code: "PF_ERR_PROJECT_NOT_FOUND" });
+    // The failed subscription is gone: the same stream can be subscribed again.
+    expect(() => socket.subscribe("p")).not.toThrow();
+    socket.close();
+  });
+
+  it("replaces a connection that stops answering pings", async () => {
+    const { socket, next, reconnects } = harness({ pingIntervalMs: 10, pongTimeoutMs: 10 });
+    const first = await next(1);
+    first.welcome("c1");
+    const second = await next(2);
+    expect(first.sent.some((f) => f.kind === "ping")).toBe(true);
+    expect(first.closedWith).toBe(4000);
+    expect(reconnects[0]).toMatchObject({ reason: "idle" });
+    second.welcome("c2");
+    expect(await socket.ready()).toMatchObject({ connectionId: "c2" });
+    socket.close();
+  });
+});
