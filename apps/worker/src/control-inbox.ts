@@ -6,6 +6,7 @@
  */
 import type { Redis } from "@pi-fleet/redis";
 import type { Ownership } from "./ownership.ts";
+import { isUiAnswer, UI_ALREADY_ANSWERED } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 interface Request {
@@ -80,6 +81,22 @@ export class ControlInbox {
             return;
           }
           await reply(true, await runner.command(req.session, command as { type: string }));
+          return;
+        }
+        case "ui_response": {
+          const { requestId, response } = (req.payload ?? {}) as { requestId?: unknown; response?: unknown };
+          if (!req.session || typeof requestId !== "string" || !isUiAnswer(response)) {
+            await reply(false, undefined, "invalid ui_response request");
+            return;
+          }
+          const outcome = await runner.answerUi(req.session, requestId, response);
+          if (outcome === "answered") await reply(true, { answered: true });
+          else
+            await reply(
+              false,
+              undefined,
+              outcome === "already_answered" ? UI_ALREADY_ANSWERED : "unknown request",
+            );
           return;
         }
         case "forget_session":

@@ -8,12 +8,13 @@
  */
 
 import type { ProjectLease } from "@pi-fleet/leases";
-import type { CommandResult } from "@pi-fleet/pi-runtime";
+import type { CommandResult, UiAnswer } from "@pi-fleet/pi-runtime";
 import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
+import type { UiAnswerOutcome } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 const MODEL_COMMANDS = new Set(["set_model", "cycle_model", "set_thinking_level", "cycle_thinking_level"]);
@@ -42,7 +43,7 @@ export class ProjectRunner {
     this.lease = lease;
     this.org = lease.org;
     this.project = lease.project;
-    this.host = new SessionHost(ctx, lease.org, lease.project);
+    this.host = new SessionHost(ctx, lease.org, lease.project, lease);
     this.executor = new RunExecutor(ctx, lease, this.host, new SessionGate(ctx.events));
     this.queue = new Queue<RunJobData>(ctx.keys.projectTag(lease.org, lease.project), {
       connection: ctx.bullmq,
@@ -125,6 +126,17 @@ export class ProjectRunner {
     return result;
   }
 
+  /**
+   * Delivers a client's answer to a session's extension dialog (control `ui_response`). A pending
+   * entry no dialog here waits for (its session is not open on this owner) is stale: removed.
+   */
+  async answerUi(sessionId: string, requestId: string, answer: UiAnswer): Promise<UiAnswerOutcome> {
+    const bridge = this.host.uiBridge(sessionId);
+    if (bridge) return bridge.answer(requestId, answer);
+    await this.ctx.registry.resolvePendingUi(this.org, this.project, sessionId, requestId, "cancelled");
+    return "unknown";
+  }
+
   /** Aborts and disposes one session (it was deleted). */
   async forgetSession(sessionId: string): Promise<void> {
     await this.executor.abort(sessionId);
@@ -183,10 +195,14 @@ export class ProjectRunner {
     }
   }
 
-  /** Runs recorded `running` under an older epoch were interrupted by their owner's death. */
+  /**
+   * Runs recorded `running` under an older epoch were interrupted by their owner's death, and
+   * the extension dialogs it left pending can never be answered: they are withdrawn.
+   */
   private async reconcile(): Promise<void> {
     const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(this.org, this.project), "0", "-1");
     for (const sessionId of sessions) {
+      await this.ctx.registry.clearPendingUi(this.org, this.project, sessionId);
       const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
       if (!record?.activeRun) continue;
       const run = await this.ctx.events.getRun(this.org, this.project, record.activeRun);

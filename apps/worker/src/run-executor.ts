@@ -120,11 +120,17 @@ export class RunExecutor {
       active.interruptReason = "lease_lost";
       void session.abort();
     });
+    // Extension UI events of the run travel with pi's events, in order and fenced.
+    const ui = this.host.uiBridge(data.sessionId);
+    ui?.attach(publisher);
     let outcome: RunOutcome;
     try {
       outcome = await session.run(data.text, {}, (event) => publisher.push(event, historyOf(event)));
     } finally {
       this.active.delete(data.sessionId);
+      ui?.detach(publisher);
+      // A dialog the run left behind (one no handler awaited) is withdrawn with the run.
+      await ui?.cancelAll();
     }
     if (outcome.status !== "finished") {
       // Steering / follow-up messages still queued belonged to this run: never let them leak into the next one.
@@ -180,12 +186,18 @@ export class RunExecutor {
     return true;
   }
 
-  /** Aborts the session's running run; returns its id when there was one. */
+  /**
+   * Aborts the session's running run; returns its id when there was one. Its waiting extension
+   * dialogs resolve to pi's defaults (an extension that did not pass the run's abort signal to
+   * its dialog would otherwise hold the abort up).
+   */
   async abort(sessionId: string, interruptReason?: string): Promise<string | undefined> {
     const active = this.active.get(sessionId);
     if (!active) return undefined;
     if (interruptReason) active.interruptReason = interruptReason;
-    await active.session.abort();
+    const aborting = active.session.abort();
+    await this.host.uiBridge(sessionId)?.cancelAll();
+    await aborting;
     return active.runId;
   }
 

@@ -4,11 +4,22 @@
  * Each run re-applies the session's registry settings (model, thinking level) before it starts.
  * When the org's providers or keys changed since a session was opened, the idle session is
  * reopened on the new runtime, so a new key takes effect on the next run without a restart.
+ * Each session gets the operator's resource policy (PI_EXTENSION_PATHS, …; project extensions
+ * only for PI_FLEET_TRUSTED_ORGS) and a UiBridge as its extension UI, kept across reopens.
  */
 import { mkdir } from "node:fs/promises";
+import { splitList } from "@pi-fleet/config";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
-import { listBuiltinModels, type OrgRuntime, openSession, type PiSession } from "@pi-fleet/pi-runtime";
+import type { ProjectLease } from "@pi-fleet/leases";
+import {
+  listBuiltinModels,
+  type OrgRuntime,
+  openSession,
+  type PiSession,
+  type ResourcePolicy,
+} from "@pi-fleet/pi-runtime";
 import { defaultModel } from "@pi-fleet/registry";
+import { UiBridge } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 /** An open (or opening) session and the runtime it was opened on. */
@@ -39,11 +50,30 @@ export class SessionHost {
   private readonly org: string;
   private readonly project: string;
   private readonly sessions = new Map<string, HostedSession>();
+  private readonly lease: ProjectLease;
+  private readonly policy: ResourcePolicy;
+  private readonly bridges = new Map<string, UiBridge>();
 
-  constructor(ctx: WorkerContext, org: string, project: string) {
+  constructor(ctx: WorkerContext, org: string, project: string, lease: ProjectLease) {
     this.ctx = ctx;
     this.org = org;
     this.project = project;
+    this.lease = lease;
+    const env = ctx.env;
+    this.policy = {
+      extensionPaths: splitList(env.PI_EXTENSION_PATHS),
+      skillPaths: splitList(env.PI_SKILL_PATHS),
+      promptPaths: splitList(env.PI_PROMPT_PATHS),
+      noExtensions: env.PI_NO_EXTENSIONS,
+      noSkills: env.PI_NO_SKILLS,
+      noPromptTemplates: env.PI_NO_PROMPT_TEMPLATES,
+      trustProjectExtensions: splitList(env.PI_FLEET_TRUSTED_ORGS).includes(org),
+    };
+  }
+
+  /** The extension UI bridge of a session opened here (undefined if it never was). */
+  uiBridge(sessionId: string): UiBridge | undefined {
+    return this.bridges.get(sessionId);
   }
 
   /**
@@ -131,12 +161,17 @@ export class SessionHost {
     return entry;
   }
 
-  /** Disposes one session (aborting it first if it runs). */
+  /** Disposes one session (aborting it first if it runs); its waiting dialogs get pi's defaults. */
   async forget(sessionId: string): Promise<void> {
     const entry = this.sessions.get(sessionId);
     this.sessions.delete(sessionId);
+    const bridge = this.bridges.get(sessionId);
+    this.bridges.delete(sessionId);
+    // Dialogs first: an extension awaiting one would otherwise hold up the abort inside dispose.
+    const closing = bridge?.dispose();
     const session = await entry?.session.catch(() => undefined);
     await session?.dispose().catch(() => undefined);
+    await closing;
   }
 
   /** Disposes every session. */
@@ -154,6 +189,11 @@ export class SessionHost {
     const sessionFile = this.ctx.paths.sessionFile(this.org, this.project, sessionId);
     await mkdir(projectDir, { recursive: true });
     await mkdir(this.ctx.paths.sessionsDir(this.org, this.project), { recursive: true });
+    let ui = this.bridges.get(sessionId);
+    if (!ui) {
+      ui = new UiBridge(this.ctx, this.lease, { org: this.org, project: this.project, session: sessionId });
+      this.bridges.set(sessionId, ui);
+    }
     return openSession({
       runtime,
       projectDir,
@@ -162,6 +202,8 @@ export class SessionHost {
       model,
       thinkingLevel,
       bashTimeoutMs: this.ctx.env.PI_FLEET_BASH_TIMEOUT_MS,
+      ...this.policy,
+      ui,
     });
   }
 }

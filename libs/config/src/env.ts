@@ -5,6 +5,8 @@
  * (see `takeSecrets`), so the agent's shell can never inherit them.
  */
 import { accessSync, constants } from "node:fs";
+import { isAbsolute } from "node:path";
+import { isSlug } from "@pi-fleet/contracts";
 import { envSchema } from "env-schema";
 import type { Static } from "typebox";
 import { Type } from "typebox";
@@ -75,6 +77,28 @@ export const EnvSchema = Type.Object({
   PI_FLEET_BASH_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 600_000 }),
   /** SSE heartbeat interval in ms. */
   PI_FLEET_SSE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 15_000 }),
+  /**
+   * Operator pi extensions loaded into every session (worker only): comma-separated absolute
+   * paths of `.ts`/`.js` files or pi package dirs. Trusted code, run in the worker process; a path
+   * that fails to load fails the session open (a permission gate is never silently skipped).
+   */
+  PI_EXTENSION_PATHS: Type.String({ default: "" }),
+  /** Operator skills for every session: comma-separated absolute paths (SKILL.md files or dirs). */
+  PI_SKILL_PATHS: Type.String({ default: "" }),
+  /** Operator prompt templates for every session: comma-separated absolute paths (.md files or dirs). */
+  PI_PROMPT_PATHS: Type.String({ default: "" }),
+  /** `true`: no extensions at all, operator or project. */
+  PI_NO_EXTENSIONS: Type.Boolean({ default: false }),
+  /** `true`: no skills at all, operator or project `.pi/skills`. */
+  PI_NO_SKILLS: Type.Boolean({ default: false }),
+  /** `true`: no prompt templates at all, operator or project `.pi/prompts`. */
+  PI_NO_PROMPT_TEMPLATES: Type.Boolean({ default: false }),
+  /**
+   * Comma-separated org ids whose projects' `.pi/extensions` (tenant code, run in the worker
+   * process) may load. Empty by default: project extensions never load; project skills, prompt
+   * templates and AGENTS.md are text and load for every org.
+   */
+  PI_FLEET_TRUSTED_ORGS: Type.String({ default: "" }),
 });
 
 /** Validated configuration (defaults applied). */
@@ -106,6 +130,14 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
       "invalid configuration: PI_FLEET_SECRET_KEY and PI_FLEET_SECRET_KEY_FILE are both set; set only one",
     );
   }
+  for (const name of ["PI_EXTENSION_PATHS", "PI_SKILL_PATHS", "PI_PROMPT_PATHS"] as const) {
+    if (splitList(env[name]).some((p) => !isAbsolute(p))) {
+      throw new ConfigError(`invalid configuration: ${name} must be comma-separated absolute paths`);
+    }
+  }
+  if (!splitList(env.PI_FLEET_TRUSTED_ORGS).every(isSlug)) {
+    throw new ConfigError("invalid configuration: PI_FLEET_TRUSTED_ORGS must be comma-separated org ids");
+  }
   if (env.PI_FLEET_SECRET_KEY_FILE !== undefined) {
     // Only readability here; the contents are key material, decoded by @pi-fleet/security at boot.
     try {
@@ -116,6 +148,14 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     }
   }
   return env;
+}
+
+/** The items of a comma-separated variable, trimmed, empty ones dropped. */
+export function splitList(value: string): string[] {
+  return value
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
 }
 
 function describe(err: unknown): string {

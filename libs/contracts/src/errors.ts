@@ -18,6 +18,10 @@ export const ERROR_CODES = {
   PF_ERR_COMMAND_BUSY: { status: 409, message: "the command is not allowed while a run is active" },
   PF_ERR_COMMAND_UNSUPPORTED: { status: 400, message: "unknown or unsupported command" },
   PF_ERR_UI_REQUEST_NOT_FOUND: { status: 404, message: "no pending extension UI request with this id" },
+  PF_ERR_UI_ALREADY_ANSWERED: {
+    status: 409,
+    message: "the extension UI request was already answered (or timed out)",
+  },
   PF_ERR_MODEL_NOT_FOUND: { status: 404, message: "unknown model" },
   PF_ERR_PROVIDER_RESERVED: { status: 400, message: "provider id is reserved for a built-in provider" },
   PF_ERR_PROVIDER_NOT_FOUND: { status: 400, message: "unknown provider" },

@@ -1,6 +1,7 @@
 // Public API of @pi-fleet/pi-runtime, the only package that imports pi: per-org model runtimes,
 // isolated agent sessions, and the lean wire form of pi's events.
 export { PiRuntimeError, type PiRuntimeErrorCode } from "./errors.ts";
+export { createExtensionUiContext } from "./extension-ui.ts";
 export { listBuiltinModels } from "./model-rows.ts";
 export { openSession } from "./open-session.ts";
 export { KEYLESS_PLACEHOLDER_KEY, registerNativeProviderForTests } from "./org-runtime.ts";
@@ -11,6 +12,7 @@ export type {
   CommandErrorCode,
   CommandRequest,
   CommandResult,
+  ExtensionUiHost,
   ModelRow,
   OrgRuntime,
   OrgRuntimeSpec,
@@ -18,9 +20,13 @@ export type {
   PromptImage,
   ProviderModelSpec,
   ProviderSpec,
+  ResourcePolicy,
   RunOutcome,
   RunOutcomeStatus,
   SessionSettings,
   SessionSpec,
+  UiAnswer,
+  UiDialogMethod,
+  UiRequest,
 } from "./types.ts";
 export { toWireEvent } from "./wire-event.ts";

@@ -1,6 +1,7 @@
 // Assembles one pi agent session from explicit, isolated parts (the recipe of pi-sdk.md §2): the
-// org's runtime, a loader that discovers nothing, in-memory untrusted settings, the session file
-// opened at its exact path, and the bash tool replaced by the minimal-env host spawner.
+// org's runtime, a loader that loads only what the resource policy names, in-memory untrusted
+// settings, the session file opened at its exact path, the bash tool replaced by the minimal-env
+// host spawner, and extensions bound to the fleet's extension UI (pi-sdk.md §6).
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -13,11 +14,12 @@ import {
 } from "@earendil-works/pi-coding-agent";
 import { createHostBashOperations, DEFAULT_BASH_TIMEOUT_MS, minimalBashEnv } from "./bash-operations.ts";
 import { errorMessage, PiRuntimeError } from "./errors.ts";
+import { createExtensionUiContext, extensionErrorEvent } from "./extension-ui.ts";
 import { resolveSessionModel } from "./model-selection.ts";
 import { piModelRuntime } from "./org-runtime.ts";
 import { PiAgentSession } from "./pi-session.ts";
 import { readProjectAgentsFile } from "./project-context.ts";
-import { createIsolatedResourceLoader } from "./resource-loader.ts";
+import { createPolicyResourceLoader } from "./resource-policy.ts";
 import type { PiSession, SessionSpec } from "./types.ts";
 
 /** Built-in tools the agent gets; `bash` is replaced by the host spawner. */
@@ -25,12 +27,16 @@ const TOOL_NAMES = ["read", "bash", "edit", "write"];
 
 /**
  * Opens the session file (creating it on the first assistant message if missing) and returns a
- * ready PiSession. Reads `<projectDir>/AGENTS.md` (see readProjectAgentsFile). Opening repairs a
- * torn last line of an existing file, so only the session's lease holder may call it.
+ * ready PiSession. Reads `<projectDir>/AGENTS.md` (see readProjectAgentsFile) and loads the
+ * extensions, skills and prompt templates of the spec's resource policy (createPolicyResourceLoader),
+ * then binds extensions in "rpc" mode with `spec.ui` as their UI (pi emits `session_start` here);
+ * extension errors and project extensions that failed to load reach `spec.ui.notify` as
+ * `extension_error` events. Opening repairs a torn last line of an existing file, so only the
+ * session's lease holder may call it.
  * Throws PiRuntimeError "corrupt_session" (invalid header; file untouched), "unknown_model" (the
  * explicit model is not in the runtime), "auth" (its provider has no credential), "no_model"
  * (no explicit model and none available); TypeError for relative paths; Error when projectDir is
- * not a directory.
+ * not a directory or an operator extension did not load.
  */
 export async function openSession(spec: SessionSpec): Promise<PiSession> {
   for (const [name, path] of [
@@ -57,23 +63,46 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
       operations: bashOperations,
       exposeSessionEnvironment: false,
     });
+    // Per session and in memory: pi's "global" settings writes (steering mode, auto compaction,
+    // auto retry; hazard H10) stay inside this session. Never trusted: no project packages,
+    // npmCommand or shell settings, even for orgs whose project extensions load (H1).
+    const settingsManager = SettingsManager.inMemory(
+      { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
+      { projectTrusted: false },
+    );
+    const { loader, projectErrors } = await createPolicyResourceLoader({
+      policy: spec,
+      projectDir: spec.projectDir,
+      agentDir: spec.agentDir,
+      settingsManager,
+      agentsFiles: agentsFile ? [agentsFile] : [],
+    });
     const { session } = await createAgentSession({
       cwd: spec.projectDir,
       agentDir: spec.agentDir,
       modelRuntime: rt,
       model,
       ...(spec.thinkingLevel ? { thinkingLevel: spec.thinkingLevel } : {}),
-      resourceLoader: createIsolatedResourceLoader(agentsFile ? [agentsFile] : []),
+      resourceLoader: loader,
       sessionManager,
-      // Per session and in memory: pi's "global" settings writes (steering mode, auto compaction,
-      // auto retry; hazard H10) stay inside this session.
-      settingsManager: SettingsManager.inMemory(
-        { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
-        { projectTrusted: false },
-      ),
+      settingsManager,
       tools: TOOL_NAMES,
       customTools: [defineTool(bash)], // defineTool: pi's identity helper that widens the tool type
     });
+    const ui = spec.ui;
+    for (const e of projectErrors) {
+      ui?.notify({ type: "extension_error", extensionPath: e.path, event: "load", error: e.error });
+    }
+    try {
+      await session.bindExtensions({
+        ...(ui ? { uiContext: createExtensionUiContext(ui) } : {}),
+        mode: "rpc",
+        onError: (err) => ui?.notify(extensionErrorEvent(err, spec.projectDir)),
+      });
+    } catch (err) {
+      session.dispose();
+      throw err;
+    }
     return new PiAgentSession({ session, runtime: spec.runtime, rt, bashOperations, tmpDir });
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});

@@ -78,8 +78,71 @@ export interface OrgRuntime {
   findModel(provider: string, modelId: string): ModelRow | undefined;
 }
 
+/** A dialog method of pi's extension UI (the ones that wait for an answer). */
+export type UiDialogMethod = "select" | "confirm" | "input" | "editor";
+
+/**
+ * A dialog request in pi's RPC wire shape: `{type: "extension_ui_request", id, method, …}` with
+ * `select {title, options, timeout?}`, `confirm {title, message, timeout?}`,
+ * `input {title, placeholder?, timeout?}` or `editor {title, prefill?}`. `id` is a random UUID.
+ */
+export interface UiRequest {
+  type: "extension_ui_request";
+  id: string;
+  method: UiDialogMethod;
+  [field: string]: unknown;
+}
+
+/** A client's answer to a dialog (pi's `extension_ui_response` minus `type`/`id`). */
+export type UiAnswer = { value: string } | { confirmed: boolean } | { cancelled: true };
+
+/**
+ * Where a session's extension UI goes (the fleet side: stream, pending store, answers).
+ * Without one, extensions see `ctx.hasUI === false` and pi's no-op UI.
+ */
+export interface ExtensionUiHost {
+  /**
+   * Shows a dialog to the session's clients and resolves with the first answer. `signal` aborts
+   * when pi stops waiting (the dialog's timeout or the extension's abort signal): withdraw the
+   * request then and resolve `undefined`; the extension already got the default. Resolving
+   * `undefined` (or rejecting) at any time gives the extension pi's default answer.
+   */
+  request(request: UiRequest, signal: AbortSignal): Promise<UiAnswer | undefined>;
+  /**
+   * Publishes an out-of-band event: a fire-and-forget `extension_ui_request` (`notify`,
+   * `setStatus`, `setWidget`, `setTitle`, `set_editor_text`) or an `extension_error`. Called
+   * synchronously from extension code and pi's event queue: must not throw, block or do I/O inline.
+   */
+  notify(event: WireEvent): void;
+}
+
+/**
+ * What pi may load besides the built-in tools. Operator paths are trusted (they come from the
+ * deployment, not from tenants); project files are tenant data.
+ */
+export interface ResourcePolicy {
+  /** Absolute paths of operator extensions (a .ts/.js file, or a pi package dir). */
+  extensionPaths?: readonly string[];
+  /** Absolute paths of operator skills (a SKILL.md / .md file, or a dir of them). */
+  skillPaths?: readonly string[];
+  /** Absolute paths of operator prompt templates (a .md file, or a dir of them). */
+  promptPaths?: readonly string[];
+  /** No extensions at all (operator and project). */
+  noExtensions?: boolean;
+  /** No skills at all (operator and project `.pi/skills`). */
+  noSkills?: boolean;
+  /** No prompt templates at all (operator and project `.pi/prompts`). */
+  noPromptTemplates?: boolean;
+  /**
+   * Load the project's `.pi/extensions` (tenant code, run in the worker process). Default false:
+   * only for orgs the operator marked trusted. Project skills and prompt templates are text and
+   * load regardless (unless switched off above).
+   */
+  trustProjectExtensions?: boolean;
+}
+
 /** What openSession needs to open (or create) one agent session. */
-export interface SessionSpec {
+export interface SessionSpec extends ResourcePolicy {
   runtime: OrgRuntime;
   /** Absolute; the agent's cwd. */
   projectDir: string;
@@ -99,6 +162,8 @@ export interface SessionSpec {
   bashEnv?: Record<string, string>;
   /** Per-command cap for the bash tool in milliseconds; default 10 minutes. */
   bashTimeoutMs?: number;
+  /** Extension UI of the session (dialogs, notifications, extension errors); absent: no UI. */
+  ui?: ExtensionUiHost;
 }
 
 export type RunOutcomeStatus = "finished" | "failed" | "aborted";

@@ -1,2 +1,7 @@
+export {
+  type PendingUiStatus,
+  UI_TOMBSTONE_TTL_MS,
+  type UiResolution,
+} from "./pending-ui.ts";
 export * from "./registry.ts";
 export * from "./types.ts";

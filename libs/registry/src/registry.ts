@@ -7,6 +7,14 @@
 import { createHmac, randomBytes } from "node:crypto";
 import type { ThinkingLevel } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
+import {
+  ADD_PENDING_UI,
+  type PendingUiStatus,
+  RESOLVE_PENDING_UI,
+  UI_TOMBSTONE_PREFIX,
+  UI_TOMBSTONE_TTL_MS,
+  type UiResolution,
+} from "./pending-ui.ts";
 import type {
   CatalogDocument,
   CustomProviderConfig,
@@ -184,12 +192,91 @@ export class Registry {
     return rows.map((r) => JSON.parse(r) as unknown);
   }
 
-  /** Pending extension UI requests of a session (wire `extension_ui_request` objects), oldest first. */
+  /**
+   * Pending extension UI requests of a session (wire `extension_ui_request` objects exactly as
+   * they went onto the stream), oldest first. Answered ones are not listed.
+   */
   async pendingUiRequests(org: string, projectId: string, id: string): Promise<unknown[]> {
     const all = await this.redis.hgetall(this.keys.pendingUi(org, projectId, id));
-    return Object.values(all)
-      .map((json) => JSON.parse(json) as { receivedAt?: number })
-      .sort((a, b) => (a.receivedAt ?? 0) - (b.receivedAt ?? 0));
+    return Object.entries(all)
+      .filter(([field]) => !field.startsWith(UI_TOMBSTONE_PREFIX))
+      .map(([, json]) => JSON.parse(json) as { receivedAt: number; request: unknown })
+      .sort((a, b) => a.receivedAt - b.receivedAt)
+      .map((stored) => stored.request);
+  }
+
+  /**
+   * Stores a dialog as pending (see pending-ui.ts), only while `leaseToken` holds the project
+   * lease. @returns false when fenced (nothing written)
+   */
+  async addPendingUi(
+    org: string,
+    projectId: string,
+    id: string,
+    leaseToken: string,
+    request: { id: string },
+  ): Promise<boolean> {
+    const stored = JSON.stringify({ receivedAt: Date.now(), request });
+    const added = await ADD_PENDING_UI.run(
+      this.redis,
+      [this.keys.lease(org, projectId), this.keys.pendingUi(org, projectId, id)],
+      [leaseToken, request.id, stored],
+    );
+    return added === 1;
+  }
+
+  /**
+   * Atomically takes a pending dialog out of the hash (leaving an "answered" tombstone).
+   * @returns true for exactly one caller per request id: the one whose answer (or timeout) counts
+   */
+  async resolvePendingUi(
+    org: string,
+    projectId: string,
+    id: string,
+    requestId: string,
+    by: UiResolution = "answered",
+  ): Promise<boolean> {
+    const won = await RESOLVE_PENDING_UI.run(
+      this.redis,
+      [this.keys.pendingUi(org, projectId, id)],
+      [UI_TOMBSTONE_TTL_MS, JSON.stringify({ at: Date.now(), by }), requestId],
+    );
+    return Number(won) === 1;
+  }
+
+  /**
+   * Resolves every pending dialog of a session as `by` (default "cancelled"): a session disposed
+   * or a new owner taking over a dead owner's dialogs. @returns how many were pending
+   */
+  async clearPendingUi(
+    org: string,
+    projectId: string,
+    id: string,
+    by: UiResolution = "cancelled",
+  ): Promise<number> {
+    return Number(
+      await RESOLVE_PENDING_UI.run(
+        this.redis,
+        [this.keys.pendingUi(org, projectId, id)],
+        [UI_TOMBSTONE_TTL_MS, JSON.stringify({ at: Date.now(), by }), "*"],
+      ),
+    );
+  }
+
+  /** Whether a request id is pending, was answered (or timed out / cancelled), or is unknown. */
+  async pendingUiStatus(
+    org: string,
+    projectId: string,
+    id: string,
+    requestId: string,
+  ): Promise<PendingUiStatus> {
+    const [pending, tombstone] = await this.redis.hmget(
+      this.keys.pendingUi(org, projectId, id),
+      requestId,
+      `${UI_TOMBSTONE_PREFIX}${requestId}`,
+    );
+    if (pending != null) return "pending";
+    return tombstone != null ? "answered" : "unknown";
   }
 
   /**

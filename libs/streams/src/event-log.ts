@@ -9,7 +9,6 @@ import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
 import { TERMINAL_RUN_STATUSES } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import { LuaScript } from "@pi-fleet/redis";
-import { offsetBefore } from "./offsets.ts";
 
 const luaDir = new URL("../lua/", import.meta.url);
 const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
@@ -158,6 +157,22 @@ export class EventLog {
     return this.address(ref);
   }
 
+  /** KEYS of the run-state scripts (start-run, transition-run), in their documented order. */
+  private runScriptKeys(ref: SessionRef, runId: string): string[] {
+    const { org, project, session } = ref;
+    const k = this.streamKeys(ref);
+    return [
+      this.keys.lease(org, project),
+      this.keys.run(org, project, runId),
+      this.keys.sessionRuns(org, project, session),
+      k.stream,
+      k.meta,
+      this.keys.session(org, project, session),
+      this.keys.activityStream(org, project),
+      this.keys.activityMeta(org, project),
+    ];
+  }
+
   /**
    * Appends an activity event to a project's activity stream (session created/deleted; run
    * events are appended by the run scripts themselves). Unfenced.
@@ -272,18 +287,9 @@ export class EventLog {
     event: WireEvent,
     fields: RunFields = {},
   ): Promise<{ offset: string } | { rejected: RunStatus }> {
-    const { org, project, session } = ref;
+    const { org, project } = ref;
     const k = this.streamKeys(ref);
-    const keys = [
-      this.keys.lease(org, project),
-      this.keys.run(org, project, runId),
-      this.keys.sessionRuns(org, project, session),
-      k.stream,
-      k.meta,
-      this.keys.session(org, project, session),
-      this.keys.activityStream(org, project),
-      this.keys.activityMeta(org, project),
-    ];
+    const keys = this.runScriptKeys(ref, runId);
     const terminal = TERMINAL_RUN_STATUSES.includes(to);
     const args = [
       token,
@@ -325,18 +331,9 @@ export class EventLog {
     event: WireEvent,
     fields: RunFields = {},
   ): Promise<{ offset: string } | { notHead: true } | { rejected: RunStatus }> {
-    const { org, project, session } = ref;
+    const { org, project } = ref;
     const k = this.streamKeys(ref);
-    const keys = [
-      this.keys.lease(org, project),
-      this.keys.run(org, project, runId),
-      this.keys.sessionRuns(org, project, session),
-      k.stream,
-      k.meta,
-      this.keys.session(org, project, session),
-      this.keys.activityStream(org, project),
-      this.keys.activityMeta(org, project),
-    ];
+    const keys = this.runScriptKeys(ref, runId);
     const args = [
       token,
       this.retention,
@@ -403,18 +400,40 @@ export class EventLog {
   }
 
   /**
-   * True when `offset` is a position of this stream: a retained entry's id, or the synthetic
-   * offset just before the next retained entry (see `offsetBefore`).
+   * One consistent read (MULTI/EXEC) for resuming: up to `count` entries strictly after `after`,
+   * whether `after` itself is still an entry, and the first retained entry. Trimming only removes
+   * from the head, so entries following an existing entry are complete; when `after` is gone the
+   * caller compares it with `first` to tell a synthetic "just before" cursor from a trimmed gap.
    */
-  async isPosition(ref: StreamRef, offset: string): Promise<boolean> {
+  async readPage(
+    ref: StreamRef,
+    after: string,
+    count: number,
+  ): Promise<{ entries: StreamEntry[]; afterExists: boolean; first?: string; trimmed: boolean }> {
     const key = this.address(ref).stream;
-    const [exact, next] = await Promise.all([
-      this.redis.xrange(key, offset, offset),
-      this.redis.xrange(key, `(${offset}`, "+", "COUNT", "1"),
-    ]);
-    if (exact.length > 0) return true;
-    const nextId = next[0]?.[0];
-    return nextId !== undefined && offsetBefore(nextId) === offset;
+    const start = after === "0" || after === "0-0" ? "-" : `(${after}`;
+    const res = await this.redis
+      .multi()
+      .xrange(key, start, "+", "COUNT", String(count))
+      .xrange(key, after === "0" ? "0-0" : after, after === "0" ? "0-0" : after)
+      .xrange(key, "-", "+", "COUNT", "1")
+      .call("XINFO", "STREAM", key)
+      .exec();
+    if (!res) throw new Error("stream read aborted");
+    for (const [err] of res.slice(0, 3)) if (err) throw err;
+    type Rows = [string, string[]][];
+    const rows = (res[0]?.[1] ?? []) as Rows;
+    const exact = (res[1]?.[1] ?? []) as Rows;
+    const firstRow = ((res[2]?.[1] ?? []) as Rows)[0];
+    // XINFO fails on a missing key: nothing was ever trimmed from a stream that does not exist.
+    const info = res[3]?.[0] ? [] : ((res[3]?.[1] as unknown[]) ?? []);
+    const field = (name: string) => Number(info[info.indexOf(name) + 1] ?? 0);
+    return {
+      entries: rows.map(([id, fields]) => ({ id, data: fieldValue(fields) })),
+      afterExists: start === "-" || exact.length > 0,
+      first: firstRow?.[0],
+      trimmed: field("entries-added") > field("length"),
+    };
   }
 
   /**

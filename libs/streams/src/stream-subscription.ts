@@ -1,12 +1,17 @@
 /**
- * One client's view of one stream (a session's events or a project's activity): replay from its cursor, then live, with no gap and no
- * duplicate (queues-and-streams.md §4 "Subscribe, then replay, then merge"):
- * 1. watch the hub channel and buffer live announcements;
- * 2. replay from the cursor with XRANGE pages;
- * 3. flush buffered entries newer than the last one sent, then go live.
- * Live announcements carry their predecessor id; when it is not the last id sent, entries were
- * missed (pub/sub is at most once) and the gap is repaired from the stream. A cursor behind
- * retention or ahead of the stream yields an explicit `stream_reset` first, never a silent gap.
+ * One client's view of one stream (a session's events or a project's activity): replay from its
+ * cursor, then live, with no gap and no duplicate (queues-and-streams.md §4 "Subscribe, then
+ * replay, then merge"):
+ * 1. `open()`: watch the hub channel (live announcements are buffered) and learn the stream's
+ *    epoch and last id — cheap, so the caller can send its response head right after;
+ * 2. `catchUp()`: replay after the cursor in pages, each read in one consistent view that also
+ *    says whether the cursor still exists (trimming happens concurrently); respecting the sink's
+ *    backpressure, so a client far behind is fed as fast as it reads, never buffered without bound;
+ * 3. flush buffered live entries newer than the last one sent, then deliver live.
+ * Live announcements carry the stream epoch and their predecessor id: a different epoch means the
+ * stream was lost and recreated; a predecessor we did not send means missed announcements, and
+ * the gap is read from the stream. A cursor behind retention, ahead of the stream, or unknown to
+ * it yields an explicit `stream_reset` first, never a silent gap.
  */
 import type { EventLog, StreamEntry, StreamRef } from "./event-log.ts";
 import { compareOffsets, ORIGIN, offsetBefore } from "./offsets.ts";
@@ -21,9 +26,17 @@ export interface SubscriptionSink {
   reset(reason: ResetReason, firstOffset: string): void;
   /** A Redis read failed; the subscription has stopped. */
   failed(err: unknown): void;
+  /**
+   * Backpressure while replaying: a promise while the client's connection is congested (resolve
+   * it when it drained or closed), undefined when more may be written now.
+   */
+  congested?(): Promise<void> | undefined;
 }
 
-const PAGE = 500;
+/** Entries per replay read: small enough that a paused replay holds little (events can be ~50 KB). */
+const PAGE = 50;
+/** Live entries buffered during a replay before the buffer is dropped (they are re-read from the stream). */
+const MAX_BUFFERED = 10_000;
 
 /** Replays and tails one stream for one client. */
 export class StreamSubscription implements HubListener {
@@ -64,18 +77,31 @@ export class StreamSubscription implements HubListener {
     return this.lastSent;
   }
 
-  /** Subscribes, replays and switches to live. Rejects only if the first Redis calls fail. */
+  /** `open()` then `catchUp()`. Rejects only if the first Redis calls fail. */
   async start(): Promise<void> {
-    const channel = this.log.address(this.ref).channel;
-    this.unwatch = await this.hub.watch(channel, this);
-    if (this.cursor === undefined) {
-      const { last, epoch } = await this.log.bounds(this.ref);
-      this.lastSent = last ?? ORIGIN;
-      this.epoch = epoch;
-    } else {
-      this.lastSent = await this.checkCursor(this.cursor);
-    }
+    await this.open();
     await this.catchUp();
+  }
+
+  /**
+   * Watches the live channel and fixes the starting point; entries published from now on are
+   * buffered until `catchUp()` runs. Rejects if Redis fails.
+   */
+  async open(): Promise<void> {
+    this.unwatch = await this.hub.watch(this.log.address(this.ref).channel, this);
+    const { last, epoch } = await this.log.bounds(this.ref);
+    this.epoch = epoch;
+    if (this.cursor === undefined) {
+      this.lastSent = last ?? ORIGIN;
+    } else if (this.cursor === "0" || this.cursor === ORIGIN) {
+      this.lastSent = ORIGIN;
+    } else if (last === undefined || compareOffsets(this.cursor, last) > 0) {
+      // Ahead of everything this stream ever held: the client saw a stream Redis no longer has.
+      this.sink.reset("lost", "0");
+      this.lastSent = ORIGIN;
+    } else {
+      this.lastSent = this.cursor;
+    }
   }
 
   /** Stops delivery. Idempotent. */
@@ -90,16 +116,14 @@ export class StreamSubscription implements HubListener {
     if (this.closed) return;
     if (this.epoch !== undefined && epoch !== this.epoch) {
       // The stream was lost and recreated under us: tell the client, then carry on from the new stream.
-      this.epoch = epoch;
-      this.buffer = [];
-      this.sink.reset("lost", "0");
-      this.lastSent = ORIGIN;
+      this.restart(epoch);
       void this.catchUp();
       return;
     }
     this.epoch ??= epoch;
     if (this.buffering) {
-      this.buffer.push({ id, data });
+      if (this.buffer.length < MAX_BUFFERED) this.buffer.push({ id, data });
+      else this.repairAgain = true; // too much at once: the replay re-reads it from the stream
       return;
     }
     if (compareOffsets(id, this.lastSent) <= 0) return;
@@ -112,53 +136,25 @@ export class StreamSubscription implements HubListener {
   }
 
   onResync(): void {
-    if (this.closed) return;
-    // After a reconnect the stream may be gone (Redis restarted without its data): re-validate.
-    void this.resync();
+    if (!this.closed) void this.resync();
   }
 
+  /** After the hub reconnected: the stream may have been recreated (Redis restarted without data). */
   private async resync(): Promise<void> {
     try {
-      const known = this.epoch;
       const { epoch } = await this.log.bounds(this.ref);
-      if (known !== undefined && epoch !== known) {
-        this.epoch = epoch;
-        this.buffer = [];
-        this.sink.reset("lost", "0");
-        this.lastSent = ORIGIN;
-      } else if (this.lastSent !== ORIGIN) {
-        this.lastSent = await this.checkCursor(this.lastSent);
-      }
+      if (this.epoch !== undefined && epoch !== this.epoch) this.restart(epoch);
     } catch {
-      // Redis still unreachable: catchUp below retries the read and fails the subscription if it must
+      // still unreachable: catchUp retries the read and fails the subscription if it must
     }
     await this.catchUp();
   }
 
-  /**
-   * Validates a client cursor against the stream and returns where to replay from. A cursor is
-   * good when it names a retained entry, or is the synthetic offset just before one (what
-   * `POST …/prompt` returns). Older than the first retained entry of a trimmed stream → reset
-   * "trimmed". Anything else — ahead of the stream, or an id this stream never had (Redis lost
-   * the data and the stream was recreated) → reset "lost". Both restart from the first retained entry.
-   */
-  private async checkCursor(cursor: string): Promise<string> {
-    const b = await this.log.bounds(this.ref);
-    this.epoch = b.epoch;
-    if (cursor === "0" || cursor === ORIGIN) return ORIGIN;
-    if (b.last === undefined || compareOffsets(cursor, b.last) > 0) {
-      this.sink.reset("lost", b.first ?? "0");
-      return ORIGIN;
-    }
-    if (b.first && compareOffsets(cursor, offsetBefore(b.first)) < 0) {
-      this.sink.reset(b.trimmed ? "trimmed" : "lost", b.first);
-      return ORIGIN;
-    }
-    if (!(await this.log.isPosition(this.ref, cursor))) {
-      this.sink.reset("lost", b.first ?? "0");
-      return ORIGIN;
-    }
-    return cursor;
+  private restart(epoch: string | undefined): void {
+    this.epoch = epoch;
+    this.buffer = [];
+    this.sink.reset("lost", "0");
+    this.lastSent = ORIGIN;
   }
 
   private deliver(entry: StreamEntry): void {
@@ -166,8 +162,13 @@ export class StreamSubscription implements HubListener {
     this.sink.entry(entry);
   }
 
-  /** Reads the stream after `lastSent` until caught up, then flushes the live buffer. */
-  private async catchUp(): Promise<void> {
+  /**
+   * Reads the stream after `lastSent` until caught up, then flushes the live buffer. Each page is
+   * one consistent read: if `lastSent` no longer exists, it must be the synthetic offset just
+   * before the first retained entry, else entries after it were trimmed (reset "trimmed") or the
+   * stream never had it (reset "lost").
+   */
+  async catchUp(): Promise<void> {
     if (this.repairing) {
       this.repairAgain = true;
       return;
@@ -179,9 +180,28 @@ export class StreamSubscription implements HubListener {
         this.repairAgain = false;
         for (;;) {
           if (this.closed) return;
-          const page = await this.log.range(this.ref, this.lastSent, PAGE);
-          for (const e of page) if (compareOffsets(e.id, this.lastSent) > 0) this.deliver(e);
-          if (page.length < PAGE) break;
+          const page = await this.log.readPage(this.ref, this.lastSent, PAGE);
+          if (this.lastSent !== ORIGIN && !page.afterExists) {
+            const first = page.first;
+            if (first === undefined || offsetBefore(first) !== this.lastSent) {
+              // Older than the first retained entry of a trimmed stream: what followed it was
+              // trimmed. Otherwise (an empty or recreated stream, or an id inside the retained
+              // range it never had): the stream was lost. Either way, restart just before the
+              // first retained entry, so a trim racing this read yields another explicit reset.
+              const trimmed = page.trimmed && first !== undefined && compareOffsets(this.lastSent, first) < 0;
+              this.sink.reset(trimmed ? "trimmed" : "lost", first ?? "0");
+              this.lastSent = first === undefined ? ORIGIN : offsetBefore(first);
+              continue;
+            }
+          }
+          for (const e of page.entries) {
+            if (this.closed) return;
+            if (compareOffsets(e.id, this.lastSent) <= 0) continue;
+            this.deliver(e);
+            const wait = this.sink.congested?.();
+            if (wait) await wait;
+          }
+          if (page.entries.length < PAGE) break;
         }
       } while (this.repairAgain);
       const pending = this.buffer;

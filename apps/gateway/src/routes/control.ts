@@ -27,6 +27,12 @@ import type { GatewayServices } from "../services.ts";
 
 type Params = { projectId: string; id: string };
 
+/**
+ * The worker's `ui_response` error when another answer (or the dialog's timeout) came first
+ * (`UI_ALREADY_ANSWERED` in apps/worker/src/ui-bridge.ts; the gateway does not import the worker).
+ */
+const UI_ALREADY_ANSWERED = "already answered";
+
 /** The reply's result, or the matching API error. */
 function resultOf(outcome: ControlOutcome): Record<string, unknown> | undefined {
   if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
@@ -167,6 +173,7 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/projects/:projectId/sessions/:id/extension-ui",
     {
+      serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
         tags: ["sessions"],
         summary: "Pending extension UI requests of the session.",
@@ -195,17 +202,23 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { projectId, id, requestId } = request.params as Params & { requestId: string };
       await requireSession(s, projectId, id);
-      const pending = await s.registry.pendingUiRequests(s.org, projectId, id);
-      if (!pending.some((r) => (r as { id?: string }).id === requestId))
-        throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
-      const result = resultOf(
-        await s.control.send(s.org, projectId, "ui_response", {
-          session: id,
-          payload: { requestId, response: request.body },
-        }),
-      );
-      if (!result) throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
-      return { ok: true as const };
+      // The pending hash in Redis is the truth any gateway can read: pending, answered
+      // (tombstone: 409 without asking the worker), or unknown.
+      const status = await s.registry.pendingUiStatus(s.org, projectId, id, requestId);
+      if (status === "answered") throw new ApiError("PF_ERR_UI_ALREADY_ANSWERED");
+      if (status === "unknown") throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
+      // The worker that asked holds the waiting dialog; its atomic take decides the first answer.
+      const outcome = await s.control.send(s.org, projectId, "ui_response", {
+        session: id,
+        payload: { requestId, response: request.body },
+      });
+      if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+      if (outcome.kind === "reply" && outcome.reply.ok) return { ok: true as const };
+      if (outcome.kind === "reply" && outcome.reply.error === UI_ALREADY_ANSWERED) {
+        throw new ApiError("PF_ERR_UI_ALREADY_ANSWERED");
+      }
+      // No owner (the worker that asked is gone with its dialogs) or a dialog it no longer holds.
+      throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
     },
   );
 }

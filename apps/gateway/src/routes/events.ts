@@ -14,7 +14,7 @@ import {
   SessionParams,
 } from "@pi-fleet/contracts";
 import { type StreamRef, StreamSubscription } from "@pi-fleet/streams";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { requireProject, requireSession } from "../lookups.ts";
 import type { GatewayServices } from "../services.ts";
 import { SseStream } from "../sse/sse-stream.ts";
@@ -48,13 +48,16 @@ async function serveSse(
   const subscription = new StreamSubscription(s.events, s.hub, ref, cursor, stream);
   openStreams.add(stream);
   s.state.sseClients++;
+  stream.onFailed = (err) => request.log.warn({ err: (err as Error).message }, "stream replay failed");
   stream.onEnd = () => {
     openStreams.delete(stream);
     s.state.sseClients--;
     void subscription.close();
   };
+  // Subscribe first (so even a live-only client misses nothing written after its request), send
+  // the head, then replay at the pace the client reads (the replay waits on the socket's drain).
   try {
-    await subscription.start();
+    await subscription.open();
   } catch (err) {
     request.log.warn({ err: (err as Error).message }, "stream subscription failed");
     if (!res.headersSent) {
@@ -73,6 +76,29 @@ async function serveSse(
     "x-accel-buffering": "no",
   });
   stream.open();
+  await subscription.catchUp();
+  if ("session" in ref) {
+    // Dialogs still waiting for an answer, re-sent after the replay as frames without an id (the
+    // client's cursor stays on real offsets); a client may see one twice and dedupes by its id.
+    for (const pending of await pendingUi(s, ref, request.log)) {
+      if (res.writableEnded || res.destroyed) return;
+      stream.frame(`data: ${JSON.stringify(pending)}\n\n`);
+    }
+  }
+}
+
+/** The session's pending extension UI requests; none when Redis fails (the stream still works). */
+export async function pendingUi(
+  s: GatewayServices,
+  ref: { org: string; project: string; session: string },
+  log: FastifyBaseLogger,
+): Promise<unknown[]> {
+  try {
+    return await s.registry.pendingUiRequests(ref.org, ref.project, ref.session);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "could not read pending extension UI requests");
+    return [];
+  }
 }
 
 export async function eventRoutes(app: FastifyInstance): Promise<void> {

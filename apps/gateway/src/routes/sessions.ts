@@ -102,6 +102,9 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/projects/:projectId/sessions/:id",
     {
+      // pi's messages go out as stored: the documented schema must never drop fields or fail on
+      // a message kind a newer pi adds.
+      serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
         tags: ["sessions"],
         summary: "Persisted message history of a session.",

@@ -1,8 +1,10 @@
 /**
- * One SSE response over a session subscription (API.md "Event stream"): `retry:` once, frames
+ * One SSE response over a subscription (API.md "Event stream"): `retry:` once, frames
  * `id: <offset>\ndata: <json>\n\n`, a comment heartbeat, `stream_reset` frames without an id (the
- * client keeps its cursor semantics), and backpressure: when the socket's unsent bytes exceed the
- * bound, the client gets a final `stream_lagging` event and is closed; it resumes with its last id.
+ * client keeps its cursor semantics). Frames produced in one I/O turn are coalesced into one
+ * write. Backpressure: while replaying, the subscription waits for the socket to drain
+ * (`congested()`); live, a client whose unsent bytes exceed the bound gets a final
+ * `stream_lagging` event and is closed — it resumes with its last id.
  */
 import type { ServerResponse } from "node:http";
 import type { ResetReason, StreamEntry, SubscriptionSink } from "@pi-fleet/streams";
@@ -16,20 +18,28 @@ export interface SseOptions {
   maxBufferedBytes: number;
 }
 
+/** Replay pauses while more than this is waiting in the socket (bytes; capped by the client limit / 4). */
+const REPLAY_HIGH_WATER = 256 * 1024;
+/** A replay that makes no progress for this long (ms) is cut with `stream_lagging`. */
+const REPLAY_STALL_MS = 10_000;
+
 /**
- * Writes a subscription to an HTTP response as SSE. Frames produced before `open()` (while the
- * subscription replays and before the response head is sent) are held and flushed on open.
+ * Writes a subscription to an HTTP response as SSE. Frames produced before `open()` (resets found
+ * while subscribing, before the response head is sent) are held and flushed on open.
  */
 export class SseStream implements SubscriptionSink {
   private readonly res: ServerResponse;
   private readonly opts: SseOptions;
   private heartbeat: NodeJS.Timeout | undefined;
   private held: string[] | undefined = [];
+  private pending = "";
+  private flushScheduled = false;
   private lastId: string | undefined;
   private ended = false;
-  private corked = false;
   /** Called once when the stream ends for any reason. */
   onEnd: () => void = () => {};
+  /** Called when the subscription failed (a Redis read error). */
+  onFailed: (err: unknown) => void = () => {};
 
   constructor(res: ServerResponse, opts: SseOptions) {
     this.res = res;
@@ -41,54 +51,97 @@ export class SseStream implements SubscriptionSink {
   open(): void {
     const held = this.held ?? [];
     this.held = undefined;
-    this.res.write(`retry: ${this.opts.retryMs}\n\n`);
-    for (const frame of held) this.write(frame);
-    this.heartbeat = setInterval(() => this.write(": heartbeat\n\n"), this.opts.heartbeatMs);
+    this.frame(`retry: ${this.opts.retryMs}\n\n`);
+    for (const frame of held) this.frame(frame);
+    this.heartbeat = setInterval(() => this.frame(": heartbeat\n\n"), this.opts.heartbeatMs);
     this.heartbeat.unref();
   }
 
   entry(entry: StreamEntry): void {
     this.lastId = entry.id;
-    this.write(`id: ${entry.id}\ndata: ${entry.data}\n\n`);
+    this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`);
   }
 
   reset(reason: ResetReason, firstOffset: string): void {
-    this.write(`data: ${JSON.stringify({ type: "stream_reset", reason, firstOffset })}\n\n`);
+    this.frame(`data: ${JSON.stringify({ type: "stream_reset", reason, firstOffset })}\n\n`);
   }
 
-  failed(_err: unknown): void {
+  failed(err: unknown): void {
+    this.onFailed(err);
     this.end();
   }
 
-  /** Ends the response (shutdown or failure). */
-  end(): void {
-    if (this.ended) return;
-    this.finish();
-    this.res.end();
+  congested(): Promise<void> | undefined {
+    const highWater = Math.min(REPLAY_HIGH_WATER, Math.floor(this.opts.maxBufferedBytes / 4));
+    if (this.ended || this.res.writableLength + this.pending.length <= highWater) return undefined;
+    this.flush();
+    if (this.res.writableLength <= highWater || this.res.destroyed) return undefined;
+    // Resume on "drain", with a short poll as a safety net (an HTTP response does not always
+    // re-emit "drain" for bytes queued before its socket was attached).
+    const since = performance.now();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearInterval(poll);
+        this.res.off("drain", done);
+        this.res.off("close", done);
+        resolve();
+      };
+      const poll = setInterval(() => {
+        if (this.ended || this.res.destroyed || this.res.writableLength <= highWater) done();
+        else if (performance.now() - since > REPLAY_STALL_MS) {
+          // Not reading at all during a replay: cut it like a lagging live client.
+          this.cut();
+          done();
+        }
+      }, 5);
+      this.res.on("drain", done);
+      this.res.on("close", done);
+    });
   }
 
-  private write(chunk: string): void {
+  /** Queues one raw SSE frame (coalesced with the others of this I/O turn). */
+  frame(chunk: string): void {
     if (this.ended) return;
     if (this.held) {
       this.held.push(chunk);
       return;
     }
+    // Lagging = bytes Node could not hand to the kernel (the client does not read), not what this
+    // turn is still coalescing.
     if (this.res.writableLength > this.opts.maxBufferedBytes) {
-      const lagging = { type: "stream_lagging", lastOffset: this.lastId ?? null };
-      this.res.write(`data: ${JSON.stringify(lagging)}\n\n`);
-      this.end();
+      this.cut();
       return;
     }
-    // Frames produced in the same I/O turn (one Redis read can carry many announcements) leave
-    // in one syscall: cork now, uncork once the turn is over.
-    if (!this.corked) {
-      this.corked = true;
-      this.res.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.res.uncork();
-      });
+    this.pending += chunk;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
     }
+  }
+
+  /** Cuts a client that does not keep up: a final `stream_lagging`, then the end; it resumes with its last id. */
+  private cut(): void {
+    if (this.ended) return;
+    this.pending = "";
+    this.res.write(
+      `data: ${JSON.stringify({ type: "stream_lagging", lastOffset: this.lastId ?? null })}\n\n`,
+    );
+    this.end();
+  }
+
+  /** Ends the response (shutdown or failure) after what is queued. */
+  end(): void {
+    if (this.ended) return;
+    this.flush();
+    this.finish();
+    this.res.end();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pending === "" || this.res.destroyed) return;
+    const chunk = this.pending;
+    this.pending = "";
     this.res.write(chunk);
   }
 

@@ -12,6 +12,7 @@ import { type StreamEntry, type StreamRef, StreamSubscription } from "@pi-fleet/
 import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
+import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
 import { requestRoute } from "./ws-requests.ts";
 
@@ -143,6 +144,7 @@ export class WsConnection {
       reset: (reason, firstOffset) =>
         this.sendRaw(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`),
       failed: () => this.close(1011, "stream unavailable"),
+      congested: () => this.congested(),
     });
     this.subscriptions.set(key, subscription);
     this.send({
@@ -157,6 +159,14 @@ export class WsConnection {
       this.subscriptions.delete(key);
       await subscription.close();
       fail("PF_ERR_SERVICE_UNAVAILABLE", "stream unavailable");
+      return;
+    }
+    if ("session" in ref) {
+      // Dialogs still waiting for an answer, re-sent after the replay as events without an offset.
+      for (const pending of await pendingUi(this.s, ref, this.app.log)) {
+        if (this.subscriptions.get(key) !== subscription) return;
+        this.sendRaw(`${prefix},"event":${JSON.stringify(pending)}}`);
+      }
     }
   }
 
@@ -199,6 +209,19 @@ export class WsConnection {
     else this.send({ kind: "response", id: f.id, ok: false, status: res.statusCode, error: body });
   }
 
+  /** Replay backpressure: waits while the socket holds more than a quarter of the client limit. */
+  private congested(): Promise<void> | undefined {
+    const highWater = Math.min(256 * 1024, Math.floor(this.limits.maxBufferedBytes / 4));
+    if (this.closed || this.socket.bufferedAmount <= highWater) return undefined;
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.closed || this.socket.bufferedAmount <= highWater) resolve();
+        else setTimeout(check, 10);
+      };
+      setTimeout(check, 10);
+    });
+  }
+
   private send(frame: Frame): void {
     this.sendRaw(JSON.stringify(frame));
   }
@@ -207,14 +230,14 @@ export class WsConnection {
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
     if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
       // Too slow: one final lagging event per subscription, then close; the client resumes with its offsets.
-      for (const key of this.subscriptions.keys()) {
+      for (const [key, subscription] of this.subscriptions) {
         const [projectId, sessionId] = key.split("/");
         this.socket.send(
           JSON.stringify({
             kind: "event",
             projectId,
             ...(sessionId ? { sessionId } : {}),
-            event: { type: "stream_lagging" },
+            event: { type: "stream_lagging", lastOffset: subscription.offset },
           }),
         );
       }

@@ -1370,8 +1370,6 @@ export interface paths {
                                 [key: string]: unknown;
                             }) | ({
                                 /** @enum {string} */
-                                stopReason: "stop" | "length" | "toolUse" | "error" | "aborted";
-                                /** @enum {string} */
                                 role: "assistant";
                                 content: (({
                                     /** @enum {string} */
@@ -1449,6 +1447,8 @@ export interface paths {
                                 } & {
                                     [key: string]: unknown;
                                 };
+                                /** @enum {string} */
+                                stopReason: "stop" | "length" | "toolUse" | "error" | "aborted";
                                 deferred?: {
                                     provider: string;
                                     modelId: string;
@@ -1470,10 +1470,10 @@ export interface paths {
                             } & {
                                 [key: string]: unknown;
                             }) | ({
-                                fromId: string;
                                 /** @enum {string} */
                                 role: "branchSummary";
                                 summary: string;
+                                fromId: string;
                                 timestamp: number;
                             } & {
                                 [key: string]: unknown;
@@ -2601,6 +2601,15 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description `text/event-stream`: each `data:` line is one JSON `WireEvent`, its `id:` the stream offset. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/event-stream": components["schemas"]["WireEvent"];
+                    };
+                };
                 /** @description Default Response */
                 400: {
                     headers: {
@@ -2659,6 +2668,15 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description `text/event-stream`: each `data:` line is one JSON `ActivityEvent`, its `id:` the stream offset. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/event-stream": components["schemas"]["ActivityEvent"];
+                    };
+                };
                 /** @description Default Response */
                 400: {
                     headers: {
@@ -2698,7 +2716,845 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
+    schemas: {
+        /** @description AgentMessage: Union of LLM messages + custom messages. This abstraction allows apps to add custom message types while maintaining type safety and compatibility with the base LLM messages. */
+        AgentMessage: components["schemas"]["Message"] | components["schemas"]["BashExecutionMessage"] | components["schemas"]["CustomMessage"] | components["schemas"]["BranchSummaryMessage"] | components["schemas"]["CompactionSummaryMessage"];
+        /** @description Every pi AgentSessionEvent as it crosses the wire (`toWireEvent` of */
+        AgentSessionEvent: {
+            /** @enum {string} */
+            type: "agent_start";
+        } | {
+            /** @enum {string} */
+            type: "turn_start";
+        } | {
+            /** @enum {string} */
+            type: "turn_end";
+            message: components["schemas"]["AgentMessage"];
+            toolResults: components["schemas"]["ToolResultMessage"][];
+        } | {
+            /** @enum {string} */
+            type: "message_start";
+            message: components["schemas"]["AgentMessage"];
+        } | {
+            /** @enum {string} */
+            type: "message_end";
+            message: components["schemas"]["AgentMessage"];
+        } | {
+            /** @enum {string} */
+            type: "tool_execution_start";
+            toolCallId: string;
+            toolName: string;
+            args: unknown;
+        } | {
+            /** @enum {string} */
+            type: "tool_execution_update";
+            toolCallId: string;
+            toolName: string;
+            args: unknown;
+            partialResult: unknown;
+        } | {
+            /** @enum {string} */
+            type: "tool_execution_end";
+            toolCallId: string;
+            toolName: string;
+            result: unknown;
+            isError: boolean;
+        } | {
+            /** @enum {string} */
+            type: "agent_end";
+            messages: components["schemas"]["AgentMessage"][];
+            willRetry: boolean;
+        } | {
+            /** @enum {string} */
+            type: "agent_settled";
+        } | {
+            /** @enum {string} */
+            type: "queue_update";
+            steering: string[];
+            followUp: string[];
+        } | {
+            /** @enum {string} */
+            type: "compaction_start";
+            /** @enum {string} */
+            reason: "manual" | "threshold" | "overflow";
+        } | {
+            /** @enum {string} */
+            type: "entry_appended";
+            entry: components["schemas"]["SessionEntry"];
+        } | {
+            /** @enum {string} */
+            type: "session_info_changed";
+            name?: string;
+        } | {
+            /** @enum {string} */
+            type: "thinking_level_changed";
+            level: components["schemas"]["ThinkingLevel"];
+        } | {
+            /** @enum {string} */
+            type: "compaction_end";
+            /** @enum {string} */
+            reason: "manual" | "threshold" | "overflow";
+            result?: components["schemas"]["CompactionResult"];
+            aborted: boolean;
+            willRetry: boolean;
+            errorMessage?: string;
+        } | {
+            /** @enum {string} */
+            type: "auto_retry_start";
+            attempt: number;
+            maxAttempts: number;
+            delayMs: number;
+            errorMessage: string;
+        } | {
+            /** @enum {string} */
+            type: "auto_retry_end";
+            success: boolean;
+            attempt: number;
+            finalError?: string;
+        } | {
+            /** @enum {string} */
+            type: "summarization_retry_scheduled";
+            attempt: number;
+            maxAttempts: number;
+            delayMs: number;
+            errorMessage: string;
+        } | {
+            /** @enum {string} */
+            type: "summarization_retry_attempt_start";
+            /** @enum {string} */
+            source: "branchSummary";
+        } | {
+            /** @enum {string} */
+            type: "summarization_retry_attempt_start";
+            /** @enum {string} */
+            source: "compaction";
+            /** @enum {string} */
+            reason: "manual" | "threshold" | "overflow";
+        } | {
+            /** @enum {string} */
+            type: "summarization_retry_finished";
+        } | {
+            /** @enum {string} */
+            type: "bash_execution_update";
+            id?: string;
+            delta: string;
+        } | components["schemas"]["LeanMessageUpdateEvent"];
+        Api: components["schemas"]["KnownApi"] | string;
+        AssistantMessage: {
+            /** @enum {string} */
+            role: "assistant";
+            content: (components["schemas"]["TextContent"] | components["schemas"]["ThinkingContent"] | components["schemas"]["ToolCall"])[];
+            api: components["schemas"]["Api"];
+            provider: components["schemas"]["ProviderId"];
+            model: string;
+            responseModel?: string;
+            responseId?: string;
+            /** @description Exact provider-native effort level used for this response. Absent for legacy or unmanaged responses. */
+            providerThinkingLevel?: string;
+            diagnostics?: components["schemas"]["AssistantMessageDiagnostic"][];
+            usage: components["schemas"]["Usage"];
+            stopReason: components["schemas"]["StopReason"];
+            deferred?: components["schemas"]["DeferredHandle"];
+            errorMessage?: string;
+            rawStopReason?: string;
+            /** @description Provider indication of whether the model explicitly ended its turn. Preserved for debugging and does not currently affect agent control flow. */
+            endTurn?: boolean;
+            timestamp: number;
+        };
+        AssistantMessageDiagnostic: {
+            type: string;
+            timestamp: number;
+            error?: components["schemas"]["DiagnosticErrorInfo"];
+            details?: components["schemas"]["JsonObject"];
+        };
+        BashExecutionMessage: {
+            /** @enum {string} */
+            role: "bashExecution";
+            command: string;
+            output: string;
+            exitCode?: number;
+            cancelled: boolean;
+            truncated: boolean;
+            fullOutputPath?: string;
+            timestamp: number;
+            excludeFromContext?: boolean;
+        };
+        BranchSummaryEntry: {
+            /** @enum {string} */
+            type: "branch_summary";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            fromId: string;
+            summary: string;
+            /** @description Extension-specific data (not sent to LLM) */
+            details?: unknown;
+            usage?: components["schemas"]["Usage"];
+            /** @description True if generated by an extension, false if pi-generated */
+            fromHook?: boolean;
+        };
+        BranchSummaryMessage: {
+            /** @enum {string} */
+            role: "branchSummary";
+            summary: string;
+            fromId: string | null;
+            timestamp: number;
+        };
+        CompactionEntry: {
+            /** @enum {string} */
+            type: "compaction";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            summary: string;
+            firstKeptEntryId: string;
+            tokensBefore: number;
+            /** @description Extension-specific data (e.g., ArtifactIndex, version markers for structured compaction) */
+            details?: unknown;
+            usage?: components["schemas"]["Usage"];
+            /** @description True if generated by an extension, undefined/false if pi-generated (backward compatible) */
+            fromHook?: boolean;
+            systemMessage?: components["schemas"]["SystemMessage"];
+        };
+        /** @description Result from compact() - SessionManager adds uuid/parentUuid when saving */
+        CompactionResult: {
+            summary: string;
+            firstKeptEntryId: string;
+            tokensBefore: number;
+            estimatedTokensAfter?: number;
+            usage?: components["schemas"]["Usage"];
+            /** @description Extension-specific data (e.g., ArtifactIndex, version markers for structured compaction) */
+            details?: unknown;
+        };
+        CompactionSummaryMessage: {
+            /** @enum {string} */
+            role: "compactionSummary";
+            summary: string;
+            tokensBefore: number;
+            timestamp: number;
+        };
+        /**
+         * @description Optional provider-side constrained sampling configs for a tool.
+         *
+         *     The `json_schema` value roughly maps to the concept of `strict` in APIs which is implemented as json-schema constrained sampling by APIs. Grammar variants let callers provide provider-specific encodings of the same intended language.
+         */
+        ConstrainedSamplingConfig: {
+            /** @enum {string} */
+            type: "json_schema";
+            /** @enum {string} */
+            strict: "prefer" | "require";
+        } | {
+            /** @enum {string} */
+            type: "grammar";
+            variants: components["schemas"]["GrammarVariants"];
+        };
+        /** @description Append-only change to one earlier entry's contribution to model context. */
+        ContextEditEntry: {
+            /** @enum {string} */
+            type: "context_edit";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            targetId: string;
+            /** @description Null omits the target from model context. A value replaces only its content. */
+            replacement: {
+                content: components["schemas"]["ContextEditableContent"];
+            } | null;
+        };
+        /** @description Content that an append-only context edit may replace without changing message metadata. */
+        ContextEditableContent: string | (components["schemas"]["TextContent"] | components["schemas"]["ImageContent"])[] | (components["schemas"]["TextContent"] | components["schemas"]["ThinkingContent"] | components["schemas"]["ToolCall"])[];
+        /**
+         * @description Custom entry for extensions to store extension-specific data in the session. Use customType to identify your extension's entries.
+         *
+         *     Purpose: Persist extension state across session reloads. On reload, extensions can scan entries for their customType and reconstruct internal state.
+         *
+         *     Does NOT participate in LLM context (ignored by buildSessionContext). For injecting content into context, see CustomMessageEntry.
+         */
+        CustomEntry: {
+            /** @enum {string} */
+            type: "custom";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            customType: string;
+            data?: unknown;
+        };
+        CustomMessage: {
+            /** @enum {string} */
+            role: "custom";
+            customType: string;
+            content: string | (components["schemas"]["TextContent"] | components["schemas"]["ImageContent"])[];
+            display: boolean;
+            details?: unknown;
+            timestamp: number;
+        };
+        /**
+         * @description Custom message entry for extensions to inject messages into LLM context. Use customType to identify your extension's entries.
+         *
+         *     Unlike CustomEntry, this DOES participate in LLM context. The content is converted to a user message in buildSessionContext(). Use details for extension-specific metadata (not sent to LLM).
+         *
+         *     display controls TUI rendering:
+         *     - false: hidden entirely
+         *     - true: rendered with distinct styling (different from user messages)
+         */
+        CustomMessageEntry: {
+            /** @enum {string} */
+            type: "custom_message";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            customType: string;
+            content: string | (components["schemas"]["TextContent"] | components["schemas"]["ImageContent"])[];
+            details?: unknown;
+            display: boolean;
+        };
+        DeferredHandle: {
+            provider: string;
+            modelId: string;
+            api: string;
+            /** @description Provider token, such as a response id or batch id plus row id. */
+            id: string;
+            expiresAt?: number;
+            pollAfterMs?: number;
+            data?: components["schemas"]["JsonValue"];
+        };
+        DiagnosticErrorInfo: {
+            name?: string;
+            message: string;
+            stack?: string;
+            code?: string | number;
+        };
+        /** @description Emitted when a pi extension handler throws (pi's RPC `extension_error`). */
+        ExtensionErrorEvent: {
+            extensionPath: string;
+            event: string;
+            error: string;
+            stack?: string;
+            /** @enum {string} */
+            type: "extension_error";
+        };
+        /** @description Emitted when an extension needs user input (pi's RPC `extension_ui_request`). */
+        ExtensionUiRequest: {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "select";
+            title: string;
+            options: string[];
+            timeout?: number;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "confirm";
+            title: string;
+            message: string;
+            timeout?: number;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "input";
+            title: string;
+            placeholder?: string;
+            timeout?: number;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "editor";
+            title: string;
+            prefill?: string;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "notify";
+            message: string;
+            /** @enum {string} */
+            notifyType?: "info" | "warning" | "error";
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "setStatus";
+            statusKey: string;
+            statusText?: string;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "setWidget";
+            widgetKey: string;
+            widgetLines?: string[];
+            /** @enum {string} */
+            widgetPlacement?: "aboveEditor" | "belowEditor";
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "setTitle";
+            title: string;
+        } | {
+            /** @enum {string} */
+            type: "extension_ui_request";
+            id: string;
+            /** @enum {string} */
+            method: "set_editor_text";
+            text: string;
+        };
+        GrammarVariants: {
+            openai_lark?: string;
+            openai_regex?: string;
+        };
+        ImageContent: {
+            /** @enum {string} */
+            type: "image";
+            data: string;
+            mimeType: string;
+        };
+        JsonObject: {
+            [key: string]: components["schemas"]["JsonValue"];
+        };
+        /** @description Any JSON value. */
+        JsonValue: unknown;
+        /** @enum {string} */
+        KnownApi: "openai-completions" | "mistral-conversations" | "openai-responses" | "azure-openai-responses" | "openai-codex-responses" | "anthropic-messages" | "bedrock-converse-stream" | "google-generative-ai" | "google-vertex" | "pi-messages";
+        /** @enum {string} */
+        KnownProvider: "amazon-bedrock" | "ant-ling" | "anthropic" | "google" | "google-vertex" | "openai" | "azure-openai-responses" | "openai-codex" | "radius" | "nvidia" | "deepseek" | "github-copilot" | "xai" | "groq" | "cerebras" | "openrouter" | "vercel-ai-gateway" | "zai" | "zai-coding-cn" | "mistral" | "minimax" | "minimax-cn" | "moonshotai" | "moonshotai-cn" | "huggingface" | "fireworks" | "together" | "baseten" | "opencode" | "opencode-go" | "kimi-coding" | "meta" | "cloudflare-workers-ai" | "cloudflare-ai-gateway" | "qwen-token-plan" | "qwen-token-plan-cn" | "qwen-token-plan-individual" | "xiaomi" | "xiaomi-token-plan-cn" | "xiaomi-token-plan-ams" | "xiaomi-token-plan-sgp";
+        /** @description Label entry for user-defined bookmarks/markers on entries. */
+        LabelEntry: {
+            /** @enum {string} */
+            type: "label";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            targetId: string;
+            label?: string;
+        };
+        /** @description pi's AssistantMessageEvent in the lean wire form (pi's own JSON/RPC form): no `partial` snapshot; `toolcall_start` names the tool call. */
+        LeanAssistantMessageEvent: {
+            /** @enum {string} */
+            type: "start";
+        } | {
+            /** @enum {string} */
+            type: "text_start";
+            contentIndex: number;
+        } | {
+            /** @enum {string} */
+            type: "text_delta";
+            contentIndex: number;
+            delta: string;
+        } | {
+            /** @enum {string} */
+            type: "text_end";
+            contentIndex: number;
+            content: string;
+        } | {
+            /** @enum {string} */
+            type: "thinking_start";
+            contentIndex: number;
+        } | {
+            /** @enum {string} */
+            type: "thinking_delta";
+            contentIndex: number;
+            delta: string;
+        } | {
+            /** @enum {string} */
+            type: "thinking_end";
+            contentIndex: number;
+            content: string;
+        } | {
+            /** @enum {string} */
+            type: "toolcall_delta";
+            contentIndex: number;
+            delta: string;
+        } | {
+            /** @enum {string} */
+            type: "toolcall_end";
+            contentIndex: number;
+            toolCall: components["schemas"]["ToolCall"];
+        } | {
+            /** @enum {string} */
+            type: "done";
+            /** @enum {string} */
+            reason: "stop" | "length" | "toolUse" | "deferred";
+            message: components["schemas"]["AssistantMessage"];
+        } | {
+            /** @enum {string} */
+            type: "error";
+            /** @enum {string} */
+            reason: "error" | "aborted";
+            error: components["schemas"]["AssistantMessage"];
+        } | {
+            id: string;
+            toolName: string;
+            /** @enum {string} */
+            type: "toolcall_start";
+            contentIndex: number;
+        };
+        /** @description `message_update` in the lean wire form: the message snapshot and pi's per-update usage are dropped. */
+        LeanMessageUpdateEvent: {
+            /** @enum {string} */
+            type: "message_update";
+            assistantMessageEvent: components["schemas"]["LeanAssistantMessageEvent"];
+        };
+        Message: components["schemas"]["SystemMessage"] | components["schemas"]["UserMessage"] | components["schemas"]["AssistantMessage"] | components["schemas"]["ToolResultMessage"];
+        ModelChangeEntry: {
+            /** @enum {string} */
+            type: "model_change";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            provider: string;
+            modelId: string;
+        };
+        /** @description A pi AgentMessage as the fleet keeps and serves it (`GET …/sessions/{id}`): every role except `system` (never shown), in its completed form. */
+        PersistedAgentMessage: components["schemas"]["UserMessage"] | components["schemas"]["ToolResultMessage"] | components["schemas"]["BashExecutionMessage"] | components["schemas"]["CustomMessage"] | components["schemas"]["CompactionSummaryMessage"] | components["schemas"]["PersistedAssistantMessage"] | components["schemas"]["PersistedBranchSummaryMessage"];
+        /** @description An assistant message once it is complete (`message_end`, history): pi marks in-flight messages `pending`, and `deferred` only exists with deferred provider requests, which the fleet never makes. */
+        PersistedAssistantMessage: {
+            /** @enum {string} */
+            role: "assistant";
+            content: (components["schemas"]["TextContent"] | components["schemas"]["ThinkingContent"] | components["schemas"]["ToolCall"])[];
+            api: components["schemas"]["Api"];
+            provider: components["schemas"]["ProviderId"];
+            model: string;
+            responseModel?: string;
+            responseId?: string;
+            /** @description Exact provider-native effort level used for this response. Absent for legacy or unmanaged responses. */
+            providerThinkingLevel?: string;
+            diagnostics?: components["schemas"]["AssistantMessageDiagnostic"][];
+            usage: components["schemas"]["Usage"];
+            /** @enum {string} */
+            stopReason: "stop" | "length" | "toolUse" | "error" | "aborted";
+            deferred?: components["schemas"]["DeferredHandle"];
+            errorMessage?: string;
+            rawStopReason?: string;
+            /** @description Provider indication of whether the model explicitly ended its turn. Preserved for debugging and does not currently affect agent control flow. */
+            endTurn?: boolean;
+            timestamp: number;
+        };
+        /** @description A branch summary in a coding-agent session: pi-coding-agent builds it from a `BranchSummaryEntry`, whose `fromId` is always set. */
+        PersistedBranchSummaryMessage: {
+            /** @enum {string} */
+            role: "branchSummary";
+            summary: string;
+            fromId: string;
+            timestamp: number;
+        };
+        ProviderId: components["schemas"]["KnownProvider"] | string;
+        /** @description Session entry - has id/parentId for tree structure (returned by "read" methods in SessionManager) */
+        SessionEntry: components["schemas"]["SessionMessageEntry"] | components["schemas"]["ThinkingLevelChangeEntry"] | components["schemas"]["ModelChangeEntry"] | components["schemas"]["UsageEntry"] | components["schemas"]["CompactionEntry"] | components["schemas"]["BranchSummaryEntry"] | components["schemas"]["CustomEntry"] | components["schemas"]["CustomMessageEntry"] | components["schemas"]["ContextEditEntry"] | components["schemas"]["LabelEntry"] | components["schemas"]["SessionInfoEntry"];
+        /** @description Session metadata entry (e.g., user-defined display name). */
+        SessionInfoEntry: {
+            /** @enum {string} */
+            type: "session_info";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            name?: string;
+        };
+        SessionMessageEntry: {
+            /** @enum {string} */
+            type: "message";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            message: components["schemas"]["AgentMessage"];
+        };
+        /** @enum {string} */
+        StopReason: "pending" | "stop" | "length" | "toolUse" | "error" | "aborted" | "deferred";
+        /**
+         * @description System instructions and tool declarations at one point in the transcript.
+         *
+         *     The leading system message is the system prompt. Later system messages change it: `content` adds instructions from that point on, `sections` replace or remove named prompt sections, and `toolsAdded`/`toolsRemoved` change the tool set. Replaying every system message in order yields the current prompt and tools. Providers that accept system messages mid-conversation send each one in place; other providers rebuild the leading system message from the replayed state.
+         */
+        SystemMessage: {
+            /** @enum {string} */
+            role: "system";
+            /** @description Instruction text. On the leading message this is the base prompt; later, additional instructions. */
+            content: string | components["schemas"]["TextContent"][];
+            /** @description Named, ordered prompt sections rendered verbatim after `content`. The leading message declares them; later messages replace sections by name, and `null` removes one. Keep each section self-delimiting (a tag, a heading) so the model can relate an update to the original. Avoid integer-like names; JSON objects reorder those. */
+            sections?: {
+                [key: string]: string | null;
+            };
+            /** @description Complete definitions of tools that become available at this point. */
+            toolsAdded?: components["schemas"]["Tool"][];
+            /** @description Tools that stop being available at this point. */
+            toolsRemoved?: components["schemas"]["ToolReference"][];
+            timestamp: number;
+        };
+        TSchema: Record<string, never>;
+        TextContent: {
+            /** @enum {string} */
+            type: "text";
+            text: string;
+            textSignature?: string;
+        };
+        ThinkingContent: {
+            /** @enum {string} */
+            type: "thinking";
+            thinking: string;
+            thinkingSignature?: string;
+            /** @description When true, the thinking content was redacted by safety filters. The opaque encrypted payload is stored in `thinkingSignature` so it can be passed back to the API for multi-turn continuity. */
+            redacted?: boolean;
+        };
+        /**
+         * @description Thinking/reasoning level for models that support it. Note: "xhigh" and "max" are only supported by selected model families. Use model thinking-level metadata from
+         * @enum {string}
+         */
+        ThinkingLevel: "off" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max";
+        ThinkingLevelChangeEntry: {
+            /** @enum {string} */
+            type: "thinking_level_change";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            thinkingLevel: string;
+        };
+        Tool: {
+            name: string;
+            description: string;
+            parameters: components["schemas"]["TSchema"];
+            constrainedSampling?: false | components["schemas"]["ConstrainedSamplingConfig"];
+        };
+        ToolCall: {
+            /** @enum {string} */
+            type: "toolCall";
+            id: string;
+            name: string;
+            arguments: components["schemas"]["JsonObject"];
+            thoughtSignature?: string;
+            /** @description OpenAI Responses namespace for calls to dynamically loaded or namespaced tools. */
+            namespace?: string;
+        };
+        ToolReference: {
+            name: string;
+        };
+        ToolResultMessage: {
+            /** @enum {string} */
+            role: "toolResult";
+            toolCallId: string;
+            toolName: string;
+            content: (components["schemas"]["TextContent"] | components["schemas"]["ImageContent"])[];
+            details?: unknown;
+            usage?: components["schemas"]["Usage"];
+            isError: boolean;
+            timestamp: number;
+        };
+        Usage: {
+            input: number;
+            output: number;
+            cacheRead: number;
+            cacheWrite: number;
+            /** @description Subset of `cacheWrite` written with 1h retention. Only Anthropic reports this split. */
+            cacheWrite1h?: number;
+            /** @description Reasoning/thinking tokens, when the provider reports them. This is a subset of `output`: `output` already includes these tokens. Set to a number (possibly 0) by providers that expose a reasoning breakdown; left undefined by providers that don't. */
+            reasoning?: number;
+            totalTokens: number;
+            cost: {
+                input: number;
+                output: number;
+                cacheRead: number;
+                cacheWrite: number;
+                total: number;
+            };
+        };
+        UsageEntry: {
+            /** @enum {string} */
+            type: "usage";
+            id: string;
+            parentId: string | null;
+            timestamp: string;
+            /** @description Arbitrary usage category, such as "cache_warm". */
+            kind: string;
+            provider: string;
+            model: string;
+            usage: components["schemas"]["Usage"];
+            /** @description Optional human-readable qualifier for usage notices. */
+            note?: string;
+        };
+        UserMessage: {
+            /** @enum {string} */
+            role: "user";
+            content: string | (components["schemas"]["TextContent"] | components["schemas"]["ImageContent"])[];
+            timestamp: number;
+        };
+        /** @description A prompt was accepted and queued as a run. */
+        RunQueuedEvent: {
+            /** @enum {string} */
+            type: "run_queued";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            /** @description The run's sequence number in its session. */
+            seq: number;
+            /** @description Runs of the session ahead of this one. */
+            position: number;
+            /** @description Epoch milliseconds. */
+            queuedAt: number;
+        };
+        /** @description A worker started the run; pi's events follow. */
+        RunStartedEvent: {
+            /** @enum {string} */
+            type: "run_started";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            /** @description The worker running it. */
+            workerId: string;
+            /** @description Epoch of the project lease it runs under. */
+            epoch: number;
+        };
+        /** @description The run completed. */
+        RunFinishedEvent: {
+            /** @enum {string} */
+            type: "run_finished";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            usage: {
+                input: number;
+                output: number;
+                cacheRead: number;
+                cacheWrite: number;
+                totalTokens: number;
+                cost: number;
+            };
+            /** @description pi's stopReason of the last assistant message. */
+            stopReason?: string;
+        };
+        /** @description The run failed. */
+        RunFailedEvent: {
+            /** @enum {string} */
+            type: "run_failed";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            error: string;
+            usage?: {
+                input: number;
+                output: number;
+                cacheRead: number;
+                cacheWrite: number;
+                totalTokens: number;
+                cost: number;
+            };
+        };
+        /** @description The run was aborted by a client. */
+        RunAbortedEvent: {
+            /** @enum {string} */
+            type: "run_aborted";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            usage?: {
+                input: number;
+                output: number;
+                cacheRead: number;
+                cacheWrite: number;
+                totalTokens: number;
+                cost: number;
+            };
+        };
+        /** @description The run was interrupted by the fleet; it is not retried. */
+        RunInterruptedEvent: {
+            /** @enum {string} */
+            type: "run_interrupted";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            /** @description Why, e.g. `worker_lost`, `lease_lost`, `shutdown`. */
+            reason: string;
+            usage?: {
+                input: number;
+                output: number;
+                cacheRead: number;
+                cacheWrite: number;
+                totalTokens: number;
+                cost: number;
+            };
+        };
+        /** @description A queued run was cancelled (`abort` with `cancelQueued`). */
+        RunCancelledEvent: {
+            /** @enum {string} */
+            type: "run_cancelled";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+        };
+        /** @description Sent instead of a silent gap when a subscription cannot resume where asked. */
+        StreamResetEvent: {
+            /** @enum {string} */
+            type: "stream_reset";
+            /**
+             * @description `trimmed`: the offset fell out of retention; `lost`: the stream was recreated.
+             * @enum {string}
+             */
+            reason: "trimmed" | "lost";
+            /** @description Offset of the first entry that follows. */
+            firstOffset: string;
+        };
+        /** @description Last event before the server cuts a client that lags too far behind. */
+        StreamLaggingEvent: {
+            /** @enum {string} */
+            type: "stream_lagging";
+            /** @description Offset of the last entry sent (resume from it), null when none was (SSE only). */
+            lastOffset?: string | null;
+        };
+        /** @description A session was created. */
+        SessionCreatedActivity: {
+            /** @enum {string} */
+            type: "session_created";
+            /** @description The run's session. */
+            sessionId: string;
+            name?: string;
+        };
+        /** @description A session was deleted. */
+        SessionDeletedActivity: {
+            /** @enum {string} */
+            type: "session_deleted";
+            /** @description The run's session. */
+            sessionId: string;
+        };
+        /** @description A run of the project changed state. */
+        RunActivity: {
+            /** @enum {string} */
+            type: "run_queued" | "run_started" | "run_finished" | "run_failed" | "run_aborted" | "run_interrupted" | "run_cancelled";
+            /** @description The run this event belongs to. */
+            runId: string;
+            /** @description The run's session. */
+            sessionId: string;
+            /**
+             * @description The run's new state.
+             * @enum {string}
+             */
+            status?: "queued" | "running" | "finished" | "failed" | "aborted" | "interrupted" | "cancelled";
+            seq?: number;
+            position?: number;
+        };
+        /** @description An event pi-fleet adds to a session stream: the run lifecycle and stream control. */
+        FleetEvent: components["schemas"]["RunQueuedEvent"] | components["schemas"]["RunStartedEvent"] | components["schemas"]["RunFinishedEvent"] | components["schemas"]["RunFailedEvent"] | components["schemas"]["RunAbortedEvent"] | components["schemas"]["RunInterruptedEvent"] | components["schemas"]["RunCancelledEvent"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"];
+        /** @description Every event on a session stream (SSE `data:` lines of `GET …/sessions/{id}/events`, `event` of `/v1/ws` frames): a pi AgentSessionEvent in lean form (`message_update` without the message snapshot), a pi extension UI request or error, or a fleet event. */
+        WireEvent: components["schemas"]["AgentSessionEvent"] | components["schemas"]["ExtensionUiRequest"] | components["schemas"]["ExtensionErrorEvent"] | components["schemas"]["FleetEvent"];
+        /** @description Every event on a project activity stream (`GET /v1/projects/{projectId}/events`, `/v1/ws` subscriptions without `sessionId`). */
+        ActivityEvent: components["schemas"]["SessionCreatedActivity"] | components["schemas"]["SessionDeletedActivity"] | components["schemas"]["RunActivity"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"];
+    };
     responses: never;
     parameters: never;
     requestBodies: never;

@@ -1,5 +1,6 @@
 /** Session and run bodies (seed `SessionRow`, `PromptRequest`, …, plus API.md additions). */
 import { Type } from "typebox";
+import { AgentMessageSchema, ExtensionUiRequestSchema } from "../wire/pi-schemas.ts";
 import { ProjectId, RunId, SessionId, StringEnum, ThinkingLevelSchema } from "./common.ts";
 import { AgentModelRow } from "./providers.ts";
 
@@ -31,7 +32,10 @@ export const ListSessionsResponse = Type.Object({ sessions: Type.Array(SessionRo
 
 export const SessionMessagesResponse = Type.Object({
   id: Type.String(),
-  messages: Type.Array(Type.Unknown(), { description: "pi AgentMessage objects, oldest first." }),
+  messages: Type.Array(AgentMessageSchema, {
+    description:
+      "pi AgentMessage objects, oldest first, forwarded as pi wrote them (schema generated from pi's typings).",
+  }),
 });
 
 export const SessionModelSettingsResponse = Type.Object({
@@ -182,4 +186,8 @@ export const ExtensionUiResponseRequest = Type.Union([
   Type.Object({ cancelled: Type.Literal(true) }, { additionalProperties: false }),
 ]);
 
-export const PendingExtensionUiRequestsResponse = Type.Object({ requests: Type.Array(Type.Unknown()) });
+export const PendingExtensionUiRequestsResponse = Type.Object({
+  requests: Type.Array(ExtensionUiRequestSchema, {
+    description: "Pending pi `extension_ui_request` events, oldest first.",
+  }),
+});

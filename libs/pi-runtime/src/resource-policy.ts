@@ -1,0 +1,202 @@
+// Which extensions, skills and prompt templates a session loads (the resource policy), and the pi
+// ResourceLoader that loads exactly those. Operator paths are trusted code and text; a project's
+// `.pi/skills` and `.pi/prompts` are tenant text; a project's `.pi/extensions` is tenant code and
+// loads only when the org is trusted. pi's DefaultResourceLoader does the loading, in the safe
+// configuration of pi-sdk.md §2: every discovery switched off (no `.pi/settings.json` packages or
+// npmCommand, no agentDir or home resources, no context files from ancestors, no SYSTEM.md), only
+// the explicit paths given (hazards H1, H2). Without any path the discover-nothing loader is used.
+import { realpathSync } from "node:fs";
+import { readdir, realpath, stat } from "node:fs/promises";
+import { isAbsolute, join, sep } from "node:path";
+import {
+  DefaultResourceLoader,
+  type ResourceLoader,
+  type SettingsManager,
+} from "@earendil-works/pi-coding-agent";
+import { firstLine } from "./errors.ts";
+import { publicExtensionPath, withoutProjectDir } from "./extension-ui.ts";
+import type { AgentsFile } from "./project-context.ts";
+import { createIsolatedResourceLoader } from "./resource-loader.ts";
+import type { ResourcePolicy } from "./types.ts";
+
+/** Inputs of {@link createPolicyResourceLoader}. */
+export interface PolicyLoaderParts {
+  policy: ResourcePolicy;
+  /** Absolute; the session's cwd. */
+  projectDir: string;
+  /** The worker-private, empty agent dir. */
+  agentDir: string;
+  /** The session's in-memory, untrusted settings (never file settings: hazard H1). */
+  settingsManager: SettingsManager;
+  /** The project context files (the project's own AGENTS.md), the only ones pi sees. */
+  agentsFiles: readonly AgentsFile[];
+}
+
+/** A loader and the project extensions that failed to load (reported, not fatal). */
+export interface PolicyLoader {
+  loader: ResourceLoader;
+  /** Load errors of project (tenant) extensions, with project-relative paths. */
+  projectErrors: { path: string; error: string }[];
+}
+
+/**
+ * Builds and loads the session's ResourceLoader. Extensions are compiled and their factories run
+ * here (pi's jiti loader, cached per cwd). Skills and prompt templates are read as text; any
+ * whose real path escapes its root (a symlink out of the project) is dropped.
+ * @throws TypeError when an operator path is not absolute; Error when an operator extension is
+ *   missing or fails to load (fail closed: a permission gate that did not load must not be skipped)
+ */
+export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Promise<PolicyLoader> {
+  const { policy, projectDir } = parts;
+  for (const [name, paths] of [
+    ["extensionPaths", policy.extensionPaths],
+    ["skillPaths", policy.skillPaths],
+    ["promptPaths", policy.promptPaths],
+  ] as const) {
+    for (const path of paths ?? []) {
+      if (!isAbsolute(path)) throw new TypeError(`${name} must hold absolute paths: ${path}`);
+    }
+  }
+  const operatorExtensions = policy.noExtensions ? [] : [...(policy.extensionPaths ?? [])];
+  const projectExtensions =
+    policy.noExtensions || !policy.trustProjectExtensions ? [] : await projectExtensionEntries(projectDir);
+  const projectSkills = policy.noSkills ? undefined : await projectResourceDir(projectDir, "skills");
+  const projectPrompts = policy.noPromptTemplates
+    ? undefined
+    : await projectResourceDir(projectDir, "prompts");
+  const skillPaths = policy.noSkills ? [] : [...(policy.skillPaths ?? []), ...present(projectSkills)];
+  const promptPaths = policy.noPromptTemplates
+    ? []
+    : [...(policy.promptPaths ?? []), ...present(projectPrompts)];
+  const extensionPaths = [...operatorExtensions, ...projectExtensions];
+  if (extensionPaths.length === 0 && skillPaths.length === 0 && promptPaths.length === 0) {
+    return { loader: createIsolatedResourceLoader(parts.agentsFiles), projectErrors: [] };
+  }
+
+  // Skills and prompts may come from these roots only (operator packages may carry their own).
+  const skillRoots = realRoots([
+    ...(policy.skillPaths ?? []),
+    ...operatorExtensions,
+    ...present(projectSkills),
+  ]);
+  const promptRoots = realRoots([
+    ...(policy.promptPaths ?? []),
+    ...operatorExtensions,
+    ...present(projectPrompts),
+  ]);
+  const agentsFiles = parts.agentsFiles.map((f) => ({ path: f.path, content: f.content }));
+  const loader = new DefaultResourceLoader({
+    cwd: projectDir,
+    agentDir: parts.agentDir,
+    settingsManager: parts.settingsManager,
+    additionalExtensionPaths: extensionPaths,
+    additionalSkillPaths: skillPaths,
+    additionalPromptTemplatePaths: promptPaths,
+    // Discovery off: only the additional paths above load (inline factories would, too).
+    noExtensions: true,
+    noSkills: true,
+    noPromptTemplates: true,
+    noThemes: true,
+    noContextFiles: true,
+    // No SYSTEM.md / APPEND_SYSTEM.md discovery: pi's default prompt, as with the isolated loader.
+    systemPromptOverride: () => undefined,
+    appendSystemPrompt: [],
+    agentsFilesOverride: () => ({ agentsFiles: agentsFiles.map((f) => ({ ...f })) }),
+    themesOverride: () => ({ themes: [], diagnostics: [] }),
+    skillsOverride: (base) => ({
+      skills: base.skills.filter((s) => within(s.filePath, skillRoots)),
+      diagnostics: base.diagnostics,
+    }),
+    promptsOverride: (base) => ({
+      prompts: base.prompts.filter((p) => within(p.filePath, promptRoots)),
+      diagnostics: base.diagnostics,
+    }),
+  });
+  await loader.reload();
+
+  const projectRoot = `${projectDir}${sep}`;
+  const projectErrors: { path: string; error: string }[] = [];
+  for (const e of loader.getExtensions().errors) {
+    const path = publicExtensionPath(e.path, projectDir);
+    if (e.path.startsWith(projectRoot))
+      projectErrors.push({ path, error: withoutProjectDir(e.error, projectDir) });
+    else throw new Error(`Operator extension ${path} did not load: ${firstLine(e.error)}`);
+  }
+  return { loader, projectErrors };
+}
+
+/**
+ * The project's extension entry points, as pi discovers them in `.pi/extensions`: every `.ts` /
+ * `.js` file, and every subdirectory's `index.ts` / `index.js`. Empty when the dir is missing.
+ */
+async function projectExtensionEntries(projectDir: string): Promise<string[]> {
+  const dir = join(projectDir, ".pi", "extensions");
+  let names: string[];
+  try {
+    names = (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+  const entries: string[] = [];
+  for (const name of names) {
+    if (name.startsWith(".")) continue;
+    const path = join(dir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info?.isFile() && (name.endsWith(".ts") || name.endsWith(".js"))) entries.push(path);
+    else if (info?.isDirectory()) {
+      for (const index of ["index.ts", "index.js"]) {
+        if ((await stat(join(path, index)).catch(() => undefined))?.isFile()) {
+          entries.push(join(path, index));
+          break;
+        }
+      }
+    }
+  }
+  return entries;
+}
+
+/**
+ * `<projectDir>/.pi/<kind>` when it is a directory whose real path lies inside the project's real
+ * path (a symlink pointing elsewhere, e.g. at another tenant's project, is ignored); else undefined.
+ */
+async function projectResourceDir(
+  projectDir: string,
+  kind: "skills" | "prompts",
+): Promise<string | undefined> {
+  const dir = join(projectDir, ".pi", kind);
+  try {
+    const [real, root] = await Promise.all([realpath(dir), realpath(projectDir)]);
+    if (!real.startsWith(`${root}${sep}`)) return undefined;
+    return (await stat(real)).isDirectory() ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function present(path: string | undefined): string[] {
+  return path === undefined ? [] : [path];
+}
+
+/** Real paths of the roots that exist. */
+function realRoots(paths: readonly string[]): string[] {
+  const roots: string[] = [];
+  for (const p of paths) {
+    try {
+      roots.push(realpathSync(p));
+    } catch {
+      // missing: nothing can load from it
+    }
+  }
+  return roots;
+}
+
+/** True when `path`'s real path is one of `roots` or lies below one. */
+function within(path: string, roots: readonly string[]): boolean {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  return roots.some((root) => real === root || real.startsWith(root.endsWith(sep) ? root : `${root}${sep}`));
+}
