@@ -55,7 +55,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
 }
 
 function isRedisUnavailable(err: Error): boolean {
-  return /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT/.test(
-    err.message,
+  return (
+    err.name === "MaxRetriesPerRequestError" ||
+    /ECONNREFUSED|Connection is closed|max retries per request|Stream isn't writeable|ETIMEDOUT/i.test(
+      err.message,
+    )
   );
 }

@@ -23,6 +23,10 @@ export class Ownership {
   private drainDeadline = 0;
   /** Ownerships being wound down (awaited by close). */
   private readonly ending = new Set<Promise<void>>();
+  /** The current ownership of each project, resolved when it has fully ended. */
+  private readonly finishing = new Map<string, Promise<void>>();
+  /** Dispatch re-checks in flight (awaited by close, before Redis goes away). */
+  private readonly rechecks = new Set<Promise<void>>();
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: WorkerContext) {
@@ -54,8 +58,8 @@ export class Ownership {
       stalledInterval: Math.max(250, Math.floor(ttl / 3)),
       maxStalledCount: 1_000_000,
     });
-    worker.on("completed", (job) => void this.recheck(job.data));
-    worker.on("failed", (job) => job && void this.recheck(job.data));
+    worker.on("completed", (job) => this.track(this.recheck(job.data)));
+    worker.on("failed", (job) => job && this.track(this.recheck(job.data)));
     worker.on("error", (err) => this.ctx.logger.warn({ err: err.message }, "dispatch worker error"));
     this.dispatchWorker = worker;
     const idleMs = this.ctx.env.PI_FLEET_IDLE_RELEASE_MS;
@@ -85,8 +89,15 @@ export class Ownership {
     for (const runner of this.runners.values()) runner.stop("shutdown");
     await Promise.all([...this.ending]);
     await this.dispatchWorker?.close().catch(() => undefined);
+    // Hand-offs re-signal dispatch from "completed" handlers: let them reach Redis before it closes.
+    while (this.rechecks.size > 0) await Promise.all([...this.rechecks]);
     await this.dispatchQueue.close().catch(() => undefined);
     clearInterval(this.idleTimer);
+  }
+
+  private track(p: Promise<void>): void {
+    this.rechecks.add(p);
+    void p.finally(() => this.rechecks.delete(p));
   }
 
   /** Releases one project (it is being deleted, or an operator asked). */
@@ -99,7 +110,11 @@ export class Ownership {
   /** Processes one "own" job: holds the project until the lease is lost or released. */
   private async own(job: Job<OwnJobData>): Promise<void> {
     const { org, project } = job.data;
-    if (this.stopping || this.runners.has(key(org, project))) return;
+    // A previous ownership of this project may still be winding down (its job was re-delivered
+    // after a Redis outage): wait for it instead of dropping this job, or nobody would own it.
+    const previous = this.finishing.get(key(org, project));
+    if (previous) await previous;
+    if (this.stopping) return;
     const lease = await this.acquire(org, project);
     if (!lease) return;
     const runner = new ProjectRunner(this.ctx, lease);
@@ -111,7 +126,11 @@ export class Ownership {
       ended = resolve;
     });
     this.ending.add(finished);
-    void finished.then(() => this.ending.delete(finished));
+    this.finishing.set(key(org, project), finished);
+    void finished.then(() => {
+      this.ending.delete(finished);
+      if (this.finishing.get(key(org, project)) === finished) this.finishing.delete(key(org, project));
+    });
     try {
       await runner.start();
       log.info("project owned");

@@ -10,7 +10,7 @@
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, UiAnswer } from "@pi-fleet/pi-runtime";
 import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
-import { type Job, Queue, WaitingError, Worker } from "bullmq";
+import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
@@ -150,17 +150,19 @@ export class ProjectRunner {
    */
   async close(reason: StopReason, deadline = 0): Promise<void> {
     const worker = this.worker;
-    if (worker) await worker.pause(true).catch(() => undefined);
+    // Every step is bounded: with Redis unreachable, BullMQ calls can wait indefinitely, and an
+    // ownership that never ends would keep its project from every other owner.
+    if (worker) await bounded(worker.pause(true), 2000);
     if (reason !== "lost") {
       while (this.executor.active.size > 0 && performance.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     }
     this.stop(reason);
-    await this.executor.abortAll(reason === "lost" ? "lease_lost" : reason);
-    if (worker) await worker.close().catch(() => undefined);
-    await this.queue.close().catch(() => undefined);
-    await this.host.close();
+    await bounded(this.executor.abortAll(reason === "lost" ? "lease_lost" : reason), 10_000);
+    if (worker) await closeBounded(worker);
+    await bounded(this.queue.close(), 2000);
+    await bounded(this.host.close(), 10_000);
   }
 
   /**
@@ -174,13 +176,17 @@ export class ProjectRunner {
   }
 
   private async process(job: Job<RunJobData>, token?: string): Promise<void> {
-    const done = await this.executor.execute(job.data, this.stopController.signal);
-    if (!done && token) {
+    const outcome = await this.executor.execute(job.data, this.stopController.signal);
+    if (outcome === "done" || !token) return;
+    if (outcome === "requeue") {
       // Never started here (stopping, or the lease is gone): hand the job back to the queue so the
-      // next owner runs it, in order.
+      // next owner runs it (runs of a session still start in sequence order).
       await job.moveToWait(token);
       throw new WaitingError();
     }
+    // Not its session's turn yet: free this slot for the older run, try again shortly.
+    await job.moveToDelayed(Date.now() + 100, token);
+    throw new DelayedError();
   }
 
   /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */
@@ -225,4 +231,27 @@ export class ProjectRunner {
       )
       .catch((err: Error) => this.ctx.logger.warn({ err: err.message }, "could not mark run interrupted"));
   }
+}
+
+/**
+ * `Worker.close()` waits for its blocking connection with no timeout of its own (it hung while
+ * Redis was unreachable): give it a moment, then force it — every processor has ended by now.
+ */
+async function closeBounded(worker: Worker<RunJobData>): Promise<void> {
+  if (!(await bounded(worker.close(), 2000))) await bounded(worker.close(true), 2000);
+}
+
+/** Waits for `p` at most `ms`; true when it settled (either way) in time. Never rejects. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = await Promise.race([settled, timeout]);
+  clearTimeout(timer);
+  return done;
 }

@@ -14,6 +14,16 @@ import type { SessionGate } from "./session-gate.ts";
 import type { SessionHost } from "./session-host.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
+/**
+ * What became of a fetched run job: "done" (ran, or no longer ours to run); "requeue" (never
+ * started here — stopping or the lease is gone — back to the queue for the next owner);
+ * "defer" (an older run of its session is still open: give the queue slot back and retry soon).
+ */
+export type ExecuteOutcome = "done" | "requeue" | "defer";
+
+/** How long a fetched run waits for its session's turn before giving its slot back (ms). */
+const TURN_WAIT_MS = 500;
+
 /** A run in progress on this worker. */
 export interface ActiveRun {
   runId: string;
@@ -52,11 +62,8 @@ export class RunExecutor {
     this.gate = gate;
   }
 
-  /**
-   * Executes the run of `data`. Returns false when the run must go back to the queue (the lease
-   * was lost before it started); true when it is done with (or was not ours to run).
-   */
-  async execute(data: RunJobData, stop: AbortSignal): Promise<boolean> {
+  /** Executes the run of `data`; see {@link ExecuteOutcome}. */
+  async execute(data: RunJobData, stop: AbortSignal): Promise<ExecuteOutcome> {
     this.inFlight++;
     this.lastActivity = performance.now();
     try {
@@ -64,10 +71,10 @@ export class RunExecutor {
       for (;;) {
         // Worker-wide capacity (PI_FLEET_MAX_RUNS), then one fenced call that starts the run only
         // if it is the oldest open run of its session.
-        if (!(await this.ctx.slots.acquire(stop))) return false;
+        if (!(await this.ctx.slots.acquire(stop))) return "requeue";
         let started: Awaited<ReturnType<typeof this.ctx.events.startRun>>;
         try {
-          if (!this.lease.held) return false;
+          if (!this.lease.held) return "requeue";
           started = await this.ctx.events.startRun(
             ref,
             data.runId,
@@ -85,9 +92,12 @@ export class RunExecutor {
         } finally {
           this.ctx.slots.release();
         }
-        if ("rejected" in started) return true;
-        // An older run of the session is still open: wait for its end, then try again.
-        if (!(await this.gate.waitTurn(ref, data.runId, stop))) return !stop.aborted;
+        if ("rejected" in started) return "done";
+        // An older run of the session is still open: wait for its end (bounded), then try again.
+        const turn = await this.gate.waitTurn(ref, data.runId, stop, TURN_WAIT_MS);
+        if (turn === "gone") return "done";
+        if (turn === "stopped") return "requeue";
+        if (turn === "timeout") return "defer";
       }
     } finally {
       this.inFlight--;
@@ -96,7 +106,7 @@ export class RunExecutor {
   }
 
   /** Runs pi for a run that was just marked running (a worker slot is held by the caller). */
-  private async runStarted(ref: SessionRef, data: RunJobData): Promise<boolean> {
+  private async runStarted(ref: SessionRef, data: RunJobData): Promise<ExecuteOutcome> {
     const log = this.ctx.logger.child({
       org: data.org,
       project: data.project,
@@ -112,7 +122,7 @@ export class RunExecutor {
       const error = err instanceof Error ? err.message : String(err);
       log.warn({ error }, "could not open session");
       await this.finish(ref, data, "failed", { type: "run_failed", error }, { error, usage: ZERO_USAGE });
-      return true;
+      return "done";
     }
     const active: ActiveRun = { runId: data.runId, session };
     this.active.set(data.sessionId, active);
@@ -139,7 +149,7 @@ export class RunExecutor {
     await publisher.flush();
     if (publisher.fenced || !this.lease.held) {
       log.warn("run ended after the lease was lost; the next owner reports it");
-      return true;
+      return "done";
     }
     if (active.interruptReason) {
       await this.finish(
@@ -183,7 +193,7 @@ export class RunExecutor {
         },
       );
     }
-    return true;
+    return "done";
   }
 
   /**

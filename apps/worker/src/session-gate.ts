@@ -19,16 +19,25 @@ export class SessionGate {
   }
 
   /**
-   * Resolves when `runId` is the oldest open run of its session, or returns false if the run is
-   * no longer open (it ended or was cancelled) or `signal` aborted.
+   * Waits until `runId` is the oldest open run of its session: "turn"; "gone" if the run is no
+   * longer open (ended or cancelled); "stopped" if `signal` aborted; "timeout" after `timeoutMs`
+   * (the caller then gives its queue slot back, so waiting runs can never hold every slot while
+   * the older run they wait for sits unfetched in the queue).
    */
-  async waitTurn(ref: SessionRef, runId: string, signal: AbortSignal): Promise<boolean> {
+  async waitTurn(
+    ref: SessionRef,
+    runId: string,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<"turn" | "gone" | "stopped" | "timeout"> {
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
-      if (signal.aborted) return false;
+      if (signal.aborted) return "stopped";
       const open = await this.log.openRuns(ref);
-      if (open[0] === runId) return true;
-      if (!open.includes(runId)) return false;
-      await this.sleep(ref.session, signal);
+      if (open[0] === runId) return "turn";
+      if (!open.includes(runId)) return "gone";
+      if (performance.now() >= deadline) return "timeout";
+      await this.sleep(ref.session, signal, Math.max(1, Math.min(RECHECK_MS, deadline - performance.now())));
     }
   }
 
@@ -40,7 +49,7 @@ export class SessionGate {
     for (const fn of set) fn();
   }
 
-  private sleep(session: string, signal: AbortSignal): Promise<void> {
+  private sleep(session: string, signal: AbortSignal, ms: number): Promise<void> {
     return new Promise((resolve) => {
       let set = this.waiters.get(session);
       if (!set) {
@@ -53,7 +62,7 @@ export class SessionGate {
         signal.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, RECHECK_MS);
+      const timer = setTimeout(done, ms);
       set.add(done);
       signal.addEventListener("abort", done, { once: true });
     });

@@ -54,6 +54,8 @@ export class StreamSubscription implements HubListener {
   private repairAgain = false;
   private closed = false;
   private unwatch: (() => Promise<void>) | undefined;
+  /** Set once `open()` fixed the starting point; resyncs before that are left to `catchUp()`. */
+  private opened = false;
 
   /**
    * @param cursor resume after this offset ("0" = everything retained); undefined = live only
@@ -102,6 +104,7 @@ export class StreamSubscription implements HubListener {
     } else {
       this.lastSent = this.cursor;
     }
+    this.opened = true;
   }
 
   /** Stops delivery. Idempotent. */
@@ -136,7 +139,8 @@ export class StreamSubscription implements HubListener {
   }
 
   onResync(): void {
-    if (!this.closed) void this.resync();
+    // Before open() finished, the catch-up that follows it reads everything anyway.
+    if (!this.closed && this.opened) void this.resync();
   }
 
   /** After the hub reconnected: the stream may have been recreated (Redis restarted without data). */
