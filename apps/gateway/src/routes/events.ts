@@ -75,6 +75,7 @@ async function serveSse(
     connection: "keep-alive",
     "x-accel-buffering": "no",
   });
+  res.flushHeaders(); // the head goes out now, not with the first replayed frame
   stream.open();
   await subscription.catchUp();
   if ("session" in ref) {

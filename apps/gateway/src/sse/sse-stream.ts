@@ -58,8 +58,7 @@ export class SseStream implements SubscriptionSink {
   }
 
   entry(entry: StreamEntry): void {
-    this.lastId = entry.id;
-    this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`);
+    this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
   }
 
   reset(reason: ResetReason, firstOffset: string): void {
@@ -99,8 +98,8 @@ export class SseStream implements SubscriptionSink {
     });
   }
 
-  /** Queues one raw SSE frame (coalesced with the others of this I/O turn). */
-  frame(chunk: string): void {
+  /** Queues one raw SSE frame (coalesced with the others of this I/O turn); `id` = its offset, if any. */
+  frame(chunk: string, id?: string): void {
     if (this.ended) return;
     if (this.held) {
       this.held.push(chunk);
@@ -113,6 +112,7 @@ export class SseStream implements SubscriptionSink {
       return;
     }
     this.pending += chunk;
+    if (id !== undefined) this.lastId = id;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -122,7 +122,7 @@ export class SseStream implements SubscriptionSink {
   /** Cuts a client that does not keep up: a final `stream_lagging`, then the end; it resumes with its last id. */
   private cut(): void {
     if (this.ended) return;
-    this.pending = "";
+    this.flush(); // what this turn queued goes first, so `lastOffset` names the last frame sent
     this.res.write(
       `data: ${JSON.stringify({ type: "stream_lagging", lastOffset: this.lastId ?? null })}\n\n`,
     );
