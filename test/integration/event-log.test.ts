@@ -262,6 +262,20 @@ describe("StreamSubscription", () => {
     expect(c.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["a", "b", "c"]);
   });
 
+  it("accepts the synthetic offset just before an entry in the middle of the stream (a later run's prompt offset)", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const r = ref("synthetic-middle");
+    await log.append(r, "", [{ event: { type: "a" } }, { event: { type: "b" } }]);
+    const [c] = await log.append(r, "", [{ event: { type: "c" } }]);
+    await log.append(r, "", [{ event: { type: "d" } }]);
+    const got = collector();
+    const s = new StreamSubscription(log, hub, r, offsetBefore(c!), got.sink);
+    await s.start();
+    await s.close();
+    expect(got.resets).toEqual([]);
+    expect(got.entries.map((e) => (JSON.parse(e.data) as { type: string }).type)).toEqual(["c", "d"]);
+  });
+
   it("accepts the synthetic offset just before an entry without a reset", async () => {
     const log = new EventLog(redis, keys, 1000);
     const r = ref("synthetic");

@@ -91,7 +91,7 @@ export class StreamSubscription implements HubListener {
    */
   async open(): Promise<void> {
     this.unwatch = await this.hub.watch(this.log.address(this.ref).channel, this);
-    const { last, epoch } = await this.log.bounds(this.ref);
+    const { first, last, epoch } = await this.log.bounds(this.ref);
     this.epoch = epoch;
     if (this.cursor === undefined) {
       this.lastSent = last ?? ORIGIN;
@@ -99,8 +99,8 @@ export class StreamSubscription implements HubListener {
       this.lastSent = ORIGIN;
     } else if (last === undefined || compareOffsets(this.cursor, last) > 0) {
       // Ahead of everything this stream ever held: the client saw a stream Redis no longer has.
-      this.sink.reset("lost", "0");
-      this.lastSent = ORIGIN;
+      this.sink.reset("lost", first ?? "0");
+      this.lastSent = first === undefined ? ORIGIN : offsetBefore(first);
     } else {
       this.lastSent = this.cursor;
     }
@@ -187,7 +187,10 @@ export class StreamSubscription implements HubListener {
           const page = await this.log.readPage(this.ref, this.lastSent, PAGE);
           if (this.lastSent !== ORIGIN && !page.afterExists) {
             const first = page.first;
-            if (first === undefined || offsetBefore(first) !== this.lastSent) {
+            const next = page.entries[0]?.id;
+            // A cursor that is no entry is fine when it is the synthetic offset just before the
+            // entry that follows it (what `POST …/prompt` returns); entries after it are complete.
+            if (next === undefined || offsetBefore(next) !== this.lastSent) {
               // Older than the first retained entry of a trimmed stream: what followed it was
               // trimmed. Otherwise (an empty or recreated stream, or an id inside the retained
               // range it never had): the stream was lost. Either way, restart just before the
