@@ -33,7 +33,6 @@ import { type Child, setUnexpectedExitHandler, spawnNode, stopAll } from "./flee
 import { CpuMeter } from "./fleet/cpu.ts";
 import { api, closeHttp, send } from "./fleet/http.ts";
 import { isTextDelta, openStream, type SseStream, type StampedEvent } from "./fleet/sse.ts";
-import { markdownTable, type Table, textTable } from "./fleet/table.ts";
 import { RedisTracer, type Step, summarize } from "./fleet/trace.ts";
 import {
   BenchAbort,
@@ -54,6 +53,7 @@ import {
   stats,
   withTimeout,
 } from "./fleet/util.ts";
+import { markdownTable, type Table, textTable } from "./lib/table.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "fleet.md");

@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { findFreePort, type SpawnedRedis, spawnRedis } from "@pi-fleet/testkit";
+import { markdownTable, type Table, textTable } from "./lib/table.ts";
 import { type Child, setUnexpectedExitHandler, startNode, stopAll } from "./stream/children.ts";
 import { benchEvent } from "./stream/event.ts";
 import { Histogram } from "./stream/histogram.ts";
@@ -28,7 +29,6 @@ import { type ProfileSummary, summarizeProfile } from "./stream/profile.ts";
 import type { ClientReport, NaiveClientsApi, ProducerApi, SseClientsApi } from "./stream/protocol.ts";
 import { averageQueues, type QueueSample, sampleQueues } from "./stream/queues.ts";
 import { RpcClient } from "./stream/rpc.ts";
-import { markdownTable, type Table, textTable } from "./stream/table.ts";
 import {
   BenchAbort,
   environment,

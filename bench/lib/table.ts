@@ -1,6 +1,6 @@
 /**
- * Tables for `bench/fleet.ts`, as aligned text (terminal) and as markdown aligned the way
- * `biome format` writes it (so `bench/results/fleet.md` stays lint-clean). The first column is
+ * Tables for the benchmarks, as aligned text (terminal) and as markdown aligned the way
+ * `biome format` writes it (so `bench/results/*.md` stay lint-clean). The first column is
  * left-aligned, the others right-aligned.
  */
 
@@ -8,7 +8,7 @@ export interface Table {
   title: string;
   headers: string[];
   rows: string[][];
-  /** Lines printed under the table (plain text; markdown keeps them as a paragraph). */
+  /** Lines printed under the table (plain text; markdown keeps them as a list). */
   notes?: string[];
 }
 
