@@ -7,10 +7,9 @@
 import { resolve } from "node:path";
 import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { startGateway } from "@pi-fleet/gateway";
-import { createLogger } from "@pi-fleet/observability";
+import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { pingRedis } from "@pi-fleet/redis";
 import { startWorker } from "@pi-fleet/worker";
-import closeWithGrace from "close-with-grace";
 import { type EmbeddedRedis, findRedisServer, startEmbeddedRedis } from "./embedded-redis.ts";
 
 let env: ReturnType<typeof loadEnv>;
@@ -60,8 +59,7 @@ const gateway = await startGateway(env, logger).catch(async (err: unknown) => {
 });
 logger.info({ url: gateway.url, workerId: worker.workerId }, "pi-fleet single-node mode ready");
 // Ctrl-C interrupts running runs at once; SIGTERM lets them finish within PI_FLEET_DRAIN_TIMEOUT_MS.
-closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
-  if (err) logger.error({ err }, "fatal error, shutting down");
+handleShutdown(logger, env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000, async ({ signal }) => {
   logger.info({ signal }, "shutting down");
   await gateway.close();
   await worker.close(signal === "SIGINT" ? 0 : undefined);

@@ -5,8 +5,7 @@
  */
 
 import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
-import { createLogger } from "@pi-fleet/observability";
-import closeWithGrace from "close-with-grace";
+import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { startGateway } from "./gateway.ts";
 
 let env: ReturnType<typeof loadEnv>;
@@ -28,8 +27,7 @@ const gateway = await startGateway(env, logger).catch((err: unknown) => {
   process.exit(1);
 });
 logger.info({ url: gateway.url }, "gateway listening");
-closeWithGrace({ delay: 25_000 }, async ({ signal, err }) => {
-  if (err) logger.error({ err }, "fatal error, shutting down");
+handleShutdown(logger, 25_000, async ({ signal }) => {
   logger.info({ signal }, "gateway shutting down");
   await gateway.close();
 });

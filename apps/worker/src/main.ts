@@ -5,8 +5,7 @@
  */
 
 import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
-import { createLogger } from "@pi-fleet/observability";
-import closeWithGrace from "close-with-grace";
+import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { startWorker } from "./worker-node.ts";
 
 let env: ReturnType<typeof loadEnv>;
@@ -27,8 +26,7 @@ const worker = await startWorker(env, logger, secrets).catch((err: unknown) => {
   process.stderr.write(`${line}\n`);
   process.exit(1);
 });
-closeWithGrace({ delay: env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
-  if (err) logger.error({ err }, "fatal error, shutting down");
+handleShutdown(logger, env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000, async ({ signal }) => {
   logger.info({ signal }, "worker shutting down");
   await worker.close();
 });
