@@ -43,3 +43,16 @@ export function errorMessage(err: unknown): string {
 export function firstLine(message: string): string {
   return message.split("\n", 1)[0]?.trim() || message;
 }
+
+/**
+ * `err` unless it is a Node system error (`code` + `syscall`, e.g. ENOSPC from a write), whose
+ * message names the file: then an Error `<what> (<code>)` with `err` as its cause, so no server
+ * path reaches a client.
+ */
+export function withoutPath(err: unknown, what: string): unknown {
+  const e = err as { code?: unknown; syscall?: unknown } | null;
+  if (typeof e?.code === "string" && typeof e.syscall === "string") {
+    return new Error(`${what} (${e.code})`, { cause: err });
+  }
+  return err;
+}

@@ -8,10 +8,18 @@ export { KEYLESS_PLACEHOLDER_KEY, registerNativeProviderForTests } from "./org-r
 export { preparePiProcess } from "./pi-process.ts";
 export { AGENTS_FILE_MAX_BYTES } from "./project-context.ts";
 export { RuntimeCache } from "./runtime-cache.ts";
+export {
+  probeSandbox,
+  type SandboxMode,
+  type SandboxOptions,
+  SandboxUnavailableError,
+  type SessionSandboxSpec,
+} from "./sandbox.ts";
 export type {
   CommandErrorCode,
   CommandRequest,
   CommandResult,
+  CreatedSession,
   ExtensionUiHost,
   ModelRow,
   OrgRuntime,
@@ -23,7 +31,9 @@ export type {
   ResourcePolicy,
   RunOutcome,
   RunOutcomeStatus,
+  SessionFiles,
   SessionSettings,
+  SessionSlot,
   SessionSpec,
   UiAnswer,
   UiDialogMethod,

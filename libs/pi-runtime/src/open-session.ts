@@ -1,7 +1,8 @@
 // Assembles one pi agent session from explicit, isolated parts (the recipe of pi-sdk.md §2): the
 // org's runtime, a loader that loads only what the resource policy names, in-memory untrusted
 // settings, the session file opened at its exact path, the bash tool replaced by the minimal-env
-// host spawner, and extensions bound to the fleet's extension UI (pi-sdk.md §6).
+// spawner (on the host or in bubblewrap), the file tools confined to the project dir, and
+// extensions bound to the fleet's extension UI (pi-sdk.md §6).
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -13,6 +14,7 @@ import {
   SettingsManager,
 } from "@earendil-works/pi-coding-agent";
 import { createHostBashOperations, DEFAULT_BASH_TIMEOUT_MS, minimalBashEnv } from "./bash-operations.ts";
+import { confinedFileTools } from "./confined-file-operations.ts";
 import { errorMessage, PiRuntimeError } from "./errors.ts";
 import { createExtensionUiContext, extensionErrorEvent } from "./extension-ui.ts";
 import { resolveSessionModel } from "./model-selection.ts";
@@ -20,9 +22,10 @@ import { piModelRuntime } from "./org-runtime.ts";
 import { PiAgentSession } from "./pi-session.ts";
 import { readProjectAgentsFile } from "./project-context.ts";
 import { createPolicyResourceLoader } from "./resource-policy.ts";
+import { DEFAULT_BWRAP_PATH, type SessionSandboxSpec } from "./sandbox.ts";
 import type { PiSession, SessionSpec } from "./types.ts";
 
-/** Built-in tools the agent gets; `bash` is replaced by the host spawner. */
+/** Built-in tools the agent gets; `bash` is replaced by the spawner, the file tools are confined. */
 const TOOL_NAMES = ["read", "bash", "edit", "write"];
 
 /**
@@ -37,8 +40,10 @@ const TOOL_NAMES = ["read", "bash", "edit", "write"];
  * explicit model is not in the runtime), "auth" (its provider has no credential), "no_model"
  * (no explicit model and none available); TypeError for relative paths; Error when projectDir is
  * not a directory or an operator extension did not load.
+ * File tools refuse paths outside the project dir (confined-file-operations.ts); with
+ * `spec.sandbox` mode "bwrap" every bash command runs inside bubblewrap (sandbox.ts).
  */
-export async function openSession(spec: SessionSpec): Promise<PiSession> {
+export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promise<PiSession> {
   for (const [name, path] of [
     ["projectDir", spec.projectDir],
     ["sessionFile", spec.sessionFile],
@@ -54,10 +59,21 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
   const tmpDir = await mkdtemp(join(tmpdir(), "pf-bash-"));
   try {
     // One spawner for the agent's bash tool and the user's bash command.
+    const sandbox = spec.sandbox?.mode === "bwrap" ? spec.sandbox : undefined;
     const bashOperations = createHostBashOperations({
       cwd: spec.projectDir,
-      env: minimalBashEnv(spec.projectDir, tmpDir, spec.bashEnv),
+      // In the sandbox, tmpDir is mounted as /tmp.
+      env: minimalBashEnv(spec.projectDir, sandbox ? "/tmp" : tmpDir, spec.bashEnv),
       maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
+      ...(sandbox
+        ? {
+            sandbox: {
+              bwrapPath: sandbox.bwrapPath ?? DEFAULT_BWRAP_PATH,
+              tmpDir,
+              network: !!sandbox.network,
+            },
+          }
+        : {}),
     });
     const bash = createBashToolDefinition(spec.projectDir, {
       operations: bashOperations,
@@ -87,7 +103,8 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
       sessionManager,
       settingsManager,
       tools: TOOL_NAMES,
-      customTools: [defineTool(bash)], // defineTool: pi's identity helper that widens the tool type
+      // defineTool: pi's identity helper that widens the tool type
+      customTools: [defineTool(bash), ...confinedFileTools(spec.projectDir, TOOL_NAMES)],
     });
     const ui = spec.ui;
     for (const e of projectErrors) {
@@ -103,7 +120,11 @@ export async function openSession(spec: SessionSpec): Promise<PiSession> {
       session.dispose();
       throw err;
     }
-    return new PiAgentSession({ session, runtime: spec.runtime, rt, bashOperations, tmpDir });
+    const piSession = new PiAgentSession({ session, runtime: spec.runtime, rt, bashOperations, tmpDir });
+    // Background children of finished commands (on the host) die with the session.
+    const dispose = piSession.dispose.bind(piSession);
+    piSession.dispose = () => dispose().finally(() => bashOperations.killAll());
+    return piSession;
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
     throw err;

@@ -17,6 +17,7 @@ import type {
   PiSession,
   PromptImage,
   RunOutcome,
+  SessionFiles,
   SessionSettings,
 } from "./types.ts";
 import { toWireEvent } from "./wire-event.ts";
@@ -103,7 +104,10 @@ export class PiAgentSession implements PiSession {
     this.#run = run;
     try {
       const images = toImageContent(opts?.images);
-      await this.#session.prompt(text, { expandPromptTemplates: false, ...(images ? { images } : {}) });
+      await this.#session.prompt(text, {
+        expandPromptTemplates: invokesPromptTemplate(this.#session, text),
+        ...(images ? { images } : {}),
+      });
     } catch (err) {
       // Preflight failures ("No API key found for x.\n\nUse /login … <server paths>"): first line only.
       tracker.markThrown(firstLine(errorMessage(err)));
@@ -123,7 +127,7 @@ export class PiAgentSession implements PiSession {
     return this.#queueInput("followUp", text, images);
   }
 
-  async command(request: CommandRequest): Promise<CommandResult> {
+  async command(request: CommandRequest, files?: SessionFiles): Promise<CommandResult> {
     if (this.#disposed) return { success: false, error: "PiSession is disposed" };
     return runCommand(
       {
@@ -132,6 +136,7 @@ export class PiAgentSession implements PiSession {
         rt: this.#rt,
         bashOperations: this.#bashOperations,
         busy: this.#run !== undefined || this.#session.isStreaming,
+        ...(files ? { files } : {}),
       },
       request,
     );
@@ -224,6 +229,23 @@ export class PiAgentSession implements PiSession {
       throw new PiRuntimeError("idle", "The run ended before the message was queued");
     }
   }
+}
+
+/**
+ * Whether `text` calls one of the session's prompt templates (`/name args`: operator
+ * PI_PROMPT_PATHS and project `.pi/prompts`, loaded as text), which pi's RPC mode expands. Only
+ * then does prompt() get pi's `expandPromptTemplates`, because that switch also (a) runs extension
+ * commands, whose work would fall outside the fleet's run (its events after prompt() returns are
+ * not streamed), and (b) expands `/skill:name` by re-reading the skill file at that moment in the
+ * worker process, outside the bash sandbox: a SKILL.md swapped for a symlink after the session
+ * opened would be read wherever it points, and the expansion embeds the server path. Such text
+ * reaches the model verbatim instead. pi's own matching: name = the text up to the first blank.
+ */
+function invokesPromptTemplate(session: AgentSession, text: string): boolean {
+  const name = /^\/(\S+)/.exec(text)?.[1];
+  if (!name || name.startsWith("skill:")) return false;
+  if (session.extensionRunner.getCommand(name)) return false;
+  return session.promptTemplates.some((t) => t.name === name);
 }
 
 /** pi's image content blocks for PromptImages; undefined for none. */

@@ -1,6 +1,7 @@
 // Removes server paths from what pi hands out about a session: the system prompt (it names the
 // cwd and pi's install paths), the overflow log path of user bash commands, and the system
-// snapshot stored with compactions. Inputs are never mutated; only changed objects are copied.
+// snapshot stored with compactions, and the same from the session data of an HTML export.
+// Inputs are never mutated; only changed objects are copied.
 import type { AgentMessage } from "@earendil-works/pi-agent-core";
 import type { SessionEntry, SessionTreeNode } from "@earendil-works/pi-coding-agent";
 
@@ -50,4 +51,40 @@ export function publicTree(roots: readonly SessionTreeNode[]): SessionTreeNode[]
     }
   }
   return out;
+}
+
+/** The `<script>` in which pi's HTML export embeds the session (base64 of UTF-8 JSON). */
+const EXPORT_DATA = /(<script id="session-data" type="application\/json">)([A-Za-z0-9+/=]*)(<\/script>)/;
+
+/**
+ * pi's exported HTML page with server paths removed from its embedded session data: the header
+ * keeps only `type`, `version`, `id` and `timestamp` (no `cwd`, no `parentSession`), every entry
+ * goes through publicEntry, and the system prompt (it names the cwd and pi's install paths) is
+ * dropped. `leafId`, `tools` and `renderedTools` are kept. Paths the conversation itself contains
+ * (tool arguments and results) are not touched.
+ * @throws Error when the page has no embedded session data (an exporter this code does not know)
+ */
+export function publicExportHtml(html: string): string {
+  const match = EXPORT_DATA.exec(html);
+  if (!match) throw new Error("Unexpected HTML export: no embedded session data");
+  const data = JSON.parse(Buffer.from(match[2] ?? "", "base64").toString("utf8")) as {
+    header?: { type?: unknown; version?: unknown; id?: unknown; timestamp?: unknown } | null;
+    entries?: SessionEntry[];
+    systemPrompt?: unknown;
+    [key: string]: unknown;
+  };
+  const { systemPrompt: _prompt, header, entries, ...rest } = data;
+  const clean = {
+    ...rest,
+    header: header
+      ? { type: header.type, version: header.version, id: header.id, timestamp: header.timestamp }
+      : null,
+    entries: (entries ?? []).map(publicEntry),
+  };
+  const encoded = Buffer.from(JSON.stringify(clean), "utf8").toString("base64");
+  // A function replacement: "$" sequences in the data must not be interpreted.
+  return html.replace(
+    EXPORT_DATA,
+    (_all, open: string, _data: string, close: string) => open + encoded + close,
+  );
 }

@@ -194,6 +194,58 @@ export interface SessionSettings {
   isStreaming: boolean;
 }
 
+/** A new fleet session reserved by {@link SessionFiles.allocate}. */
+export interface SessionSlot {
+  /** The fleet session id (what the API names the session by). */
+  sessionId: string;
+  /** Absolute path the session's pi file must be written to; it does not exist yet, its directory does. */
+  sessionFile: string;
+}
+
+/** What a fork, clone or new_session wrote, handed to {@link SessionFiles.register}. */
+export interface CreatedSession {
+  /** The command that created the session. */
+  origin: "fork" | "clone" | "new_session";
+  /**
+   * Fleet id of the parent recorded in the pi header: for fork and clone always the session the
+   * command ran on; for new_session its `parentSession` argument, absent when none was given.
+   */
+  parentSessionId?: string;
+  /** pi's session name (latest `session_info` entry) carried over on the copied branch, if any. */
+  piSessionName?: string;
+  /**
+   * The new file's messages in file order as get_messages shows them (no `system` messages, no
+   * `fullOutputPath`): the seed of the session's persisted history. Empty for an empty session.
+   */
+  messages: unknown[];
+  /** Text of the first user message (at most 200 characters); absent when there is none. */
+  firstMessage?: string;
+}
+
+/**
+ * The fleet's side of fork, clone and new_session (in the style of pi's `*Operations` hooks):
+ * the adapter writes the pi file, the fleet owns ids, paths and the registry. Implemented by the
+ * worker that holds the project lease (single writer of the project's session files).
+ */
+export interface SessionFiles {
+  /**
+   * The pi file of a fleet session of the same project, or undefined when the project has no
+   * such session (or `sessionId` is not a valid id). Never takes or resolves a path.
+   */
+  sessionFile(sessionId: string): Promise<string | undefined>;
+  /**
+   * Reserves a new session: a fresh fleet id and its file path (directory created). Rejects when
+   * this process may not write the project's files (lease lost); nothing is registered yet.
+   */
+  allocate(): Promise<SessionSlot>;
+  /**
+   * Makes the written session visible: its registry record (listed by `GET …/sessions`, with the
+   * messages as its persisted history) and the `session_created` activity event. On rejection
+   * the command removes the file and fails with the error; the session must then not be listed.
+   */
+  register(slot: SessionSlot, created: CreatedSession): Promise<void>;
+}
+
 /** A pi RPC-style command: `type` plus the command's own fields (pi's RpcCommand shapes). */
 export interface CommandRequest {
   type: string;
@@ -246,18 +298,20 @@ export interface PiSession {
    * set_thinking_level, cycle_thinking_level, get_available_thinking_levels, set_steering_mode,
    * set_follow_up_mode, compact, set_auto_compaction, set_auto_retry, abort_retry, clear_queue,
    * bash, abort_bash, get_session_stats, get_last_assistant_text, set_session_name,
-   * get_commands, get_fork_messages, get_entries, get_tree (each handler in commands/*.ts
-   * documents its `data`). Events pi emits outside a run (compaction, user bash output) are not
-   * delivered to any sink.
+   * get_commands, get_fork_messages, get_entries, get_tree, export_html, fork, clone,
+   * new_session (each handler in commands/*.ts documents its `data`). Events pi emits outside a
+   * run (compaction, user bash output) are not delivered to any sink.
+   * fork, clone and new_session create a NEW fleet session through `files` (this session is left
+   * unchanged; the answer carries the new `sessionId`); without `files` they are "unsupported".
+   * switch_session is always "unsupported" (a request names its session in the URL).
    * Never rejects: pi's errors become `{success: false, error}` (first line only), a disposed
-   * session answers `{success: false, error: "PiSession is disposed"}`. compact, set_model and
-   * cycle_model answer "busy" during a run. Settings commands change this session only.
-   * Unknown types answer `Unknown command: <type>`
-   * ("unsupported"); fork, clone, new_session, switch_session and export_html answer
-   * "<type> is not supported yet" ("unsupported"); prompt, steer, follow_up and abort are
-   * "unsupported" here (use run/steer/followUp/abort).
+   * session answers `{success: false, error: "PiSession is disposed"}`. compact, set_model,
+   * cycle_model, fork, clone, new_session and export_html answer "busy" during a run. Settings
+   * commands change this session only. Unknown types answer `Unknown command: <type>`
+   * ("unsupported"); prompt, steer, follow_up and abort are "unsupported" here (use
+   * run/steer/followUp/abort).
    */
-  command(request: CommandRequest): Promise<CommandResult>;
+  command(request: CommandRequest, files?: SessionFiles): Promise<CommandResult>;
   /** Aborts the current run (bash process group included) and waits until pi persisted the partial turn. */
   abort(): Promise<void>;
   settings(): SessionSettings;

@@ -1,11 +1,14 @@
 // The command switch of PiSession.command(): pi's RPC command semantics (rpc-mode.js of 0.87.1),
 // reimplemented over one AgentSession without server paths. Groups: state.ts, model.ts,
-// queue.ts (queue modes, retry, compaction), bash.ts, tree.ts.
+// queue.ts (queue modes, retry, compaction), bash.ts, tree.ts, sessions.ts (fork, clone,
+// new_session, switch_session) and export.ts (export_html).
 import { errorMessage, firstLine } from "../errors.ts";
 import type { CommandRequest, CommandResult } from "../types.ts";
 import { bashCommands } from "./bash.ts";
+import { exportCommands } from "./export.ts";
 import { modelCommands } from "./model.ts";
 import { queueCommands } from "./queue.ts";
+import { sessionCommands } from "./sessions.ts";
 import { stateCommands } from "./state.ts";
 import { CommandArgError, type CommandContext, type CommandHandler } from "./support.ts";
 import { treeCommands } from "./tree.ts";
@@ -13,11 +16,16 @@ import { treeCommands } from "./tree.ts";
 export type { CommandContext } from "./support.ts";
 
 const HANDLERS: ReadonlyMap<string, CommandHandler> = new Map(
-  Object.entries({ ...stateCommands, ...modelCommands, ...queueCommands, ...bashCommands, ...treeCommands }),
+  Object.entries({
+    ...stateCommands,
+    ...modelCommands,
+    ...queueCommands,
+    ...bashCommands,
+    ...treeCommands,
+    ...sessionCommands,
+    ...exportCommands,
+  }),
 );
-
-/** pi commands that need session-file management by the fleet (a new file or another file). */
-const NOT_YET = new Set(["fork", "clone", "new_session", "switch_session", "export_html"]);
 
 /** pi commands the fleet serves through PiSession.run / steer / followUp / abort instead. */
 const ELSEWHERE = new Set(["prompt", "steer", "follow_up", "abort"]);
@@ -26,8 +34,7 @@ const ELSEWHERE = new Set(["prompt", "steer", "follow_up", "abort"]);
 export const COMMAND_TYPES: readonly string[] = [...HANDLERS.keys()];
 
 /**
- * Runs one command. Never throws: a request without a string `type` → "invalid"; fork, clone,
- * new_session, switch_session, export_html → "unsupported" `<type> is not supported yet`;
+ * Runs one command. Never throws: a request without a string `type` → "invalid";
  * prompt, steer, follow_up, abort → "unsupported" `<type> is not available as a command`; any
  * other unknown type → "unsupported" with pi's `Unknown command: <type>`. Bad arguments →
  * "invalid"; errors pi throws → `{success: false, error}` with the first line of pi's message.
@@ -37,8 +44,6 @@ export async function runCommand(ctx: CommandContext, request: CommandRequest): 
   if (typeof type !== "string" || type === "") {
     return { success: false, code: "invalid", error: 'A command needs a string "type"' };
   }
-  if (NOT_YET.has(type))
-    return { success: false, code: "unsupported", error: `${type} is not supported yet` };
   if (ELSEWHERE.has(type)) {
     return { success: false, code: "unsupported", error: `${type} is not available as a command` };
   }

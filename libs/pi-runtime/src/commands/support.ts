@@ -1,7 +1,7 @@
 // Shared pieces of the command handlers: what a handler may touch, result builders and argument
 // readers that turn a malformed request into a CommandArgError ("invalid").
 import type { AgentSession, BashOperations, ModelRuntime } from "@earendil-works/pi-coding-agent";
-import type { CommandRequest, CommandResult, OrgRuntime } from "../types.ts";
+import type { CommandRequest, CommandResult, OrgRuntime, SessionFiles } from "../types.ts";
 
 /** What a command handler works on (built by PiAgentSession per call). */
 export interface CommandContext {
@@ -12,6 +12,8 @@ export interface CommandContext {
   readonly bashOperations: BashOperations;
   /** A run is active: run() is in pi's preflight or pi is streaming. */
   readonly busy: boolean;
+  /** The fleet's session-file operations (fork, clone, new_session); absent: those are unsupported. */
+  readonly files?: SessionFiles;
 }
 
 /** One command: answers with a result, or throws (CommandArgError → "invalid", else pi's error text). */
