@@ -10,6 +10,7 @@ import { isSlug } from "@pi-fleet/contracts";
 import { envSchema } from "env-schema";
 import type { Static } from "typebox";
 import { Type } from "typebox";
+import { parseLitellm } from "./litellm.ts";
 
 /** Shape of `PI_FLEET_SECRET_KEY`: 64 hex chars, or base64/base64url of 32 bytes (decoded in @pi-fleet/security). */
 const SECRET_KEY_PATTERN = "^([0-9a-fA-F]{64}|[A-Za-z0-9+/_-]{43}=?)$";
@@ -38,6 +39,20 @@ export const EnvSchema = Type.Object({
   /** Provider key for the `default` org's built-in `openai` provider (worker only). */
   OPENAI_API_KEY: Type.Optional(Type.String()),
   /**
+   * LiteLLM preset: base URL of an operator-run LiteLLM proxy (http(s), no credentials), as pi's
+   * client for `LITELLM_API` wants it (`http://litellm:4000/v1` for the OpenAI APIs). When set,
+   * every org gets the custom provider `litellm` with `LITELLM_MODELS` (see litellm.ts).
+   */
+  LITELLM_BASE_URL: Type.Optional(Type.String()),
+  /** Key sent to the LiteLLM proxy (worker only; a secret, removed from the env by `takeSecrets`). */
+  LITELLM_API_KEY: Type.Optional(Type.String()),
+  /** Comma-separated LiteLLM model ids (required with LITELLM_BASE_URL). */
+  LITELLM_MODELS: Type.Optional(Type.String()),
+  /** Default model for new sessions; must be one of LITELLM_MODELS. Default: the first listed. */
+  LITELLM_DEFAULT_MODEL: Type.Optional(Type.String()),
+  /** `openai-completions` (default), `openai-responses` or `anthropic-messages`. */
+  LITELLM_API: Type.Optional(Type.String()),
+  /**
    * 32-byte key that encrypts stored provider keys (AES-256-GCM), base64 (44 chars) or hex
    * (64 chars); gateway and worker need the same one. Generate: `openssl rand -base64 32`.
    * Unset (and no `PI_FLEET_SECRET_KEY_FILE`): open mode stores secrets unencrypted, with a warning.
@@ -65,18 +80,62 @@ export const EnvSchema = Type.Object({
   PI_FLEET_IDLE_RELEASE_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 60_000 }),
   /** On SIGTERM, running runs may finish for this long (ms) before they are interrupted. */
   PI_FLEET_DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 30_000 }),
-  /** Port of the worker's own health endpoints (`/healthz`, `/readyz`); unset = none. */
+  /** Port of the worker's own endpoints (`/healthz`, `/readyz`, `/metrics`); unset = none. */
   PI_FLEET_WORKER_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  /**
+   * Gateway only: a second listener (on HOST) serving `GET /metrics` without auth, for scrapers
+   * that should not hold the operator token; unset = none (`/metrics` on PORT still works).
+   */
+  PI_FLEET_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  /** Gateway only: serve the read-only Bull Board at `/v1/admin/queues/` (operator only in keyed mode). */
+  PI_FLEET_QUEUE_BOARD: Type.Boolean({ default: true }),
   /** Project lease TTL in ms; renewed every TTL/3. */
   PI_FLEET_LEASE_TTL_MS: Type.Integer({ minimum: 500, maximum: 600_000, default: 3000 }),
   /** Largest accepted request body in bytes. */
   PI_FLEET_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 1024 * 1024 }),
   /** Longest accepted prompt text in characters. */
   PI_FLEET_MAX_PROMPT_CHARS: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
+  /**
+   * Largest accepted image of a prompt / steer / follow-up, in decoded bytes (413 beyond). The
+   * routes that take images accept bodies of PI_FLEET_MAX_BODY_BYTES plus the base64 size of
+   * PI_FLEET_MAX_IMAGES such images.
+   */
+  PI_FLEET_MAX_IMAGE_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 20 * 1024 * 1024,
+    default: 5 * 1024 * 1024,
+  }),
+  /** Most images on one prompt / steer / follow-up (413 beyond); 0 refuses images. */
+  PI_FLEET_MAX_IMAGES: Type.Integer({ minimum: 0, maximum: 32, default: 8 }),
   /** Per-command time cap of the agent's bash tool, in ms. */
   PI_FLEET_BASH_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 600_000 }),
+  /**
+   * Where the agent's shell commands run (worker only): `none` on the host with a minimal env,
+   * `bwrap` inside bubblewrap (`/usr/bin/bwrap`: only the project dir writable, no network,
+   * private /tmp and PID namespace). Workers refuse to start when bwrap cannot run.
+   */
+  PI_FLEET_SANDBOX: Type.Enum(["none", "bwrap"], { default: "none" }),
+  /** `true`: sandboxed commands share the worker's network (default: none at all). */
+  PI_FLEET_SANDBOX_NETWORK: Type.Boolean({ default: false }),
   /** SSE heartbeat interval in ms. */
   PI_FLEET_SSE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 15_000 }),
+  /** Open (queued or running) runs one project may have; a prompt beyond it gets 429. 0 = no cap. */
+  PI_FLEET_PROJECT_MAX_QUEUED: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 1000 }),
+  /** Open (queued or running) runs one org may have across its projects (429 beyond); 0 = no cap. */
+  PI_FLEET_ORG_MAX_QUEUED: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000 }),
+  /**
+   * Runs one org may execute at once across the fleet (worker side); more wait in their queues
+   * while other orgs' runs proceed. 0 = no cap.
+   */
+  PI_FLEET_ORG_MAX_RUNS: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
+  /** Requests per minute per org, counted in Redis across all gateways (429 beyond); 0 = no limit. */
+  PI_FLEET_ORG_RATE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 6000 }),
+  /** Open SSE + WebSocket connections per API key (per org in open mode) on one gateway (429 beyond). */
+  PI_FLEET_MAX_STREAMS_PER_KEY: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 200 }),
+  /** Comma-separated origins allowed by CORS (e.g. `https://app.example.com`); empty = no CORS headers. */
+  PI_FLEET_CORS_ORIGINS: Type.String({ default: "" }),
+  /** Time a client has to send a whole request (headers and body), in ms; streams are not cut by it. */
+  PI_FLEET_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 30_000 }),
   /**
    * Operator pi extensions loaded into every session (worker only): comma-separated absolute
    * paths of `.ts`/`.js` files or pi package dirs. Trusted code, run in the worker process; a path
@@ -99,6 +158,19 @@ export const EnvSchema = Type.Object({
    * templates and AGENTS.md are text and load for every org.
    */
   PI_FLEET_TRUSTED_ORGS: Type.String({ default: "" }),
+  /**
+   * Absolute path of a directory copied into every project directory a worker creates (once:
+   * an existing project dir is never seeded again; build caches are skipped, see the worker's
+   * project-template.ts). Workers check at start that it is a readable directory outside
+   * WORKSPACE_DIR; the gateway never reads it.
+   */
+  PI_FLEET_PROJECT_TEMPLATE_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  /**
+   * Operator token for `/v1/admin/*` (at least 24 chars; `openssl rand -hex 32`). Setting it turns
+   * on keyed mode: every `/v1` request needs an org API key. Unset: open mode (one `default` org
+   * without auth, loopback only). A secret: removed from the environment at boot (takeSecrets).
+   */
+  PI_FLEET_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 24, maxLength: 512 })),
 });
 
 /** Validated configuration (defaults applied). */
@@ -135,6 +207,14 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
       throw new ConfigError(`invalid configuration: ${name} must be comma-separated absolute paths`);
     }
   }
+  if (env.PI_FLEET_PROJECT_TEMPLATE_DIR !== undefined && !isAbsolute(env.PI_FLEET_PROJECT_TEMPLATE_DIR)) {
+    throw new ConfigError("invalid configuration: PI_FLEET_PROJECT_TEMPLATE_DIR must be an absolute path");
+  }
+  try {
+    parseLitellm(env);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   if (!splitList(env.PI_FLEET_TRUSTED_ORGS).every(isSlug)) {
     throw new ConfigError("invalid configuration: PI_FLEET_TRUSTED_ORGS must be comma-separated org ids");
   }
@@ -166,6 +246,7 @@ function describe(err: unknown): string {
     .replace(/^env\/?/, "")
     .replace(/^must have required property '([^']+)'/, "$1 is required");
   // Never echo the key's pattern (or anything of it): say what is expected instead.
+  if (message.startsWith("PI_FLEET_ADMIN_TOKEN")) return "PI_FLEET_ADMIN_TOKEN must be 24 to 512 characters";
   return message.startsWith("PI_FLEET_SECRET_KEY must match pattern")
     ? "PI_FLEET_SECRET_KEY must be a 32-byte key, base64 (44 chars) or hex (64 chars)"
     : message;
@@ -176,7 +257,13 @@ function describe(err: unknown): string {
  * above all) can inherit them; returns what was removed. Call once at boot after `loadEnv`.
  */
 export function takeSecrets(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const names = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "PI_FLEET_ADMIN_TOKEN", "PI_FLEET_SECRET_KEY"];
+  const names = [
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "LITELLM_API_KEY",
+    "PI_FLEET_ADMIN_TOKEN",
+    "PI_FLEET_SECRET_KEY",
+  ];
   const taken: Record<string, string> = {};
   for (const name of names) {
     const value = env[name];

@@ -1,2 +1,3 @@
 export * from "./env.ts";
+export * from "./litellm.ts";
 export * from "./startup.ts";

@@ -1,1 +1,2 @@
 export * from "./project-lease.ts";
+export * from "./run-quota.ts";

@@ -1,2 +1,4 @@
+export * from "./log-context.ts";
 export * from "./logger.ts";
+export * from "./metrics.ts";
 export * from "./shutdown.ts";

@@ -3,8 +3,9 @@
  * `log.info({req})` or a provider config can never print a key.
  */
 
-import type { LevelWithSilent, Logger } from "pino";
+import type { DestinationStream, LevelWithSilent, Logger } from "pino";
 import { pino } from "pino";
+import { logContextMixin } from "./log-context.ts";
 
 export type { Logger } from "pino";
 
@@ -25,12 +26,21 @@ export const REDACT_PATHS = [
   "*.builtinKeys",
 ];
 
-/** Creates the process logger. `name` is the component (`gateway`, `worker`, `pi-fleet`). */
-export function createLogger(name: string, level: LevelWithSilent | string = "info"): Logger {
-  return pino({
+/**
+ * Creates the process logger. `name` is the component (`gateway`, `worker`, `pi-fleet`). Lines
+ * written inside `withLogContext` carry its ids (log-context.ts). `destination` defaults to stdout.
+ */
+export function createLogger(
+  name: string,
+  level: LevelWithSilent | string = "info",
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     name,
     level,
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     base: { pid: process.pid },
-  });
+    mixin: logContextMixin,
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -15,9 +15,15 @@ export interface RunJobData {
   runId: string;
   seq: number;
   text: string;
+  /**
+   * Images of the prompt (base64 `data`, `mimeType` image/png|jpeg|gif|webp), validated by the
+   * gateway: at most PI_FLEET_MAX_IMAGES of PI_FLEET_MAX_IMAGE_BYTES decoded bytes each.
+   */
   images?: { data: string; mimeType: string }[];
   /** Enqueue time on the shared monotonic clock (`process.hrtime.bigint()` as string), for latency figures. */
   enqueuedAtNs?: string;
+  /** Enqueue time on the gateway's wall clock (`Date.now()`), for the dispatch latency metric across machines. */
+  enqueuedAtMs?: number;
 }
 
 /** Payload of a dispatch ("own") job. */
@@ -26,14 +32,23 @@ export interface OwnJobData {
   project: string;
 }
 
-/** Options for run jobs: no retries, bounded retention. */
-export function runJobOptions(runId: string): JobsOptions {
+/**
+ * Options for run jobs: no retries, bounded retention. A job carrying images (`heavy`: its data
+ * can be tens of MB) is removed as soon as it is done instead of being kept among the last 200,
+ * so finished image prompts do not pile up in Redis.
+ */
+export function runJobOptions(runId: string, heavy = false): JobsOptions {
   return {
     jobId: runId,
     attempts: 1,
-    removeOnComplete: { count: 200 },
-    removeOnFail: { count: 200 },
+    removeOnComplete: heavy ? true : { count: 200 },
+    removeOnFail: heavy ? true : { count: 200 },
   };
+}
+
+/** Whether a run job carries images (see {@link runJobOptions}). */
+export function isHeavyRunJob(data: RunJobData): boolean {
+  return (data.images?.length ?? 0) > 0;
 }
 
 /** Options for "own" jobs: one per project at a time (deduplication by `<org>.<project>`). */

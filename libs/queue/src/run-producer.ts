@@ -6,7 +6,7 @@
 import type { Keys, Redis } from "@pi-fleet/redis";
 import { Queue } from "bullmq";
 import type { MaintenanceJobData, OwnJobData, RunJobData } from "./jobs.ts";
-import { MAINTENANCE_QUEUE, ownJobOptions, queueOptions, runJobOptions } from "./jobs.ts";
+import { isHeavyRunJob, MAINTENANCE_QUEUE, ownJobOptions, queueOptions, runJobOptions } from "./jobs.ts";
 
 /** Enqueues runs for any project. */
 export class RunProducer {
@@ -49,7 +49,11 @@ export class RunProducer {
     // Both commands go out together (one connection, pipelined); the order does not matter: an
     // owner that attaches before the job exists simply receives it when it lands.
     await Promise.all([
-      this.projectQueue(data.org, data.project).add("run", data, runJobOptions(data.runId)),
+      this.projectQueue(data.org, data.project).add(
+        "run",
+        data,
+        runJobOptions(data.runId, isHeavyRunJob(data)),
+      ),
       this.requestOwner(data.org, data.project),
     ]);
   }

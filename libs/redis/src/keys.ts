@@ -38,6 +38,8 @@ export interface Keys {
   pendingUi(org: string, project: string, session: string): string;
   /** Run record hash. */
   run(org: string, project: string, runId: string): string;
+  /** ZSET of a project's open (queued or running) runs: run id -> enqueue time (ms); its queue cap. */
+  projectOpenRuns(org: string, project: string): string;
   /** ZSET of a session's runs scored by per-session sequence number. */
   sessionRuns(org: string, project: string, session: string): string;
   /** Per-session run sequence counter. */
@@ -76,6 +78,24 @@ export interface Keys {
   gatewayReplies(gatewayId: string): string;
   /** ZSET of live workers scored by last heartbeat (ms). */
   readonly workers: string;
+  /** ZSET of org ids scored by creation time (ms); `default` is implicit and never stored. */
+  readonly orgs: string;
+  /** Org hash: `name`, `disabled` ("1"/"0"), `createdAt` (ISO). */
+  org(org: string): string;
+  /** API key hash: `org`, `role`, `hash` (hex SHA-256 of the secret), `name?`, `createdAt`, `expiresAt?`. */
+  apiKey(keyId: string): string;
+  /** SET of an org's API key ids. */
+  orgApiKeys(org: string): string;
+  /** Stream of an org's audit entries (field `d` = entry JSON), trimmed by count. */
+  audit(org: string): string;
+  /** ZSET of an org's running runs: run id -> holder expiry (ms); the org's concurrent-run quota. */
+  orgRunning(org: string): string;
+  /** ZSET of an org's queued runs: `<project>/<runId>` -> enqueue time (ms); the org's queue cap. */
+  orgQueued(org: string): string;
+  /** Prefix of the per-org request rate limit counters (`@fastify/rate-limit` Redis store). */
+  readonly rateLimitPrefix: string;
+  /** The org's rate limit counter: rateLimitPrefix + the limiter key `org:<org>` (60 s TTL). */
+  rateLimitCounter(org: string): string;
 }
 
 /** Builds the key space for `prefix`. */
@@ -99,6 +119,7 @@ export function createKeys(prefix: string): Keys {
     messages: (o, p, s) => `${prefix}:msgs:${tag(o, p)}:${s}`,
     pendingUi: (o, p, s) => `${prefix}:ui:${tag(o, p)}:${s}`,
     run: (o, p, r) => `${prefix}:run:${tag(o, p)}:${r}`,
+    projectOpenRuns: (o, p) => `${prefix}:pruns:${tag(o, p)}`,
     sessionRuns: (o, p, s) => `${prefix}:sruns:${tag(o, p)}:${s}`,
     sessionSeq: (o, p, s) => `${prefix}:sseq:${tag(o, p)}:${s}`,
     idempotency: (o, p, s, d) => `${prefix}:idem:${tag(o, p)}:${s}:${d}`,
@@ -115,5 +136,14 @@ export function createKeys(prefix: string): Keys {
     workerInbox: (w) => `${prefix}:ctl:${w}`,
     gatewayReplies: (g) => `${prefix}:ctl-reply:${g}`,
     workers: `${prefix}:workers`,
+    orgs: `${prefix}:orgs`,
+    org: (o) => `${prefix}:org:${o}`,
+    apiKey: (k) => `${prefix}:apikey:${k}`,
+    orgApiKeys: (o) => `${prefix}:org-keys:${o}`,
+    audit: (o) => `${prefix}:audit:${o}`,
+    orgRunning: (o) => `${prefix}:org-running:${o}`,
+    orgQueued: (o) => `${prefix}:org-queued:${o}`,
+    rateLimitPrefix: `${prefix}:rl:`,
+    rateLimitCounter: (o) => `${prefix}:rl:org:${o}`,
   };
 }

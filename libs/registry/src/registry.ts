@@ -15,6 +15,7 @@ import {
   UI_TOMBSTONE_TTL_MS,
   type UiResolution,
 } from "./pending-ui.ts";
+import { withPresets } from "./presets.ts";
 import type {
   CatalogDocument,
   CustomProviderConfig,
@@ -113,21 +114,36 @@ export class Registry {
     return sessions;
   }
 
-  /** Creates a session record. */
+  /**
+   * Creates a session record. A session that starts with a transcript (a fork or clone made by
+   * the worker) passes `firstMessage` (the list's preview) and `history`, its persisted messages
+   * (pi `AgentMessage` objects, oldest first), written in the same transaction as the record, so
+   * the session is never listed without them.
+   */
   async createSession(
     org: string,
     projectId: string,
     id: string,
-    opts: { name?: string; provider?: string; modelId?: string; thinkingLevel?: ThinkingLevel },
+    opts: {
+      name?: string;
+      provider?: string;
+      modelId?: string;
+      thinkingLevel?: ThinkingLevel;
+      firstMessage?: string;
+    },
+    history: readonly unknown[] = [],
   ): Promise<SessionRecord> {
     const now = new Date();
     const fields: string[] = ["id", id, "projectId", projectId, "createdAt", now.toISOString()];
     for (const [k, v] of Object.entries(opts)) if (v !== undefined) fields.push(k, String(v));
-    await this.redis
+    const tx = this.redis
       .multi()
       .hset(this.keys.session(org, projectId, id), ...fields)
-      .zadd(this.keys.sessions(org, projectId), now.getTime(), id)
-      .exec();
+      .zadd(this.keys.sessions(org, projectId), now.getTime(), id);
+    if (history.length > 0) {
+      tx.rpush(this.keys.messages(org, projectId, id), ...history.map((m) => JSON.stringify(m)));
+    }
+    await tx.exec();
     const session = await this.getSession(org, projectId, id);
     if (!session) throw new Error("session vanished during create");
     return session;
@@ -332,6 +348,21 @@ export class Registry {
       .exec();
   }
 
+  /**
+   * Removes every org-level record: custom providers, their keys, stored credentials and the
+   * project index (projects themselves are purged first by the caller). Bumps nothing: the
+   * revision key goes too, so a re-created org starts from scratch.
+   */
+  async deleteOrgRecords(org: string): Promise<void> {
+    await this.redis.del(
+      this.keys.providers(org),
+      this.keys.providerKeys(org),
+      this.keys.providerCredentials(org),
+      this.keys.providersRevision(org),
+      this.keys.projects(org),
+    );
+  }
+
   /** Removes a built-in provider's stored credential; returns whether one existed. */
   async removeProviderCredential(org: string, provider: string): Promise<boolean> {
     const removed = await this.redis.hdel(this.keys.providerCredentials(org), provider);
@@ -422,7 +453,8 @@ export class Registry {
   }
 
   /**
-   * The models an org can see: custom providers' models first (available), then the built-in
+   * The models an org can see: its custom providers' models first, then the operator presets it
+   * does not shadow (the LiteLLM preset, default model first), all available; then the built-in
    * catalog with availability (only the `default` org gets the workers' env keys).
    */
   async listModels(org: string): Promise<ModelRow[]> {
@@ -431,7 +463,11 @@ export class Registry {
       this.catalog(),
       this.redis.hkeys(this.keys.providerCredentials(org)),
     ]);
-    const custom = providers.flatMap(({ config }) => config.models.map((m) => customModelRow(config, m)));
+    const configs = withPresets(
+      providers.map((p) => p.config),
+      catalog.presetProviders ?? [],
+    );
+    const custom = configs.flatMap((config) => config.models.map((m) => customModelRow(config, m)));
     const configured = new Set([...stored, ...(org === "default" ? catalog.envProviders : [])]);
     const builtin = catalog.models.map((m) => ({ ...m, available: configured.has(m.provider) }));
     return [...custom, ...builtin];

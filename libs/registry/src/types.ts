@@ -67,6 +67,11 @@ export interface CatalogDocument {
   models: ModelRow[];
   /** Built-in providers that have a key from the workers' environment (default org only). */
   envProviders: string[];
+  /**
+   * Operator presets every org gets (the LiteLLM preset), without keys; an org's own custom
+   * provider with the same id replaces one (see presets.ts). Absent in documents of older workers.
+   */
+  presetProviders?: CustomProviderConfig[];
   publishedAt: string;
 }
 

@@ -2,7 +2,7 @@
 -- atomically and fenced by the project lease. A terminal state also leaves the open-runs zset
 -- and clears the session's active run, so "exactly one terminal event" holds under any race.
 -- KEYS: 1 lease, 2 run record, 3 session open-runs zset, 4 stream, 5 stream meta, 6 session hash,
---       7 project activity stream, 8 activity meta
+--       7 project activity stream, 8 activity meta, 9 project open-runs zset
 -- ARGV: 1 lease token ('' = unfenced), 2 retention "<maxlen>:<maxAgeMs>", 3 channel, 4 epoch seed, 5 allowed from-states
 --       (comma separated), 6 new state, 7 event json, 8 now (ms), 9 terminal ('1'|'0'),
 --       10 activity channel, 11 event type (for the activity entry), then field/value pairs to set
@@ -32,6 +32,7 @@ end
 if ARGV[9] == '1' then
   redis.call('HSET', KEYS[2], 'endOffset', id, 'endedAt', ARGV[8])
   redis.call('ZREM', KEYS[3], runId)
+  redis.call('ZREM', KEYS[9], runId)
   if redis.call('HGET', KEYS[6], 'activeRun') == runId then redis.call('HDEL', KEYS[6], 'activeRun') end
 end
 return {1, id}

@@ -15,8 +15,8 @@ const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
 const script = (name: string, keys: number) =>
   new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
 const APPEND = script("append-events", 4);
-const ENQUEUE = script("enqueue-run", 9);
-const TRANSITION = script("transition-run", 8);
+const ENQUEUE = script("enqueue-run", 10);
+const TRANSITION = script("transition-run", 9);
 const START = script("start-run", 8);
 
 /** Identifies one session stream. */
@@ -53,6 +53,11 @@ export interface StreamEntry {
 /** Thrown when a fenced write is rejected because the caller no longer holds the lease. */
 export class FencedError extends Error {
   override readonly name = "FencedError";
+}
+
+/** The project's cap on open runs is reached (`enqueueRun` wrote nothing). */
+export class QueueFullError extends Error {
+  override readonly name = "QueueFullError";
 }
 
 /** Thrown when a run or session record a script needs does not exist. */
@@ -114,12 +119,22 @@ function isFenced(err: unknown): boolean {
   return err instanceof Error && err.message.includes("FENCED");
 }
 
+/** Outcomes worth counting (metrics). Every hook is optional and must not throw. */
+export interface EventLogObserver {
+  /** A run reached a terminal state through this EventLog. */
+  runEnded?(state: RunStatus): void;
+  /** A fenced write was refused: the caller no longer holds the project lease. */
+  fenced?(op: "append" | "start" | "transition"): void;
+}
+
 /** Reads and writes session streams and run records for one key space. */
 export class EventLog {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly maxLen: number;
   readonly maxAgeMs: number;
+  /** Told about terminal transitions and fenced writes (the process's metrics). */
+  observer: EventLogObserver = {};
   private readonly retention: string;
 
   /**
@@ -213,7 +228,10 @@ export class EventLog {
     try {
       return (await APPEND.run(this.redis, keys, args)) as string[];
     } catch (err) {
-      if (isFenced(err)) throw new FencedError((err as Error).message);
+      if (isFenced(err)) {
+        this.observer.fenced?.("append");
+        throw new FencedError((err as Error).message);
+      }
       throw err;
     }
   }
@@ -222,11 +240,19 @@ export class EventLog {
    * Records a queued run and appends `run_queued` (gateway side, unfenced).
    * @param idempotencyDigest digest of the client's `Idempotency-Key`, if any (24 h window)
    * @throws MissingRecordError when the session does not exist
+   * @throws QueueFullError when the project already has `maxOpenRuns` open runs (nothing written)
    */
   async enqueueRun(
     ref: SessionRef,
     runId: string,
-    opts: { idempotencyDigest?: string; firstMessage: string; promptChars: number; now?: number },
+    opts: {
+      idempotencyDigest?: string;
+      firstMessage: string;
+      promptChars: number;
+      now?: number;
+      /** Most open (queued + running) runs the project may have; 0/absent = no cap. */
+      maxOpenRuns?: number;
+    },
   ): Promise<EnqueueResult> {
     const { org, project, session } = ref;
     const k = this.streamKeys(ref);
@@ -241,6 +267,7 @@ export class EventLog {
       this.keys.session(org, project, session),
       this.keys.activityStream(org, project),
       this.keys.activityMeta(org, project),
+      this.keys.projectOpenRuns(org, project),
     ];
     const args = [
       runId,
@@ -254,6 +281,7 @@ export class EventLog {
       opts.firstMessage,
       opts.promptChars,
       this.keys.activityChannel(org, project),
+      opts.maxOpenRuns ?? 0,
     ];
     let res: unknown[];
     try {
@@ -261,6 +289,9 @@ export class EventLog {
     } catch (err) {
       if (err instanceof Error && err.message.includes("NOSESSION"))
         throw new MissingRecordError("no such session");
+      if (err instanceof Error && err.message.includes("QUEUEFULL")) {
+        throw new QueueFullError(`the project has ${opts.maxOpenRuns} queued or running runs`);
+      }
       throw err;
     }
     if (res[0] === 0) return { created: false, runId: String(res[1]) };
@@ -289,7 +320,7 @@ export class EventLog {
   ): Promise<{ offset: string } | { rejected: RunStatus }> {
     const { org, project } = ref;
     const k = this.streamKeys(ref);
-    const keys = this.runScriptKeys(ref, runId);
+    const keys = [...this.runScriptKeys(ref, runId), this.keys.projectOpenRuns(org, project)];
     const terminal = TERMINAL_RUN_STATUSES.includes(to);
     const args = [
       token,
@@ -309,12 +340,21 @@ export class EventLog {
     try {
       res = (await TRANSITION.run(this.redis, keys, args)) as unknown[];
     } catch (err) {
-      if (isFenced(err)) throw new FencedError((err as Error).message);
+      if (isFenced(err)) {
+        this.observer.fenced?.("transition");
+        throw new FencedError((err as Error).message);
+      }
       if (err instanceof Error && err.message.includes("NORUN")) throw new MissingRecordError("no such run");
       throw err;
     }
-    if (res[0] === 1) return { offset: String(res[1]) };
-    return { rejected: String(res[1]) as RunStatus };
+    if (res[0] !== 1) return { rejected: String(res[1]) as RunStatus };
+    if (terminal) {
+      this.observer.runEnded?.(to);
+      // The org-wide index lives in another slot: best effort here, repaired by the gateway's
+      // queue-cap check (orgOpenRuns) if this is lost.
+      await this.redis.zrem(this.keys.orgQueued(org), `${project}/${runId}`).catch(() => undefined);
+    }
+    return { offset: String(res[1]) };
   }
 
   /**
@@ -348,7 +388,10 @@ export class EventLog {
     try {
       res = (await START.run(this.redis, keys, args)) as unknown[];
     } catch (err) {
-      if (isFenced(err)) throw new FencedError((err as Error).message);
+      if (isFenced(err)) {
+        this.observer.fenced?.("start");
+        throw new FencedError((err as Error).message);
+      }
       if (err instanceof Error && err.message.includes("NORUN")) throw new MissingRecordError("no such run");
       throw err;
     }
@@ -458,15 +501,52 @@ export class EventLog {
     return { first, last: last ?? undefined, trimmed: added > length, epoch };
   }
 
-  /** Deletes a project's activity stream (project deletion). */
+  /** Deletes a project's activity stream and open-runs index (project deletion). */
   async deleteActivity(org: string, project: string): Promise<void> {
     const a = this.address({ org, project, activity: true });
-    await this.redis.del(a.stream, a.meta);
+    await this.redis.del(a.stream, a.meta, this.keys.projectOpenRuns(org, project));
+  }
+
+  /**
+   * Adds a queued run to the org's open-runs index (`Keys.orgQueued`, member `<project>/<runId>`),
+   * the count behind `PI_FLEET_ORG_MAX_QUEUED`. Terminal transitions remove it again.
+   */
+  async trackOrgRun(org: string, project: string, runId: string, now = Date.now()): Promise<void> {
+    await this.redis.zadd(this.keys.orgQueued(org), String(now), `${project}/${runId}`);
+  }
+
+  /**
+   * Open (queued or running) runs of an org. With `repair`, members whose run record is gone or
+   * ended (a removal lost to a crash between the transition and the index update) are dropped
+   * first, so the count is exact; that costs one read per member, so callers repair only when the
+   * plain count reaches their cap.
+   */
+  async orgOpenRuns(org: string, opts: { repair?: boolean } = {}): Promise<number> {
+    const key = this.keys.orgQueued(org);
+    if (!opts.repair) return this.redis.zcard(key);
+    const members = await this.redis.zrange(key, "0", "-1");
+    const pipeline = this.redis.pipeline();
+    for (const m of members) {
+      const [project, runId] = m.split("/") as [string, string];
+      pipeline.hget(this.keys.run(org, project, runId), "status");
+    }
+    const states = (await pipeline.exec()) ?? [];
+    const stale = members.filter((_m, i) => {
+      const status = states[i]?.[1];
+      return status !== "queued" && status !== "running";
+    });
+    if (stale.length > 0) await this.redis.zrem(key, ...stale);
+    return members.length - stale.length;
   }
 
   /** Deletes a session's stream, meta, message history and counters (session deletion). */
   async deleteSessionData(ref: SessionRef): Promise<void> {
     const { org, project, session } = ref;
+    const open = await this.redis.zrange(this.keys.sessionRuns(org, project, session), "0", "-1");
+    if (open.length > 0) {
+      await this.redis.zrem(this.keys.projectOpenRuns(org, project), ...open);
+      await this.redis.zrem(this.keys.orgQueued(org), ...open.map((r) => `${project}/${r}`));
+    }
     await this.redis.del(
       this.keys.stream(org, project, session),
       this.keys.streamMeta(org, project, session),

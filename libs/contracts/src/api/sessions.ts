@@ -55,19 +55,70 @@ export const PatchSessionSettingsRequest = Type.Object(
   { additionalProperties: false },
 );
 
-/** `POST …/prompt` body; `maxLength` is enforced from config in the route. */
-export const PromptRequest = Type.Object(
-  { text: Type.String({ minLength: 1 }) },
+/** Image types accepted on prompt, steer and follow-up (what pi's providers take inline). */
+export const IMAGE_MIME_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"] as const;
+
+/**
+ * One image of a prompt, steer or follow-up: standard base64 (RFC 4648 §4, padded, no line
+ * breaks or whitespace) of at most `PI_FLEET_MAX_IMAGE_BYTES` decoded bytes. The optional
+ * `type: "image"` makes pi's own `ImageContent` objects acceptable as they are. Bad base64 answers
+ * 400 `PF_ERR_REQUEST_INVALID`; a larger image 413 `PF_ERR_REQUEST_TOO_LARGE` (checked in the route).
+ */
+export const PromptImage = Type.Object(
+  {
+    type: Type.Optional(Type.Literal("image")),
+    data: Type.String({ minLength: 1, description: "Base64 of the image bytes (padded, no whitespace)." }),
+    mimeType: StringEnum(IMAGE_MIME_TYPES),
+  },
   { additionalProperties: false },
 );
 
+const PromptImages = Type.Array(PromptImage, {
+  description:
+    "Images sent with the text, as pi image content. At most `PI_FLEET_MAX_IMAGES` (413 beyond); " +
+    "a model without image input sees a placeholder instead (pi's behaviour).",
+});
+
+/**
+ * `POST …/prompt` body. Text length (`PI_FLEET_MAX_PROMPT_CHARS`) and image limits are enforced
+ * from config in the route (413).
+ */
+export const PromptRequest = Type.Object(
+  {
+    text: Type.String({ minLength: 1 }),
+    images: Type.Optional(PromptImages),
+    streamingBehavior: Type.Optional(
+      StringEnum(["steer", "followUp"], {
+        description:
+          "When the session is running a run: deliver the prompt into it as a steer or follow-up " +
+          "(as pi does) instead of queueing a new run. Idle: a normal queued prompt.",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * `POST …/prompt` answer: the run the prompt started (queued) or joined (`streamingBehavior` on a
+ * running session). Seed clients read only `ok`.
+ */
 export const PromptResponse = Type.Object({
   ok: Type.Literal(true),
-  runId: Type.String(),
+  runId: Type.String({ description: "The run queued for the prompt, or the running run it joined." }),
   offset: Type.String({
-    description: "Stream offset just before this run: subscribe from it to miss nothing.",
+    description:
+      "Stream offset just before this run (queued) or before the delivery (joined): subscribe from it to miss nothing.",
   }),
-  position: Type.Integer({ minimum: 0, description: "Runs of this session ahead of this one." }),
+  position: Type.Integer({
+    minimum: 0,
+    description: "Runs of this session ahead of this one (0 when the prompt joined the running run).",
+  }),
+  delivered: Type.Optional(
+    StringEnum(["steer", "followUp", "prompt"], {
+      description:
+        "Present when `streamingBehavior` was given: `steer` / `followUp` when the prompt joined the running run, `prompt` when it was queued as a new run.",
+    }),
+  ),
 });
 
 export const AbortResponse = Type.Object({
@@ -135,9 +186,9 @@ export const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-/** `POST …/steer` and `…/follow_up` body. */
+/** `POST …/steer` and `…/follow_up` body (limits as for {@link PromptRequest}). */
 export const DeliverRequest = Type.Object(
-  { text: Type.String({ minLength: 1 }) },
+  { text: Type.String({ minLength: 1 }), images: Type.Optional(PromptImages) },
   { additionalProperties: false },
 );
 
@@ -148,7 +199,12 @@ export const DeliverResponse = Type.Object({
       "How the message was delivered: into the running agent, or as a new prompt when the session was idle.",
   }),
   runId: Type.Optional(Type.String({ description: "The run the message joined or started." })),
-  offset: Type.Optional(Type.String()),
+  offset: Type.Optional(
+    Type.String({
+      description:
+        "Stream offset just before the new run (prompt) or before the delivery (steer / followUp).",
+    }),
+  ),
   position: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
