@@ -4,6 +4,7 @@
  * A request for a project this worker does not own is answered `{ok: false}` (the gateway read
  * a stale lease holder).
  */
+import type { PromptImage } from "@pi-fleet/pi-runtime";
 import type { Redis } from "@pi-fleet/redis";
 import type { Ownership } from "./ownership.ts";
 import { isUiAnswer, UI_ALREADY_ANSWERED } from "./ui-bridge.ts";
@@ -41,6 +42,30 @@ export class ControlInbox {
     await this.sub.quit().catch(() => this.sub.disconnect());
   }
 
+  /**
+   * Takes (GETDEL) the images a gateway stored apart for a `deliver` request (they are too large
+   * for a pub/sub message, see apps/gateway/src/deliver.ts): `[{data, mimeType}]`, or null when
+   * the key is not a control-input key of this deployment, expired, or holds something else.
+   */
+  private async takeImages(key: unknown): Promise<PromptImage[] | null> {
+    if (typeof key !== "string" || !key.startsWith(`${this.ctx.keys.prefix}:ctl-input:`)) return null;
+    const raw = await this.ctx.redis.getdel(key);
+    if (raw === null) return null;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      return null;
+    }
+    const valid =
+      Array.isArray(parsed) &&
+      parsed.every(
+        (i: { data?: unknown; mimeType?: unknown } | null) =>
+          typeof i?.data === "string" && typeof i.mimeType === "string",
+      );
+    return valid ? (parsed as PromptImage[]) : null;
+  }
+
   private async handle(message: string): Promise<void> {
     let req: Request;
     try {
@@ -65,12 +90,21 @@ export class ControlInbox {
           return;
         }
         case "deliver": {
-          const { text, mode } = (req.payload ?? {}) as { text?: string; mode?: "steer" | "followUp" };
+          const { text, mode, imagesKey } = (req.payload ?? {}) as {
+            text?: string;
+            mode?: "steer" | "followUp";
+            imagesKey?: unknown;
+          };
           if (!req.session || typeof text !== "string" || (mode !== "steer" && mode !== "followUp")) {
             await reply(false, undefined, "invalid deliver request");
             return;
           }
-          const runId = await runner.deliver(req.session, text, mode);
+          const images = imagesKey === undefined ? undefined : await this.takeImages(imagesKey);
+          if (images === null) {
+            await reply(false, undefined, "invalid deliver request: images unavailable");
+            return;
+          }
+          const runId = await runner.deliver(req.session, text, mode, images);
           await reply(true, runId ? { delivered: mode, runId } : { delivered: "idle" });
           return;
         }

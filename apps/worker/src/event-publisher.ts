@@ -9,7 +9,8 @@ import type { Logger } from "@pi-fleet/observability";
 import { type EventLog, FencedError, type SessionRef } from "@pi-fleet/streams";
 
 interface Pending {
-  event: WireEvent;
+  /** The event as JSON, serialized when pushed: pi keeps mutating some objects it emitted. */
+  event: string;
   history?: unknown;
 }
 
@@ -36,10 +37,20 @@ export class EventPublisher {
     this.onFenced = onFenced;
   }
 
-  /** Queues an event (and the message to mirror into history, if any). Never throws. */
+  /**
+   * Queues an event (and the message to mirror into history, if any). Never throws. The event is
+   * serialized now, inside pi's listener: an assistant `message_start` carries pi's live partial
+   * message, which would already hold later text by the time the batch is written.
+   */
   push(event: WireEvent, history?: unknown): void {
     if (this.stopped) return;
-    this.queue.push({ event, history });
+    let json: string;
+    try {
+      json = JSON.stringify(event);
+    } catch {
+      return; // not serializable (a cycle): drop this one event rather than throw into pi
+    }
+    this.queue.push({ event: json, history });
     if (!this.inFlight) this.inFlight = this.drain();
   }
 
@@ -62,7 +73,7 @@ export class EventPublisher {
             this.stopped = true;
             this.fenced = true;
             this.queue = [];
-            this.logger.warn({ ...this.ref }, "event append fenced: lease lost");
+            this.logger.warn("event append fenced: lease lost"); // the logger carries the run's ids
             this.onFenced();
             return;
           }

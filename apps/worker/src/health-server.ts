@@ -1,7 +1,8 @@
 /**
  * The worker's own probe endpoints on `PI_FLEET_WORKER_PORT` (queues-and-streams.md §5):
  * `/healthz` = the process and its event loop answer (never checks Redis); `/readyz` = Redis
- * answers within 1 s and the worker is not draining (503 from the moment SIGTERM arrives).
+ * answers within 1 s and the worker is not draining (503 from the moment SIGTERM arrives);
+ * `/metrics` = Prometheus text exposition (metrics.ts), when given.
  */
 import { createServer, type Server } from "node:http";
 import type { Redis } from "@pi-fleet/redis";
@@ -13,6 +14,7 @@ export async function startHealthServer(
   redis: Redis,
   state: { draining: boolean },
   stats: () => Record<string, number>,
+  metrics?: () => Promise<{ contentType: string; body: string }>,
 ): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: unknown) => {
@@ -22,6 +24,16 @@ export async function startHealthServer(
     if (req.method !== "GET")
       return send(405, { error: "method not allowed", code: "PF_ERR_REQUEST_INVALID" });
     if (req.url === "/healthz") return send(200, { ok: true, ...stats() });
+    if (req.url === "/metrics" && metrics) {
+      metrics().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+          res.end(body);
+        },
+        () => send(500, { error: "metrics collection failed", code: "PF_ERR_INTERNAL" }),
+      );
+      return;
+    }
     if (req.url === "/readyz") {
       const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref());
       const ping = redis.ping().then(

@@ -42,6 +42,18 @@ export class Ownership {
     return this.runners.size;
   }
 
+  /** Whether this worker's project slots are full while projects wait for an owner. */
+  private async slotsWanted(): Promise<boolean> {
+    if (this.runners.size < this.ctx.env.PI_FLEET_MAX_PROJECTS) return false;
+    return (await this.ctx.redis.llen(this.ctx.keys.dispatchWaitList)) > 0;
+  }
+
+  /** Runs of the owned projects waiting to start (metrics; see ProjectRunner.pendingRuns). */
+  async pendingRuns(): Promise<number> {
+    const counts = await Promise.all([...this.runners.values()].map((r) => r.pendingRuns().catch(() => 0)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** The runner of an owned project. */
   runner(org: string, project: string): ProjectRunner | undefined {
     return this.runners.get(key(org, project));
@@ -117,7 +129,7 @@ export class Ownership {
     if (this.stopping) return;
     const lease = await this.acquire(org, project);
     if (!lease) return;
-    const runner = new ProjectRunner(this.ctx, lease);
+    const runner = new ProjectRunner(this.ctx, lease, () => this.slotsWanted());
     this.runners.set(key(org, project), runner);
     const log = this.ctx.logger.child({ org, project, epoch: lease.epoch });
     let reason: StopReason = "released";
@@ -139,7 +151,8 @@ export class Ownership {
         .catch(() => 0);
       reason = await runner.done;
     } finally {
-      await runner.close(reason, this.drainDeadline);
+      // A yielded project had nothing running; a run that slipped in meanwhile may still finish.
+      await runner.close(reason, reason === "yielded" ? performance.now() + 30_000 : this.drainDeadline);
       this.runners.delete(key(org, project));
       await lease.release();
       log.info({ reason }, "project released");
@@ -174,6 +187,7 @@ export class Ownership {
       await q.close();
       const pending = Object.values(counts).reduce((a, b) => a + b, 0);
       if (pending > 0 && !this.runners.has(key(data.org, data.project))) {
+        // (A project yielded by an org at its run quota goes to the back of the dispatch queue.)
         await this.dispatchQueue.add("own", data, ownJobOptions(data.org, data.project));
       }
     } catch (err) {

@@ -8,24 +8,33 @@
  */
 
 import type { ProjectLease } from "@pi-fleet/leases";
-import type { CommandResult, UiAnswer } from "@pi-fleet/pi-runtime";
+import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
 import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
+import { WorkerSessionFiles } from "./session-files.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
 import type { UiAnswerOutcome } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
+/** Delay before a run throttled by its org's run quota is tried again (ms). */
+const THROTTLE_RETRY_MS = 500;
+
 const MODEL_COMMANDS = new Set(["set_model", "cycle_model", "set_thinking_level", "cycle_thinking_level"]);
 
 /** Why a runner stopped. */
-export type StopReason = "lost" | "released" | "shutdown";
+/**
+ * Why an ownership ended: the lease was lost, the project went idle, the worker shuts down, or
+ * the owner yielded it because its org is at its run quota (so other orgs' projects get owners).
+ */
+export type StopReason = "lost" | "released" | "shutdown" | "yielded";
 
 /** Runs one owned project. */
 export class ProjectRunner {
   readonly org: string;
   readonly project: string;
+  private readonly shouldYield: () => Promise<boolean>;
   readonly lease: ProjectLease;
   private readonly ctx: WorkerContext;
   private readonly host: SessionHost;
@@ -38,7 +47,16 @@ export class ProjectRunner {
   /** Resolves when the runner should end; the owner then closes it. */
   readonly done: Promise<StopReason>;
 
-  constructor(ctx: WorkerContext, lease: ProjectLease) {
+  /**
+   * @param shouldYield asked when a run is throttled by its org's quota and nothing of this project
+   *   runs here: true hands the project back (other projects are waiting for this owner's slot)
+   */
+  constructor(
+    ctx: WorkerContext,
+    lease: ProjectLease,
+    shouldYield: () => Promise<boolean> = async () => false,
+  ) {
+    this.shouldYield = shouldYield;
     this.ctx = ctx;
     this.lease = lease;
     this.org = lease.org;
@@ -54,6 +72,7 @@ export class ProjectRunner {
     });
     lease.onLost((reason) => {
       ctx.logger.warn({ org: this.org, project: this.project, reason }, "project lease lost");
+      ctx.metrics.leaseLost(reason);
       void this.executor.abortAll("lease_lost");
       this.stop("lost");
     });
@@ -97,24 +116,30 @@ export class ProjectRunner {
   }
 
   /**
-   * Delivers a steer / follow-up message into the session's running run.
+   * Delivers a steer / follow-up message (text and optional images) into the session's running run.
    * @returns the run it joined, or undefined when the session is idle (the caller queues a prompt)
    */
-  async deliver(sessionId: string, text: string, mode: "steer" | "followUp"): Promise<string | undefined> {
+  async deliver(
+    sessionId: string,
+    text: string,
+    mode: "steer" | "followUp",
+    images?: PromptImage[],
+  ): Promise<string | undefined> {
     const active = this.executor.active.get(sessionId);
     if (!active?.session.isStreaming) return undefined;
-    if (mode === "steer") await active!.session.steer(text);
-    else await active!.session.followUp(text);
+    if (mode === "steer") await active!.session.steer(text, images);
+    else await active!.session.followUp(text, images);
     return active!.runId;
   }
 
   /**
    * Runs a pi command on the session (opening it if needed). Model and thinking changes are
-   * written back to the registry so the next run keeps them.
+   * written back to the registry so the next run keeps them. fork, clone and new_session create
+   * their new session through WorkerSessionFiles (file, registry record, activity event).
    */
   async command(sessionId: string, request: { type: string; [k: string]: unknown }): Promise<CommandResult> {
     const session = await this.host.acquire(sessionId);
-    const result = await session.command(request);
+    const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
     if (result.success && MODEL_COMMANDS.has(request.type)) {
       const settings = session.settings();
       await this.ctx.registry.updateSessionSettings(this.org, this.project, sessionId, {
@@ -166,6 +191,17 @@ export class ProjectRunner {
   }
 
   /**
+   * Runs waiting to start (metrics): jobs waiting, prioritized or delayed (deferred behind their
+   * session's open run, or throttled by the org quota) in the queue, plus jobs fetched here that
+   * have not started yet (waiting for their turn, a worker slot or the quota).
+   */
+  async pendingRuns(): Promise<number> {
+    const counts = await this.queue.getJobCounts("wait", "prioritized", "delayed");
+    const fetched = Math.max(0, this.executor.inFlight - this.executor.active.size);
+    return Object.values(counts).reduce((a, b) => a + b, 0) + fetched;
+  }
+
+  /**
    * True when the project has had nothing to do for `idleMs`: no job in flight here and none
    * active, waiting, delayed or prioritized in its queue (queues-and-streams.md §3.4 pitfall 1).
    */
@@ -184,8 +220,19 @@ export class ProjectRunner {
       await job.moveToWait(token);
       throw new WaitingError();
     }
-    // Not its session's turn yet: free this slot for the older run, try again shortly.
-    await job.moveToDelayed(Date.now() + 100, token);
+    // Not its session's turn yet (retry shortly), or its org is at its run quota (retry later).
+    await job.moveToDelayed(Date.now() + (outcome === "throttle" ? THROTTLE_RETRY_MS : 100), token);
+    // An org at its quota must not sit on owners' project slots while other orgs' projects wait
+    // for an owner: with nothing of this project running here, hand the project back. The owner
+    // asks for a new owner after a pause, at the back of the dispatch queue (ownership.ts).
+    if (
+      outcome === "throttle" &&
+      this.executor.active.size === 0 &&
+      this.executor.inFlight === 0 &&
+      (await this.shouldYield().catch(() => false))
+    ) {
+      this.stop("yielded");
+    }
     throw new DelayedError();
   }
 
@@ -207,6 +254,7 @@ export class ProjectRunner {
    */
   private async reconcile(): Promise<void> {
     const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(this.org, this.project), "0", "-1");
+    let interrupted = 0;
     for (const sessionId of sessions) {
       await this.ctx.registry.clearPendingUi(this.org, this.project, sessionId);
       const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
@@ -214,8 +262,10 @@ export class ProjectRunner {
       const run = await this.ctx.events.getRun(this.org, this.project, record.activeRun);
       if (run?.status === "running" && run.epoch !== this.lease.epoch) {
         await this.interrupt(sessionId, run.id, "worker_lost");
+        interrupted++;
       }
     }
+    if (interrupted > 0) this.ctx.metrics.failovers.inc();
   }
 
   private async interrupt(sessionId: string, runId: string, reason: string): Promise<void> {

@@ -6,6 +6,7 @@
  */
 import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
 import type { ProjectLease } from "@pi-fleet/leases";
+import { withLogContext } from "@pi-fleet/observability";
 import type { PiSession, RunOutcome } from "@pi-fleet/pi-runtime";
 import type { RunJobData } from "@pi-fleet/queue";
 import { FencedError, type SessionRef } from "@pi-fleet/streams";
@@ -17,9 +18,10 @@ import type { WorkerContext } from "./worker-context.ts";
 /**
  * What became of a fetched run job: "done" (ran, or no longer ours to run); "requeue" (never
  * started here — stopping or the lease is gone — back to the queue for the next owner);
- * "defer" (an older run of its session is still open: give the queue slot back and retry soon).
+ * "defer" (an older run of its session is still open: give the queue slot back and retry soon);
+ * "throttle" (the org runs PI_FLEET_ORG_MAX_RUNS runs already: retry a little later).
  */
-export type ExecuteOutcome = "done" | "requeue" | "defer";
+export type ExecuteOutcome = "done" | "requeue" | "defer" | "throttle";
 
 /** How long a fetched run waits for its session's turn before giving its slot back (ms). */
 const TURN_WAIT_MS = 500;
@@ -54,6 +56,8 @@ export class RunExecutor {
   inFlight = 0;
   /** Monotonic time (ms) of the last job start or end, for idle release. */
   lastActivity = performance.now();
+  /** Monotonic start time (ms) of each run in progress, by run id (metrics). */
+  private readonly startedAt = new Map<string, number>();
 
   constructor(ctx: WorkerContext, lease: ProjectLease, host: SessionHost, gate: SessionGate) {
     this.ctx = ctx;
@@ -75,6 +79,8 @@ export class RunExecutor {
         let started: Awaited<ReturnType<typeof this.ctx.events.startRun>>;
         try {
           if (!this.lease.held) return "requeue";
+          // The org's fleet-wide cap (PI_FLEET_ORG_MAX_RUNS): wait in the queue while other orgs run.
+          if (!(await this.ctx.quota.acquire(data.org, data.runId))) return "throttle";
           started = await this.ctx.events.startRun(
             ref,
             data.runId,
@@ -88,7 +94,24 @@ export class RunExecutor {
             },
             { workerId: this.ctx.workerId, epoch: this.lease.epoch },
           );
-          if ("offset" in started) return await this.runStarted(ref, data);
+          if ("offset" in started) {
+            this.startedAt.set(data.runId, performance.now());
+            this.ctx.metrics.runStarted(data.enqueuedAtMs);
+            try {
+              // Every line logged while the run executes carries its ids, whichever logger writes it.
+              const ids = {
+                org: data.org,
+                project: data.project,
+                session: data.sessionId,
+                runId: data.runId,
+              };
+              return await withLogContext(ids, () => this.runStarted(ref, data));
+            } finally {
+              this.startedAt.delete(data.runId);
+              await this.ctx.quota.release(data.runId);
+            }
+          }
+          await this.ctx.quota.release(data.runId);
         } finally {
           this.ctx.slots.release();
         }
@@ -135,7 +158,16 @@ export class RunExecutor {
     ui?.attach(publisher);
     let outcome: RunOutcome;
     try {
-      outcome = await session.run(data.text, {}, (event) => publisher.push(event, historyOf(event)));
+      const opts = data.images?.length ? { images: data.images } : {};
+      let first = true;
+      outcome = await session.run(data.text, opts, (event) => {
+        if (first) {
+          first = false;
+          const t0 = this.startedAt.get(data.runId);
+          if (t0 !== undefined) this.ctx.metrics.firstEvent.observe((performance.now() - t0) / 1000);
+        }
+        publisher.push(event, historyOf(event));
+      });
     } finally {
       this.active.delete(data.sessionId);
       ui?.detach(publisher);
@@ -224,7 +256,7 @@ export class RunExecutor {
     fields: { usage?: RunUsage; error?: string; reason?: string },
   ): Promise<void> {
     try {
-      await this.ctx.events.transitionRun(
+      const res = await this.ctx.events.transitionRun(
         ref,
         data.runId,
         this.lease.token,
@@ -233,6 +265,13 @@ export class RunExecutor {
         { ...event, runId: data.runId, sessionId: data.sessionId },
         fields,
       );
+      const t0 = this.startedAt.get(data.runId);
+      if ("offset" in res && t0 !== undefined) {
+        const seconds = (performance.now() - t0) / 1000;
+        this.ctx.metrics.runDuration.observe({ state: status }, seconds);
+        // The run's ids come from the log context (run-executor runs this inside it).
+        this.ctx.logger.debug({ status, durationMs: Math.round(seconds * 1000) }, "run ended");
+      }
     } catch (err) {
       if (!(err instanceof FencedError)) throw err;
     } finally {

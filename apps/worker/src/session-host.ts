@@ -6,6 +6,9 @@
  * reopened on the new runtime, so a new key takes effect on the next run without a restart.
  * Each session gets the operator's resource policy (PI_EXTENSION_PATHS, …; project extensions
  * only for PI_FLEET_TRUSTED_ORGS) and a UiBridge as its extension UI, kept across reopens.
+ * The org's runtime has its own custom providers plus the operator presets it does not shadow
+ * (the LiteLLM preset). The project dir is created on the first open, from
+ * PI_FLEET_PROJECT_TEMPLATE_DIR when set (project-template.ts).
  */
 import { mkdir } from "node:fs/promises";
 import { splitList } from "@pi-fleet/config";
@@ -18,7 +21,8 @@ import {
   type PiSession,
   type ResourcePolicy,
 } from "@pi-fleet/pi-runtime";
-import { defaultModel } from "@pi-fleet/registry";
+import { defaultModel, withPresets } from "@pi-fleet/registry";
+import { prepareProjectDir } from "./project-template.ts";
 import { UiBridge } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
@@ -53,6 +57,8 @@ export class SessionHost {
   private readonly lease: ProjectLease;
   private readonly policy: ResourcePolicy;
   private readonly bridges = new Map<string, UiBridge>();
+  /** The project dir preparation in flight, if any (see prepareProjectDir). */
+  private projectDirReady: Promise<void> | undefined;
 
   constructor(ctx: WorkerContext, org: string, project: string, lease: ProjectLease) {
     this.ctx = ctx;
@@ -80,7 +86,9 @@ export class SessionHost {
    * The org's pi runtime (rebuilt by the cache when its providers or keys changed). Built-in keys:
    * the org's stored credentials, opened here (only workers decrypt), over the workers' env keys
    * for the `default` org. The revision covers the registry revision, a digest of the stored
-   * secrets and the env key names, so any credential change yields a new runtime.
+   * secrets and the env key names, so any credential change yields a new runtime. Custom
+   * providers: the org's own, then the operator presets (with their keys) it does not shadow;
+   * presets are fixed for the worker's lifetime, so they need no part in the revision.
    * @throws Error when a stored key cannot be decrypted (names the provider, never the key)
    */
   async runtime(): Promise<OrgRuntime> {
@@ -104,7 +112,7 @@ export class SessionHost {
     return this.ctx.runtimes.get({
       orgId: this.org,
       revision: `${spec.revision}:${spec.credentialDigest}:${Object.keys(envKeys).sort().join(",")}`,
-      providers: spec.providers,
+      providers: withPresets(spec.providers, this.ctx.presetProviders),
       builtinKeys,
     });
   }
@@ -187,7 +195,7 @@ export class SessionHost {
   ): Promise<PiSession> {
     const projectDir = this.ctx.paths.projectDir(this.org, this.project);
     const sessionFile = this.ctx.paths.sessionFile(this.org, this.project, sessionId);
-    await mkdir(projectDir, { recursive: true });
+    await this.prepareProjectDir(projectDir);
     await mkdir(this.ctx.paths.sessionsDir(this.org, this.project), { recursive: true });
     let ui = this.bridges.get(sessionId);
     if (!ui) {
@@ -202,9 +210,39 @@ export class SessionHost {
       model,
       thinkingLevel,
       bashTimeoutMs: this.ctx.env.PI_FLEET_BASH_TIMEOUT_MS,
+      sandbox: { mode: this.ctx.env.PI_FLEET_SANDBOX, network: this.ctx.env.PI_FLEET_SANDBOX_NETWORK },
       ...this.policy,
       ui,
     });
+  }
+
+  /**
+   * Creates the project dir (seeded from the template) unless it exists. Concurrent opens share
+   * one attempt; each later open checks again (cheap), so a purged and recreated project works.
+   */
+  private prepareProjectDir(projectDir: string): Promise<void> {
+    this.projectDirReady ??= prepareProjectDir(projectDir, this.ctx.env.PI_FLEET_PROJECT_TEMPLATE_DIR)
+      .then(
+        (outcome) => {
+          if (outcome === "seeded") {
+            this.ctx.logger.info(
+              { org: this.org, project: this.project },
+              "project dir seeded from the template",
+            );
+          }
+        },
+        (err: unknown) => {
+          this.ctx.logger.error(
+            { org: this.org, project: this.project, err: (err as Error).message },
+            "cannot prepare the project dir",
+          );
+          throw err;
+        },
+      )
+      .finally(() => {
+        this.projectDirReady = undefined;
+      });
+    return this.projectDirReady;
   }
 }
 

@@ -2,13 +2,15 @@
  * Shared dependencies of one worker process, passed to every component (no globals).
  */
 import type { Env } from "@pi-fleet/config";
-import type { LeaseManager } from "@pi-fleet/leases";
+import type { LeaseManager, RunQuota } from "@pi-fleet/leases";
 import type { Logger } from "@pi-fleet/observability";
 import type { RuntimeCache } from "@pi-fleet/pi-runtime";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import type { Registry } from "@pi-fleet/registry";
 import type { WorkspacePaths } from "@pi-fleet/security";
 import type { EventLog } from "@pi-fleet/streams";
+import type { WorkerMetrics } from "./metrics.ts";
+import type { PresetProvider } from "./presets.ts";
 import type { RunSlots } from "./run-slots.ts";
 
 /** Everything a worker component needs. */
@@ -30,8 +32,14 @@ export interface WorkerContext {
   agentDir: string;
   /** Worker-wide run capacity (`PI_FLEET_MAX_RUNS`). */
   slots: RunSlots;
+  /** Fleet-wide concurrent-run quota per org (PI_FLEET_ORG_MAX_RUNS). */
+  quota: RunQuota;
+  /** Prometheus metrics of this worker (metrics.ts). */
+  metrics: WorkerMetrics;
   /** Worker lifecycle flags read by readiness and the components. */
   state: { draining: boolean };
   /** Built-in provider keys from the environment, for the `default` org only. */
   builtinKeys: Record<string, string>;
+  /** Operator presets (the LiteLLM preset) with their keys, for every org (see presets.ts). */
+  presetProviders: PresetProvider[];
 }

@@ -1,0 +1,97 @@
+/**
+ * The worker's side of fork, clone and new_session (pi-runtime's `SessionFiles`): new fleet
+ * sessions get a random UUID and the file `WorkspacePaths.sessionFile(org, project, id)`, and are
+ * registered like `POST …/sessions` registers one (registry record + `session_created` activity),
+ * with the copied branch as their persisted history. Only the project's lease holder builds one
+ * (it is the single writer of the project's session files): every step checks the lease first.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { isEntityId } from "@pi-fleet/contracts";
+import type { ProjectLease } from "@pi-fleet/leases";
+import type { CreatedSession, SessionFiles, SessionSlot } from "@pi-fleet/pi-runtime";
+import type { WorkerContext } from "./worker-context.ts";
+
+/** Suffix of a derived session name, by the command that created the session. */
+const NAME_SUFFIX: Record<CreatedSession["origin"], string | undefined> = {
+  fork: "fork",
+  clone: "clone",
+  new_session: undefined,
+};
+
+/** SessionFiles for commands run on one session (`source`) of a project this worker owns. */
+export class WorkerSessionFiles implements SessionFiles {
+  private readonly ctx: WorkerContext;
+  private readonly lease: ProjectLease;
+  private readonly org: string;
+  private readonly project: string;
+  private readonly source: string;
+
+  constructor(ctx: WorkerContext, lease: ProjectLease, source: string) {
+    this.ctx = ctx;
+    this.lease = lease;
+    this.org = lease.org;
+    this.project = lease.project;
+    this.source = source;
+  }
+
+  /** The file of a registered session of this project; undefined for an unknown or invalid id. */
+  async sessionFile(sessionId: string): Promise<string | undefined> {
+    if (!isEntityId(sessionId)) return undefined;
+    const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
+    return record ? this.ctx.paths.sessionFile(this.org, this.project, sessionId) : undefined;
+  }
+
+  /** A fresh UUID and its file path (sessions dir created). @throws Error when the lease is gone */
+  async allocate(): Promise<SessionSlot> {
+    this.assertOwner();
+    await mkdir(this.ctx.paths.sessionsDir(this.org, this.project), { recursive: true });
+    const sessionId = randomUUID();
+    return { sessionId, sessionFile: this.ctx.paths.sessionFile(this.org, this.project, sessionId) };
+  }
+
+  /**
+   * Registers the new session with the source session's model settings (the branch continues on
+   * the same model and thinking level), its messages as history and a name derived from the
+   * source: `<source name> (fork)` / `(clone)`, the source's registry name or else pi's name on
+   * the branch; no name when neither exists, or for new_session. Then appends `session_created`
+   * (best effort: a failed activity append is logged, the session exists either way).
+   * @throws Error when the lease is gone; the registry's error (nothing registered then)
+   */
+  async register(slot: SessionSlot, created: CreatedSession): Promise<void> {
+    this.assertOwner();
+    const source = await this.ctx.registry.getSession(this.org, this.project, this.source);
+    const base = source?.name ?? created.piSessionName;
+    const suffix = NAME_SUFFIX[created.origin];
+    const name = base && suffix ? `${base} (${suffix})` : undefined;
+    await this.ctx.registry.createSession(
+      this.org,
+      this.project,
+      slot.sessionId,
+      {
+        name,
+        provider: source?.provider,
+        modelId: source?.modelId,
+        thinkingLevel: source?.thinkingLevel,
+        firstMessage: created.firstMessage,
+      },
+      created.messages,
+    );
+    await this.ctx.events
+      .appendActivity(this.org, this.project, {
+        type: "session_created",
+        sessionId: slot.sessionId,
+        ...(name ? { name } : {}),
+      })
+      .catch((err: Error) =>
+        this.ctx.logger.warn(
+          { err: err.message, project: this.project, session: slot.sessionId },
+          "could not append session_created",
+        ),
+      );
+  }
+
+  private assertOwner(): void {
+    if (!this.lease.held) throw new Error("The project lease was lost: try again");
+  }
+}
