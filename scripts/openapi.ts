@@ -5,11 +5,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { loadEnv } from "@pi-fleet/config";
 import { buildApp, type GatewayServices } from "@pi-fleet/gateway";
 import { createLogger } from "@pi-fleet/observability";
+import { createKeys } from "@pi-fleet/redis";
 import "@fastify/swagger";
 
 const target = new URL("../openapi/openapi.json", import.meta.url);
 const services = {
   env: loadEnv({}),
+  keys: createKeys("pf"),
   state: { draining: false, sseClients: 0 },
 } as unknown as GatewayServices;
 const app = await buildApp(services, createLogger("openapi", "silent"));

@@ -6,14 +6,22 @@
 
 import type { Logger } from "@pi-fleet/observability";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
-import { installErrorHandlers } from "./error-handler.ts";
+import { installKeyUseAudit } from "./auth/audit.ts";
+import { installAuth } from "./auth/authenticate.ts";
+import { frameworkErrorHandler, installErrorHandlers } from "./error-handler.ts";
+import { registerHttpPolicy } from "./http-policy.ts";
+import { registerRateLimit } from "./limits/rate-limit.ts";
+import { installMetrics } from "./metrics.ts";
 import { registerOpenApi } from "./openapi.ts";
+import { queueBoardRoutes } from "./queue-board.ts";
+import { adminRoutes } from "./routes/admin.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { controlRoutes } from "./routes/control.ts";
 import { eventRoutes, openStreams } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { providerRoutes } from "./routes/providers.ts";
+import { rpcRoutes } from "./routes/rpc.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { openSockets, wsRoutes } from "./routes/ws.ts";
@@ -24,11 +32,14 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: services.env.PI_FLEET_MAX_BODY_BYTES,
+    // Streams stay open for hours: no idle timeout on the socket; but a client must finish sending
+    // its request in time (slow-loris), which does not limit how long a response may stream.
     connectionTimeout: 0,
-    requestTimeout: 0,
+    requestTimeout: services.env.PI_FLEET_REQUEST_TIMEOUT_MS,
     keepAliveTimeout: 10_000,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors: frameworkErrorHandler,
   });
   app.decorate("services", services);
   // JSON only: any other content type is a 415, never parsed.
@@ -43,6 +54,11 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
     if (request.body === undefined && request.routeOptions.config?.optionalBody) request.body = {};
   });
   installErrorHandlers(app);
+  installAuth(app);
+  installKeyUseAudit(app);
+  await registerHttpPolicy(app);
+  await registerRateLimit(app);
+  installMetrics(app);
   app.addHook("onResponse", async (request, reply) => {
     request.log.debug(
       { method: request.method, url: request.routeOptions.url, status: reply.statusCode },
@@ -56,6 +72,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   });
   await registerOpenApi(app);
   await app.register(healthRoutes);
+  await app.register(adminRoutes);
   await app.register(projectRoutes);
   await app.register(providerRoutes);
   await app.register(authRoutes);
@@ -64,5 +81,7 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
   await app.register(controlRoutes);
   await app.register(eventRoutes);
   await app.register(wsRoutes);
+  await app.register(rpcRoutes);
+  await app.register(queueBoardRoutes);
   return app;
 }

@@ -40,6 +40,9 @@ export class ControlClient {
   private readonly pending = new Map<string, (reply: ControlReply) => void>();
   private readonly ownerWaiters = new Map<string, Set<() => void>>();
   private readonly requestOwner: (org: string, project: string) => Promise<void>;
+  /** Told the duration of each published request (metrics); outcome `reply`, `timeout` or `no_receiver`. */
+  onRoundTrip: (type: string, outcome: "reply" | "timeout" | "no_receiver", seconds: number) => void =
+    () => {};
 
   /**
    * @param sub a dedicated subscriber connection (owned by this client)
@@ -102,15 +105,21 @@ export class ControlClient {
       ...fields,
     };
     const replied = new Promise<ControlReply>((resolve) => this.pending.set(request.id, resolve));
+    const sentAt = performance.now();
+    const took = () => (performance.now() - sentAt) / 1000;
     try {
       const receivers = await this.redis.publish(this.keys.workerInbox(workerId), JSON.stringify(request));
-      if (receivers === 0) return { kind: "no-owner" };
+      if (receivers === 0) {
+        this.onRoundTrip(type, "no_receiver", took());
+        return { kind: "no-owner" };
+      }
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);
       });
       const result = await Promise.race([replied, timeout]);
       clearTimeout(timer);
+      this.onRoundTrip(type, result === "timeout" ? "timeout" : "reply", took());
       return result === "timeout" ? { kind: "timeout" } : { kind: "reply", reply: result };
     } finally {
       this.pending.delete(request.id);

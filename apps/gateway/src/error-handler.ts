@@ -4,7 +4,7 @@
  * 500 with a generic message (details only in the log, never a stack trace to the client).
  */
 import { ApiError, ERROR_CODES, type ErrorCode } from "@pi-fleet/contracts";
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 function body(code: ErrorCode, message?: string, details?: unknown) {
   return { error: message ?? ERROR_CODES[code].message, code, ...(details === undefined ? {} : { details }) };
@@ -20,10 +20,28 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_VALIDATION: "PF_ERR_REQUEST_INVALID",
 };
 
+/**
+ * Fastify's `frameworkErrors` option: errors the router raises before any route or hook runs (a
+ * malformed URL, a path parameter longer than `maxParamLength`) get the same error shape as
+ * everything else: 400 `PF_ERR_REQUEST_INVALID`.
+ */
+export function frameworkErrorHandler(
+  err: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const message =
+    err.code === "FST_ERR_MAX_PARAM_LENGTH" ? "a path parameter is too long" : "the request URL is malformed";
+  void reply.status(400).send(body("PF_ERR_REQUEST_INVALID", message));
+}
+
 /** Installs the error and not-found handlers. */
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler<FastifyError>((err, request, reply) => {
     if (err instanceof ApiError) {
+      // Every 429 says when to come back (the rate limiter sets its own exact value).
+      if (err.status === 429 && reply.getHeader("retry-after") === undefined)
+        reply.header("Retry-After", "5");
       return reply.status(err.status).send(body(err.code, err.message, err.details));
     }
     if (err.validation) {

@@ -7,16 +7,18 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Env } from "@pi-fleet/config";
-import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import type { Logger } from "@pi-fleet/observability";
 import { RunProducer } from "@pi-fleet/queue";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
 import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
 import { EventLog, StreamHub } from "@pi-fleet/streams";
+import { ApiKeyStore, AuditLog, OrgStore } from "@pi-fleet/tenancy";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.ts";
+import { LiveConnections } from "./auth/live-connections.ts";
 import { ControlClient } from "./control-client.ts";
+import { GatewayMetrics, startMetricsListener } from "./metrics.ts";
 import type { GatewayServices } from "./services.ts";
 
 /** A running gateway. */
@@ -24,6 +26,8 @@ export interface Gateway {
   app: FastifyInstance;
   /** `http://host:port` it listens on. */
   url: string;
+  /** `http://host:port/metrics` of the unauthenticated metrics listener (`PI_FLEET_METRICS_PORT`). */
+  metricsUrl?: string;
   services: GatewayServices;
   /** Ends streams, stops listening, closes Redis connections. */
   close(): Promise<void>;
@@ -39,9 +43,11 @@ export function assertLoopback(host: string): void {
 
 /** Connects, builds and listens. @throws when Redis is unreachable or the port is taken. */
 export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
-  assertLoopback(env.HOST);
-  // Open mode (one `default` org on loopback) may store secrets unencrypted, with a warning.
-  const secrets = secretBoxFromEnv(env, { allowPlaintext: true });
+  const openMode = env.PI_FLEET_ADMIN_TOKEN === undefined;
+  if (openMode) assertLoopback(env.HOST);
+  // Open mode (one `default` org on loopback) may store secrets unencrypted, with a warning;
+  // keyed mode refuses to store provider keys without PI_FLEET_SECRET_KEY.
+  const secrets = secretBoxFromEnv(env, { allowPlaintext: openMode });
   const warning = unencryptedSecretsWarning(secrets);
   if (warning) logger.warn(warning);
   const gatewayId = `gw-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -52,38 +58,70 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     connectRedis(env.REDIS_URL, "subscriber", `${gatewayId}:hub`),
     connectRedis(env.REDIS_URL, "subscriber", `${gatewayId}:control`),
   ]);
+  const state = { draining: false, sseClients: 0 };
+  const metrics = new GatewayMetrics({ sseClients: () => state.sseClients, redis, keys });
+  for (const [name, conn] of Object.entries({ command: redis, bullmq, hub: hubSub, control: controlSub }))
+    metrics.watchRedis(conn, name);
   const producer = new RunProducer(bullmq, keys);
   const control = new ControlClient(redis, controlSub, keys, gatewayId, (org, project) =>
     producer.requestOwner(org, project),
   );
+  control.onRoundTrip = (type, outcome, seconds) =>
+    metrics.controlRoundTrip.observe({ type, outcome }, seconds);
   await control.start();
+  const events = new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN, env.PI_FLEET_STREAM_MAX_AGE_MS);
+  events.observer = { runEnded: (status) => metrics.runEnded(status) };
+  const tenancy = {
+    orgs: new OrgStore(redis, keys),
+    keys: new ApiKeyStore(redis, keys),
+    audit: new AuditLog(redis, keys),
+  };
   const services: GatewayServices = {
     env,
     keys,
     redis,
     // Seal-only: the gateway stores provider keys but never decrypts them.
     registry: new Registry(redis, keys, secrets.sealOnly()),
-    events: new EventLog(redis, keys, env.PI_FLEET_STREAM_MAXLEN, env.PI_FLEET_STREAM_MAX_AGE_MS),
+    events,
     hub: new StreamHub(hubSub),
     producer,
     control,
     paths: new WorkspacePaths(env.WORKSPACE_DIR),
-    org: DEFAULT_ORG,
-    state: { draining: false, sseClients: 0 },
+    tenancy,
+    connections: new LiveConnections({
+      keyed: !openMode,
+      maxPerCredential: env.PI_FLEET_MAX_STREAMS_PER_KEY,
+      keys: tenancy.keys,
+      orgs: tenancy.orgs,
+    }),
+    metrics,
+    state,
   };
   const app = await buildApp(services, logger.child({ component: "gateway" }));
   await app.listen({ port: env.PORT, host: env.HOST });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : env.PORT;
   const url = `http://${env.HOST.includes(":") ? `[${env.HOST}]` : env.HOST}:${port}`;
+  const metricsListener =
+    env.PI_FLEET_METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsListener(env.PI_FLEET_METRICS_PORT, env.HOST, metrics.registry);
+  const metricsAddress = metricsListener?.address();
+  const metricsUrl =
+    metricsAddress && typeof metricsAddress === "object"
+      ? `${url.slice(0, url.lastIndexOf(":"))}:${metricsAddress.port}/metrics`
+      : undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
     url,
+    ...(metricsUrl ? { metricsUrl } : {}),
     services,
     close() {
       closing ??= (async () => {
         services.state.draining = true;
+        services.connections.close();
+        metricsListener?.close();
         await app.close();
         await services.producer.close();
         await Promise.all([services.hub.close(), control.close()]);

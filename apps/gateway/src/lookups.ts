@@ -4,8 +4,12 @@ import type { ProjectRecord, SessionRecord } from "@pi-fleet/registry";
 import type { GatewayServices } from "./services.ts";
 
 /** Returns the project or throws 404 `PF_ERR_PROJECT_NOT_FOUND`. */
-export async function requireProject(s: GatewayServices, projectId: string): Promise<ProjectRecord> {
-  const project = await s.registry.getProject(s.org, projectId);
+export async function requireProject(
+  s: GatewayServices,
+  org: string,
+  projectId: string,
+): Promise<ProjectRecord> {
+  const project = await s.registry.getProject(org, projectId);
   if (!project) throw new ApiError("PF_ERR_PROJECT_NOT_FOUND");
   return project;
 }
@@ -13,12 +17,13 @@ export async function requireProject(s: GatewayServices, projectId: string): Pro
 /** Returns the session or throws 404 (`PF_ERR_PROJECT_NOT_FOUND` / `PF_ERR_SESSION_NOT_FOUND`). */
 export async function requireSession(
   s: GatewayServices,
+  org: string,
   projectId: string,
   id: string,
 ): Promise<SessionRecord> {
   const [project, session] = await Promise.all([
-    s.registry.getProject(s.org, projectId),
-    s.registry.getSession(s.org, projectId, id),
+    s.registry.getProject(org, projectId),
+    s.registry.getSession(org, projectId, id),
   ]);
   if (!project) throw new ApiError("PF_ERR_PROJECT_NOT_FOUND");
   if (!session) throw new ApiError("PF_ERR_SESSION_NOT_FOUND");

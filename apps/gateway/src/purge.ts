@@ -7,30 +7,44 @@
 import type { GatewayServices } from "./services.ts";
 
 /** Deletes a session: registry, stream, history, open runs; transcript file via maintenance. */
-export async function purgeSession(s: GatewayServices, projectId: string, sessionId: string): Promise<void> {
-  await s.registry.deleteSession(s.org, projectId, sessionId);
-  await s.control
-    .send(s.org, projectId, "forget_session", { session: sessionId }, 2000)
-    .catch(() => undefined);
-  await s.events.deleteSessionData({ org: s.org, project: projectId, session: sessionId });
-  await s.events.appendActivity(s.org, projectId, { type: "session_deleted", sessionId });
+export async function purgeSession(
+  s: GatewayServices,
+  org: string,
+  projectId: string,
+  sessionId: string,
+): Promise<void> {
+  await s.registry.deleteSession(org, projectId, sessionId);
+  await s.control.send(org, projectId, "forget_session", { session: sessionId }, 2000).catch(() => undefined);
+  await s.events.deleteSessionData({ org, project: projectId, session: sessionId });
+  await s.events.appendActivity(org, projectId, { type: "session_deleted", sessionId });
   await s.producer.requestMaintenance({
     type: "purge-session",
-    org: s.org,
+    org,
     project: projectId,
     session: sessionId,
   });
 }
 
+/**
+ * Deletes an org: every project (as purgeProject), its providers and secrets, then its org record,
+ * API keys and audit log. Its keys stop working at once: the org is disabled first.
+ */
+export async function purgeOrg(s: GatewayServices, org: string): Promise<void> {
+  await s.tenancy.orgs.patch(org, { disabled: true });
+  for (const project of await s.registry.listProjects(org)) await purgeProject(s, org, project.id);
+  await s.registry.deleteOrgRecords(org);
+  await s.redis.del(s.keys.rateLimitCounter(org), s.keys.orgRunning(org), s.keys.orgQueued(org));
+  await s.tenancy.orgs.delete(org);
+}
+
 /** Deletes a project with all its sessions, its queue and its files. */
-export async function purgeProject(s: GatewayServices, projectId: string): Promise<void> {
-  const sessions = await s.registry.deleteProject(s.org, projectId);
-  await s.control.send(s.org, projectId, "release_project", {}, 5000).catch(() => undefined);
+export async function purgeProject(s: GatewayServices, org: string, projectId: string): Promise<void> {
+  const sessions = await s.registry.deleteProject(org, projectId);
+  await s.control.send(org, projectId, "release_project", {}, 5000).catch(() => undefined);
   for (const session of sessions) {
-    await s.events.deleteSessionData({ org: s.org, project: projectId, session });
+    await s.events.deleteSessionData({ org, project: projectId, session });
   }
-  await s.events.deleteActivity(s.org, projectId);
-  await s.events.deleteActivity(s.org, projectId);
-  await s.producer.obliterate(s.org, projectId);
-  await s.producer.requestMaintenance({ type: "purge-project", org: s.org, project: projectId });
+  await s.events.deleteActivity(org, projectId);
+  await s.producer.obliterate(org, projectId);
+  await s.producer.requestMaintenance({ type: "purge-project", org, project: projectId });
 }

@@ -8,7 +8,17 @@ import type { Keys, Redis } from "@pi-fleet/redis";
 import type { Registry } from "@pi-fleet/registry";
 import type { WorkspacePaths } from "@pi-fleet/security";
 import type { EventLog, StreamHub } from "@pi-fleet/streams";
+import type { ApiKeyStore, AuditLog, OrgStore } from "@pi-fleet/tenancy";
+import type { LiveConnections } from "./auth/live-connections.ts";
 import type { ControlClient } from "./control-client.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+
+/** Tenancy stores (libs/tenancy). */
+export interface Tenancy {
+  orgs: OrgStore;
+  keys: ApiKeyStore;
+  audit: AuditLog;
+}
 
 /** The gateway's services. */
 export interface GatewayServices {
@@ -21,8 +31,12 @@ export interface GatewayServices {
   producer: RunProducer;
   control: ControlClient;
   paths: WorkspacePaths;
-  /** The org every request acts for (open mode: `default`). */
-  org: string;
+  /** Orgs, API keys and the audit log (keyed mode; open mode serves `default` without them). */
+  tenancy: Tenancy;
+  /** Open SSE/WS connections by credential: per-key cap, revocation of live streams. */
+  connections: LiveConnections;
+  /** Prometheus metrics of this gateway (metrics.ts). */
+  metrics: GatewayMetrics;
   /** Set when shutdown began: readiness fails, streams end. */
   state: { draining: boolean; sseClients: number };
 }

@@ -60,8 +60,12 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   const builtinProviders = async () => modelCounts(await s.registry.catalog());
 
   /** Refuses a provider that is not built in, explaining custom providers and an empty catalog. */
-  const unknownProvider = async (provider: string, known: Map<string, number>): Promise<ApiError> => {
-    const custom = await s.registry.listProviders(s.org);
+  const unknownProvider = async (
+    org: string,
+    provider: string,
+    known: Map<string, number>,
+  ): Promise<ApiError> => {
+    const custom = await s.registry.listProviders(org);
     if (custom.some((p) => p.config.provider === provider)) {
       return new ApiError(
         "PF_ERR_PROVIDER_NOT_FOUND",
@@ -85,14 +89,14 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         response: { 200: ListAuthProvidersResponse },
       },
     },
-    async () => {
+    async (request) => {
       const [catalog, stored] = await Promise.all([
         s.registry.catalog(),
-        s.registry.providerCredentialStatus(s.org),
+        s.registry.providerCredentialStatus(request.auth.org),
       ]);
       const counts = modelCounts(catalog);
       const storedSet = new Set(stored.map((c) => c.provider));
-      const env = new Set(s.org === DEFAULT_ORG ? catalog.envProviders : []);
+      const env = new Set(request.auth.org === DEFAULT_ORG ? catalog.envProviders : []);
       // A credential whose provider left the catalog (pi upgrade) stays listed so it can be removed.
       for (const p of storedSet) if (!counts.has(p)) counts.set(p, 0);
       return {
@@ -116,6 +120,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.put(
     "/v1/auth/providers/:provider/api-key",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["auth"],
         summary: "Store this org's API key for a built-in provider (encrypted at rest, never returned).",
@@ -128,9 +133,9 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       const { provider } = request.params as { provider: string };
       const key = checkProviderKey((request.body as { key: string }).key);
       const known = await builtinProviders();
-      if (!known.has(provider)) throw await unknownProvider(provider, known);
+      if (!known.has(provider)) throw await unknownProvider(request.auth.org, provider, known);
       try {
-        await s.registry.setProviderCredential(s.org, provider, key);
+        await s.registry.setProviderCredential(request.auth.org, provider, key);
       } catch (err) {
         if (err instanceof SecretBoxError && err.code === "key_required") {
           throw new ApiError("PF_ERR_SECRET_KEY_REQUIRED");
@@ -144,6 +149,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.delete(
     "/v1/auth/providers/:provider",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["auth"],
         summary: "Remove this org's stored key for a provider (no-op if none is stored).",
@@ -153,10 +159,10 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { provider } = request.params as { provider: string };
-      const removed = await s.registry.removeProviderCredential(s.org, provider);
+      const removed = await s.registry.removeProviderCredential(request.auth.org, provider);
       if (!removed) {
         const known = await builtinProviders();
-        if (!known.has(provider)) throw await unknownProvider(provider, known);
+        if (!known.has(provider)) throw await unknownProvider(request.auth.org, provider, known);
       }
       return { ok: true as const };
     },
@@ -172,7 +178,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         body: StartOAuthFlowRequest,
         response: { 200: OAuthFlowState, 400: ErrorResponse },
       },
-      config: { optionalBody: true },
+      config: { optionalBody: true, auth: "admin" },
     },
     async () => {
       throw new ApiError("PF_ERR_AUTH_SUBSCRIPTION_UNSUPPORTED");
@@ -185,6 +191,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/auth/subscription/:flowId",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["auth"],
         summary: "Subscription login flow state (no flows exist: always 404).",
@@ -197,6 +204,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.delete(
     "/v1/auth/subscription/:flowId",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["auth"],
         summary: "Cancel a subscription login flow (no flows exist: always 404).",
@@ -209,6 +217,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     "/v1/auth/subscription/:flowId/continue",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["auth"],
         summary: "Continue a subscription login flow (the body is validated; no flows exist: 404).",

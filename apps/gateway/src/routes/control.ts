@@ -20,10 +20,14 @@ import {
   SessionParams,
 } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
+import { requireRole } from "../auth/authenticate.ts";
 import type { ControlOutcome } from "../control-client.ts";
-import { enqueuePrompt } from "../enqueue.ts";
+import { deliverInput } from "../deliver.ts";
 import { requireSession } from "../lookups.ts";
+import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
 import type { GatewayServices } from "../services.ts";
+
+type DeliverBody = { text: string; images?: { data: string; mimeType: string }[] };
 
 type Params = { projectId: string; id: string };
 
@@ -41,27 +45,21 @@ function resultOf(outcome: ControlOutcome): Record<string, unknown> | undefined 
   return (outcome.reply.result ?? {}) as Record<string, unknown>;
 }
 
-async function deliver(s: GatewayServices, p: Params, text: string, mode: "steer" | "followUp") {
-  if (text.length > s.env.PI_FLEET_MAX_PROMPT_CHARS) {
-    throw new ApiError(
-      "PF_ERR_REQUEST_TOO_LARGE",
-      `text exceeds ${s.env.PI_FLEET_MAX_PROMPT_CHARS} characters`,
-    );
-  }
-  const session = await requireSession(s, p.projectId, p.id);
-  if (session.activeRun) {
-    const outcome = await s.control.send(s.org, p.projectId, "deliver", {
-      session: p.id,
-      payload: { text, mode },
-    });
-    const result = resultOf(outcome);
-    if (result?.delivered === mode) {
-      return { ok: true as const, delivered: mode, runId: String(result.runId) };
-    }
-  }
-  // Idle (or the run ended meanwhile): the message becomes a prompt.
-  const run = await enqueuePrompt(s, p.projectId, p.id, text);
-  return { ok: true as const, delivered: "prompt" as const, ...run };
+/** Commands that only read (`get_state`, `get_messages`, …): allowed to viewers. */
+const READ_ONLY_COMMAND = /^get_[a-z_]+$/;
+
+/** Steer / follow-up: validated, then into the running run or queued as a prompt (deliver.ts). */
+async function deliver(
+  s: GatewayServices,
+  org: string,
+  p: Params,
+  body: DeliverBody,
+  mode: "steer" | "followUp",
+) {
+  const input = validateUserInput(s.env, body);
+  const session = await requireSession(s, org, p.projectId, p.id);
+  const outcome = await deliverInput(s, org, p.projectId, p.id, session.activeRun, input, mode);
+  return { ok: true as const, ...outcome };
 }
 
 export async function controlRoutes(app: FastifyInstance): Promise<void> {
@@ -76,17 +74,22 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     "/v1/projects/:projectId/sessions/:id/steer",
     {
+      bodyLimit: inputBodyLimit(s.env),
       schema: deliverSchema(
         "Steer the running agent (delivered after its current tool calls); idle: a new prompt.",
       ),
     },
-    async (request) => deliver(s, request.params as Params, (request.body as { text: string }).text, "steer"),
+    async (request) =>
+      deliver(s, request.auth.org, request.params as Params, request.body as DeliverBody, "steer"),
   );
   app.post(
     "/v1/projects/:projectId/sessions/:id/follow_up",
-    { schema: deliverSchema("Queue a follow-up for when the agent would stop; idle: a new prompt.") },
+    {
+      bodyLimit: inputBodyLimit(s.env),
+      schema: deliverSchema("Queue a follow-up for when the agent would stop; idle: a new prompt."),
+    },
     async (request) =>
-      deliver(s, request.params as Params, (request.body as { text: string }).text, "followUp"),
+      deliver(s, request.auth.org, request.params as Params, request.body as DeliverBody, "followUp"),
   );
 
   app.post(
@@ -104,8 +107,8 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { projectId, id } = request.params as Params;
       const { cancelQueued } = (request.body ?? {}) as { cancelQueued?: boolean };
-      const session = await requireSession(s, projectId, id);
-      const ref = { org: s.org, project: projectId, session: id };
+      const session = await requireSession(s, request.auth.org, projectId, id);
+      const ref = { org: request.auth.org, project: projectId, session: id };
       let cancelled = 0;
       if (cancelQueued) {
         for (const runId of await s.events.openRuns(ref)) {
@@ -118,7 +121,7 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
         }
       }
       if (!session.activeRun) return { ok: true as const, aborted: false, cancelled };
-      const result = resultOf(await s.control.send(s.org, projectId, "abort", { session: id }));
+      const result = resultOf(await s.control.send(request.auth.org, projectId, "abort", { session: id }));
       const runId = typeof result?.runId === "string" ? result.runId : undefined;
       return { ok: true as const, aborted: result?.aborted === true, cancelled, ...(runId ? { runId } : {}) };
     },
@@ -127,6 +130,7 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     "/v1/projects/:projectId/sessions/:id/commands",
     {
+      config: { auth: "viewer" },
       schema: {
         tags: ["sessions"],
         summary: "Run a pi RPC command on the session (get_state, get_messages, compact, …).",
@@ -138,9 +142,11 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { projectId, id } = request.params as Params;
       const command = request.body as { type: string };
-      await requireSession(s, projectId, id);
+      // Reading commands (get_*) are open to viewers; everything else changes the session.
+      if (!READ_ONLY_COMMAND.test(command.type)) requireRole(request, "member");
+      await requireSession(s, request.auth.org, projectId, id);
       const outcome = await s.control.send(
-        s.org,
+        request.auth.org,
         projectId,
         "command",
         { session: id, payload: command },
@@ -183,8 +189,8 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as Params;
-      await requireSession(s, projectId, id);
-      return { requests: await s.registry.pendingUiRequests(s.org, projectId, id) };
+      await requireSession(s, request.auth.org, projectId, id);
+      return { requests: await s.registry.pendingUiRequests(request.auth.org, projectId, id) };
     },
   );
 
@@ -201,14 +207,14 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id, requestId } = request.params as Params & { requestId: string };
-      await requireSession(s, projectId, id);
+      await requireSession(s, request.auth.org, projectId, id);
       // The pending hash in Redis is the truth any gateway can read: pending, answered
       // (tombstone: 409 without asking the worker), or unknown.
-      const status = await s.registry.pendingUiStatus(s.org, projectId, id, requestId);
+      const status = await s.registry.pendingUiStatus(request.auth.org, projectId, id, requestId);
       if (status === "answered") throw new ApiError("PF_ERR_UI_ALREADY_ANSWERED");
       if (status === "unknown") throw new ApiError("PF_ERR_UI_REQUEST_NOT_FOUND");
       // The worker that asked holds the waiting dialog; its atomic take decides the first answer.
-      const outcome = await s.control.send(s.org, projectId, "ui_response", {
+      const outcome = await s.control.send(request.auth.org, projectId, "ui_response", {
         session: id,
         payload: { requestId, response: request.body },
       });

@@ -38,9 +38,12 @@ async function serveSse(
   ref: StreamRef,
   cursor: string | undefined,
 ): Promise<void> {
+  let stream: SseStream | undefined;
+  // 429 before anything is written when the credential has too many open streams.
+  const release = s.connections.acquire(request.auth, () => stream?.end());
   reply.hijack();
   const res = reply.raw;
-  const stream = new SseStream(res, {
+  stream = new SseStream(res, {
     heartbeatMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
     retryMs: 1000,
     maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
@@ -49,8 +52,11 @@ async function serveSse(
   openStreams.add(stream);
   s.state.sseClients++;
   stream.onFailed = (err) => request.log.warn({ err: (err as Error).message }, "stream replay failed");
+  stream.onStreamFrame = () => s.metrics.frames.sse++;
+  stream.onLagging = () => s.metrics.lagging.sse++;
   stream.onEnd = () => {
-    openStreams.delete(stream);
+    release();
+    if (stream) openStreams.delete(stream);
     s.state.sseClients--;
     void subscription.close();
   };
@@ -118,8 +124,8 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
       const cursor = resumeCursor(request);
-      await requireSession(s, projectId, id);
-      await serveSse(s, request, reply, { org: s.org, project: projectId, session: id }, cursor);
+      await requireSession(s, request.auth.org, projectId, id);
+      await serveSse(s, request, reply, { org: request.auth.org, project: projectId, session: id }, cursor);
     },
   );
   app.get(
@@ -137,8 +143,14 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const { projectId } = request.params as { projectId: string };
       const cursor = resumeCursor(request);
-      await requireProject(s, projectId);
-      await serveSse(s, request, reply, { org: s.org, project: projectId, activity: true }, cursor);
+      await requireProject(s, request.auth.org, projectId);
+      await serveSse(
+        s,
+        request,
+        reply,
+        { org: request.auth.org, project: projectId, activity: true },
+        cursor,
+      );
     },
   );
 }

@@ -6,6 +6,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/healthz",
     {
+      config: { auth: "public" },
       schema: {
         tags: ["meta"],
         summary: "Liveness + diagnostic counters.",
@@ -22,6 +23,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/readyz",
     {
+      config: { auth: "public" },
       schema: {
         tags: ["meta"],
         summary: "Readiness: Redis reachable within 1 s and not draining.",

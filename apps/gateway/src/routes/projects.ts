@@ -18,8 +18,8 @@ import type { FastifyInstance } from "fastify";
 import { purgeProject } from "../purge.ts";
 import type { GatewayServices } from "../services.ts";
 
-function info(s: GatewayServices, p: ProjectRecord) {
-  return { ...p, projectDir: s.paths.projectDir(s.org, p.id) };
+function info(s: GatewayServices, org: string, p: ProjectRecord) {
+  return { ...p, projectDir: s.paths.projectDir(org, p.id) };
 }
 
 export async function projectRoutes(app: FastifyInstance): Promise<void> {
@@ -38,8 +38,8 @@ export async function projectRoutes(app: FastifyInstance): Promise<void> {
       const { name, deployment } = request.body as { name: string; deployment?: unknown };
       const id = slugify(name);
       if (!id) throw new ApiError("PF_ERR_PROJECT_NAME_INVALID");
-      const { project } = await s.registry.upsertProject(s.org, id, name, deployment);
-      return info(s, project);
+      const { project } = await s.registry.upsertProject(request.auth.org, id, name, deployment);
+      return info(s, request.auth.org, project);
     },
   );
   app.get(
@@ -51,7 +51,9 @@ export async function projectRoutes(app: FastifyInstance): Promise<void> {
         response: { 200: ListProjectsResponse },
       },
     },
-    async () => ({ projects: (await s.registry.listProjects(s.org)).map((p) => info(s, p)) }),
+    async (request) => ({
+      projects: (await s.registry.listProjects(request.auth.org)).map((p) => info(s, request.auth.org, p)),
+    }),
   );
   app.get(
     "/v1/projects/:id",
@@ -65,14 +67,15 @@ export async function projectRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { id } = request.params as { id: string };
-      const project = await s.registry.getProject(s.org, id);
+      const project = await s.registry.getProject(request.auth.org, id);
       if (!project) throw new ApiError("PF_ERR_PROJECT_NOT_FOUND");
-      return info(s, project);
+      return info(s, request.auth.org, project);
     },
   );
   app.delete(
     "/v1/projects/:id",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["projects"],
         summary: "Delete a project: its sessions, streams, queue, working dir and transcripts.",
@@ -82,9 +85,9 @@ export async function projectRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { id } = request.params as { id: string };
-      const project = await s.registry.getProject(s.org, id);
+      const project = await s.registry.getProject(request.auth.org, id);
       if (!project) throw new ApiError("PF_ERR_PROJECT_NOT_FOUND");
-      await purgeProject(s, id);
+      await purgeProject(s, request.auth.org, id);
       return { ok: true as const };
     },
   );

@@ -14,7 +14,7 @@ import {
   UpsertCustomProviderRequest,
 } from "@pi-fleet/contracts";
 import type { CustomProviderConfig } from "@pi-fleet/registry";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
 /** Built-in pi provider ids that a custom provider may not shadow (hazard H6 in pi-sdk.md). */
 const RESERVED = new Set([
@@ -44,13 +44,16 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
         response: { 200: ListCustomProvidersResponse },
       },
     },
-    async () => ({
-      providers: (await s.registry.listProviders(s.org)).map((p) => row(p.config, p.apiKeyConfigured)),
+    async (request) => ({
+      providers: (await s.registry.listProviders(request.auth.org)).map((p) =>
+        row(p.config, p.apiKeyConfigured),
+      ),
     }),
   );
   app.put(
     "/v1/custom/providers",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["models"],
         summary: "Create or update a custom provider.",
@@ -70,8 +73,8 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
           throw new ApiError("PF_ERR_REQUEST_INVALID", `duplicate model id ${JSON.stringify(m.id)}`);
         ids.add(m.id);
       }
-      await s.registry.putProvider(s.org, config, apiKey);
-      const stored = (await s.registry.listProviders(s.org)).find(
+      await s.registry.putProvider(request.auth.org, config, apiKey);
+      const stored = (await s.registry.listProviders(request.auth.org)).find(
         (p) => p.config.provider === config.provider,
       );
       return row(config, stored?.apiKeyConfigured ?? false);
@@ -80,6 +83,7 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
   app.delete(
     "/v1/custom/providers/:provider",
     {
+      config: { auth: "admin" },
       schema: {
         tags: ["models"],
         summary: "Remove a custom provider (no-op if it does not exist).",
@@ -89,11 +93,13 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { provider } = request.params as { provider: string };
-      await s.registry.deleteProvider(s.org, provider);
+      await s.registry.deleteProvider(request.auth.org, provider);
       return { ok: true as const };
     },
   );
-  const listModels = async () => ({ models: await s.registry.listModels(s.org) });
+  const listModels = async (request: FastifyRequest) => ({
+    models: await s.registry.listModels(request.auth.org),
+  });
   const modelsSchema = {
     tags: ["models"],
     summary: "Models known to this org (custom providers first), including unavailable ones.",

@@ -1,6 +1,7 @@
 /**
- * Runs: prompt (enqueue, with `Idempotency-Key`), session state and one run's record. The
- * prompt's answer carries the offset just before `run_queued`, so a client subscribing from it
+ * Runs: prompt (enqueue, with `Idempotency-Key`; with `streamingBehavior`, delivered into the
+ * running run instead), session state and one run's record. The prompt's answer carries the
+ * offset just before `run_queued` (or before the delivery), so a client subscribing from it
  * misses nothing.
  */
 import {
@@ -15,9 +16,11 @@ import {
 } from "@pi-fleet/contracts";
 import type { RunRecord } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
+import { deliverInput } from "../deliver.ts";
 import { enqueuePrompt } from "../enqueue.ts";
 import { requireSession } from "../lookups.ts";
 import { effectiveSettings } from "../model-settings.ts";
+import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
@@ -45,23 +48,30 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     "/v1/projects/:projectId/sessions/:id/prompt",
     {
+      bodyLimit: inputBodyLimit(s.env),
       schema: {
         tags: ["sessions"],
-        summary: "Queue a prompt. Events flow over the session stream; the answer names the run.",
+        summary:
+          "Queue a prompt (with `streamingBehavior` on a running session: deliver it into the run). Events flow over the session stream; the answer names the run.",
         params: SessionParams,
         body: PromptRequest,
-        response: { 200: PromptResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse },
+        response: {
+          200: PromptResponse,
+          400: ErrorResponse,
+          404: ErrorResponse,
+          413: ErrorResponse,
+          503: ErrorResponse,
+        },
       },
     },
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      const { text } = request.body as { text: string };
-      if (text.length > s.env.PI_FLEET_MAX_PROMPT_CHARS) {
-        throw new ApiError(
-          "PF_ERR_REQUEST_TOO_LARGE",
-          `prompt exceeds ${s.env.PI_FLEET_MAX_PROMPT_CHARS} characters`,
-        );
-      }
+      const body = request.body as {
+        text: string;
+        images?: { data: string; mimeType: string }[];
+        streamingBehavior?: "steer" | "followUp";
+      };
+      const input = validateUserInput(s.env, body, "prompt");
       const rawKey = request.headers["idempotency-key"];
       if (rawKey !== undefined && (typeof rawKey !== "string" || !IDEMPOTENCY_KEY.test(rawKey))) {
         throw new ApiError(
@@ -69,8 +79,22 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
           "Idempotency-Key must be 1–200 printable ASCII characters",
         );
       }
-      await requireSession(s, projectId, id);
-      const run = await enqueuePrompt(s, projectId, id, text, rawKey);
+      const session = await requireSession(s, request.auth.org, projectId, id);
+      if (body.streamingBehavior) {
+        // Busy: into the running run (as pi's prompt with streamingBehavior); idle: queued.
+        const outcome = await deliverInput(
+          s,
+          request.auth.org,
+          projectId,
+          id,
+          session.activeRun,
+          input,
+          body.streamingBehavior,
+          rawKey,
+        );
+        return { ok: true as const, ...outcome };
+      }
+      const run = await enqueuePrompt(s, request.auth.org, projectId, id, input, rawKey);
       return { ok: true as const, ...run };
     },
   );
@@ -87,12 +111,12 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      const session = await requireSession(s, projectId, id);
-      const ref = { org: s.org, project: projectId, session: id };
+      const session = await requireSession(s, request.auth.org, projectId, id);
+      const ref = { org: request.auth.org, project: projectId, session: id };
       const [open, bounds, models] = await Promise.all([
         s.events.openRuns(ref),
         s.events.bounds(ref),
-        s.registry.listModels(s.org),
+        s.registry.listModels(request.auth.org),
       ]);
       const running = session.activeRun;
       const queueLength = open.filter((r) => r !== running).length;
@@ -120,8 +144,8 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id, runId } = request.params as { projectId: string; id: string; runId: string };
-      await requireSession(s, projectId, id);
-      const run = await s.events.getRun(s.org, projectId, runId);
+      await requireSession(s, request.auth.org, projectId, id);
+      const run = await s.events.getRun(request.auth.org, projectId, runId);
       if (!run || run.sessionId !== id) throw new ApiError("PF_ERR_RUN_NOT_FOUND");
       return runView(run);
     },

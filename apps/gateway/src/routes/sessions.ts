@@ -27,12 +27,16 @@ import type { GatewayServices } from "../services.ts";
 type ModelChoice = { provider?: string; modelId?: string; thinkingLevel?: ThinkingLevel };
 
 /** Checks a model choice against the org's models; returns the clamped thinking level. */
-async function checkModel(s: GatewayServices, choice: ModelChoice): Promise<ThinkingLevel | undefined> {
+async function checkModel(
+  s: GatewayServices,
+  org: string,
+  choice: ModelChoice,
+): Promise<ThinkingLevel | undefined> {
   if ((choice.provider === undefined) !== (choice.modelId === undefined)) {
     throw new ApiError("PF_ERR_REQUEST_INVALID", "provider and modelId must be given together");
   }
   if (choice.provider === undefined) return choice.thinkingLevel;
-  const models = await s.registry.listModels(s.org);
+  const models = await s.registry.listModels(org);
   const model = models.find((m) => m.provider === choice.provider && m.id === choice.modelId);
   if (!model)
     throw new ApiError("PF_ERR_MODEL_NOT_FOUND", `unknown model ${choice.provider}/${choice.modelId}`);
@@ -53,8 +57,8 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId } = request.params as { projectId: string };
-      await requireProject(s, projectId);
-      const rows = await s.registry.listSessions(s.org, projectId);
+      await requireProject(s, request.auth.org, projectId);
+      const rows = await s.registry.listSessions(request.auth.org, projectId);
       return {
         sessions: rows.map((r) => ({
           id: r.id,
@@ -81,13 +85,13 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { projectId } = request.params as { projectId: string };
       const body = (request.body ?? {}) as ModelChoice & { name?: string };
-      await requireProject(s, projectId);
-      const thinkingLevel = await checkModel(s, body);
-      const session = await s.registry.createSession(s.org, projectId, randomUUID(), {
+      await requireProject(s, request.auth.org, projectId);
+      const thinkingLevel = await checkModel(s, request.auth.org, body);
+      const session = await s.registry.createSession(request.auth.org, projectId, randomUUID(), {
         ...body,
         thinkingLevel,
       });
-      await s.events.appendActivity(s.org, projectId, {
+      await s.events.appendActivity(request.auth.org, projectId, {
         type: "session_created",
         sessionId: session.id,
         ...(session.name ? { name: session.name } : {}),
@@ -114,8 +118,8 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      await requireSession(s, projectId, id);
-      return { id, messages: await s.registry.sessionMessages(s.org, projectId, id) };
+      await requireSession(s, request.auth.org, projectId, id);
+      return { id, messages: await s.registry.sessionMessages(request.auth.org, projectId, id) };
     },
   );
   app.delete(
@@ -130,8 +134,8 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      await requireSession(s, projectId, id);
-      await purgeSession(s, projectId, id);
+      await requireSession(s, request.auth.org, projectId, id);
+      await purgeSession(s, request.auth.org, projectId, id);
       return { ok: true as const };
     },
   );
@@ -147,8 +151,8 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
-      const session = await requireSession(s, projectId, id);
-      const models = await s.registry.listModels(s.org);
+      const session = await requireSession(s, request.auth.org, projectId, id);
+      const models = await s.registry.listModels(request.auth.org);
       return { ...effectiveSettings(session, models), isStreaming: session.activeRun !== undefined };
     },
   );
@@ -171,13 +175,13 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { projectId, id } = request.params as { projectId: string; id: string };
       const body = request.body as ModelChoice;
-      const session = await requireSession(s, projectId, id);
+      const session = await requireSession(s, request.auth.org, projectId, id);
       if (session.activeRun) throw new ApiError("PF_ERR_SESSION_BUSY");
-      await checkModel(s, body);
-      const models = await s.registry.listModels(s.org);
+      await checkModel(s, request.auth.org, body);
+      const models = await s.registry.listModels(request.auth.org);
       const next = { ...session, ...body };
       const effective = effectiveSettings(next, models);
-      await s.registry.updateSessionSettings(s.org, projectId, id, {
+      await s.registry.updateSessionSettings(request.auth.org, projectId, id, {
         provider: body.provider,
         modelId: body.modelId,
         thinkingLevel: body.thinkingLevel === undefined ? undefined : effective.thinkingLevel,

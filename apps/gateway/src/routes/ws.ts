@@ -12,15 +12,35 @@ export const openSockets = new Set<WsConnection>();
 export async function wsRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
   await app.register(websocket, { options: { maxPayload: s.env.PI_FLEET_MAX_BODY_BYTES } });
+  // An upgrade refused with an HTTP answer (401 from the auth hook, 429, …) never reaches the
+  // handler, and the plugin only ends sockets it saw; end it here, or it lingers (and holds up the
+  // server's close).
+  app.addHook("onResponse", async (request) => {
+    if (String(request.headers.upgrade).toLowerCase() === "websocket") request.raw.socket?.destroy();
+  });
   app.get("/v1/ws", { websocket: true }, (socket, request) => {
     const headers: Record<string, string> = {};
     if (typeof request.headers.authorization === "string")
       headers.authorization = request.headers.authorization;
-    const connection = new WsConnection(socket, app, headers, {
+    let release: () => void;
+    let connection: WsConnection | undefined;
+    try {
+      release = s.connections.acquire(request.auth, () => connection?.close(1008, "credential revoked"));
+    } catch (err) {
+      socket.close(1008, (err as Error).message.slice(0, 120));
+      return;
+    }
+    connection = new WsConnection(socket, app, request.auth, headers, {
       maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
       maxSubscriptions: 1000,
     });
-    openSockets.add(connection);
-    socket.on("close", () => openSockets.delete(connection));
+    const open = connection;
+    openSockets.add(open);
+    s.metrics.wsConnections++;
+    socket.on("close", () => {
+      release();
+      openSockets.delete(open);
+      s.metrics.wsConnections--;
+    });
   });
 }

@@ -40,6 +40,10 @@ export class SseStream implements SubscriptionSink {
   onEnd: () => void = () => {};
   /** Called when the subscription failed (a Redis read error). */
   onFailed: (err: unknown) => void = () => {};
+  /** Called for each stream frame (event or reset) queued for the client (metrics). */
+  onStreamFrame: () => void = () => {};
+  /** Called when the client is cut with `stream_lagging` (metrics). */
+  onLagging: () => void = () => {};
 
   constructor(res: ServerResponse, opts: SseOptions) {
     this.res = res;
@@ -58,10 +62,12 @@ export class SseStream implements SubscriptionSink {
   }
 
   entry(entry: StreamEntry): void {
+    this.onStreamFrame();
     this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
   }
 
   reset(reason: ResetReason, firstOffset: string): void {
+    this.onStreamFrame();
     this.frame(`data: ${JSON.stringify({ type: "stream_reset", reason, firstOffset })}\n\n`);
   }
 
@@ -122,6 +128,7 @@ export class SseStream implements SubscriptionSink {
   /** Cuts a client that does not keep up: a final `stream_lagging`, then the end; it resumes with its last id. */
   private cut(): void {
     if (this.ended) return;
+    this.onLagging();
     this.flush(); // what this turn queued goes first, so `lastOffset` names the last frame sent
     this.res.write(
       `data: ${JSON.stringify({ type: "stream_lagging", lastOffset: this.lastId ?? null })}\n\n`,

@@ -12,6 +12,8 @@ import { type StreamEntry, type StreamRef, StreamSubscription } from "@pi-fleet/
 import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
+import type { RequestAuth } from "../auth/request-auth.ts";
+import { injectRoute } from "../inject-route.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
 import { requestRoute } from "./ws-requests.ts";
@@ -34,12 +36,21 @@ export class WsConnection {
   private readonly s: GatewayServices;
   private readonly limits: WsLimits;
   private readonly headers: Record<string, string>;
+  /** Who authenticated the upgrade request; subscriptions are scoped to its org. */
+  readonly auth: RequestAuth;
   private readonly subscriptions = new Map<string, StreamSubscription>();
   private greeted = false;
   private closed = false;
 
-  constructor(socket: WebSocket, app: FastifyInstance, headers: Record<string, string>, limits: WsLimits) {
+  constructor(
+    socket: WebSocket,
+    app: FastifyInstance,
+    auth: RequestAuth,
+    headers: Record<string, string>,
+    limits: WsLimits,
+  ) {
     this.socket = socket;
+    this.auth = auth;
     this.app = app;
     this.s = app.services;
     this.headers = headers;
@@ -124,8 +135,8 @@ export class WsConnection {
       );
     }
     const exists = f.sessionId
-      ? await this.s.registry.getSession(this.s.org, f.projectId, f.sessionId)
-      : await this.s.registry.getProject(this.s.org, f.projectId);
+      ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
+      : await this.s.registry.getProject(this.auth.org, f.projectId);
     if (!exists) {
       return fail(
         f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
@@ -133,16 +144,20 @@ export class WsConnection {
       );
     }
     const ref: StreamRef = f.sessionId
-      ? { org: this.s.org, project: f.projectId, session: f.sessionId }
-      : { org: this.s.org, project: f.projectId, activity: true };
+      ? { org: this.auth.org, project: f.projectId, session: f.sessionId }
+      : { org: this.auth.org, project: f.projectId, activity: true };
     const prefix = `{"kind":"event","projectId":${JSON.stringify(f.projectId)}${
       f.sessionId ? `,"sessionId":${JSON.stringify(f.sessionId)}` : ""
     }`;
     const subscription = new StreamSubscription(this.s.events, this.s.hub, ref, f.after, {
-      entry: (e: StreamEntry) =>
-        this.sendRaw(`${prefix},"offset":${JSON.stringify(e.id)},"event":${e.data}}`),
-      reset: (reason, firstOffset) =>
-        this.sendRaw(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`),
+      entry: (e: StreamEntry) => {
+        this.s.metrics.frames.ws++;
+        this.sendRaw(`${prefix},"offset":${JSON.stringify(e.id)},"event":${e.data}}`);
+      },
+      reset: (reason, firstOffset) => {
+        this.s.metrics.frames.ws++;
+        this.sendRaw(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`);
+      },
       failed: () => this.close(1011, "stream unavailable"),
       congested: () => this.congested(),
     });
@@ -188,25 +203,9 @@ export class WsConnection {
     method: string;
     params: Record<string, unknown>;
   }): Promise<void> {
-    const route = requestRoute(f.method, f.params);
-    const res = await this.app.inject({
-      method: route.method,
-      url: route.url,
-      headers: {
-        ...this.headers,
-        ...route.headers,
-        ...(route.payload === undefined ? {} : { "content-type": "application/json" }),
-      },
-      ...(route.payload === undefined ? {} : { payload: JSON.stringify(route.payload) }),
-    });
-    let body: unknown;
-    try {
-      body = res.json();
-    } catch {
-      body = { error: res.body };
-    }
-    if (res.statusCode < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
-    else this.send({ kind: "response", id: f.id, ok: false, status: res.statusCode, error: body });
+    const { status, body } = await injectRoute(this.app, this.headers, requestRoute(f.method, f.params));
+    if (status < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
+    else this.send({ kind: "response", id: f.id, ok: false, status, error: body });
   }
 
   /** Replay backpressure: waits while the socket holds more than a quarter of the client limit. */
@@ -230,6 +229,7 @@ export class WsConnection {
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
     if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
       // Too slow: one final lagging event per subscription, then close; the client resumes with its offsets.
+      this.s.metrics.lagging.ws++;
       for (const [key, subscription] of this.subscriptions) {
         const [projectId, sessionId] = key.split("/");
         this.socket.send(

@@ -3,13 +3,7 @@
  * validation and semantics. `params` carries the ids plus the route's body fields.
  */
 
-/** An internal request to one REST route. */
-export interface RouteCall {
-  method: "GET" | "POST";
-  url: string;
-  headers: Record<string, string>;
-  payload?: unknown;
-}
+import type { RouteCall } from "../inject-route.ts";
 
 /** The REST call for `method` with `params` (ids already validated by the frame schema). */
 export function requestRoute(method: string, params: Record<string, unknown>): RouteCall {

@@ -102,6 +102,727 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/orgs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List orgs (operator token). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            orgs: {
+                                id: string;
+                                name: string;
+                                disabled: boolean;
+                                createdAt: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create an org (operator token). */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Org id (slug). */
+                        id: string;
+                        name?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            name: string;
+                            disabled: boolean;
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an org (operator token). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            name: string;
+                            disabled: boolean;
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Delete an org with its projects, sessions, streams, queues, secrets, keys and files. */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        /** Rename, disable or enable an org (a disabled org's keys get 401). */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name?: string;
+                        /** @description A disabled org's keys are refused (401). */
+                        disabled?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            name: string;
+                            disabled: boolean;
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List an org's API keys (never the secrets). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            keys: {
+                                id: string;
+                                org: string;
+                                /** @enum {string} */
+                                role: "admin" | "member" | "viewer";
+                                name?: string;
+                                createdAt: string;
+                                expiresAt?: string;
+                                lastUsedAt?: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create an API key for an org; the key is in this response only. */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        role: "admin" | "member" | "viewer";
+                        name?: string;
+                        /**
+                         * Format: date-time
+                         * @description After this instant the key is refused.
+                         */
+                        expiresAt?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            org: string;
+                            /** @enum {string} */
+                            role: "admin" | "member" | "viewer";
+                            name?: string;
+                            createdAt: string;
+                            expiresAt?: string;
+                            lastUsedAt?: string;
+                            /** @description The secret, shown this once: only its hash is stored. */
+                            key: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}/keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an API key (refused by every gateway from its next request). */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                    /** @description API key id. */
+                    keyId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An org's audit log, newest first (operator token). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description 1 to 1000 entries (default 100). */
+                    limit?: string;
+                    /** @description Page older entries. */
+                    before?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description Org id (slug). */
+                    orgId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            entries: {
+                                /** @description Stream entry id (time-ordered). */
+                                id: string;
+                                at: string;
+                                /** @description `operator` or `key:<keyId>` (or `open` in open mode). */
+                                actor: string;
+                                /** @description What was done, e.g. `org.create`, `key.revoke`, `key.use`. */
+                                action: string;
+                                target?: string;
+                                ip?: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List this org's API keys (role admin; never the secrets). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            keys: {
+                                id: string;
+                                org: string;
+                                /** @enum {string} */
+                                role: "admin" | "member" | "viewer";
+                                name?: string;
+                                createdAt: string;
+                                expiresAt?: string;
+                                lastUsedAt?: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create an API key for this org (role admin); the key is in this response only. */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        role: "admin" | "member" | "viewer";
+                        name?: string;
+                        /**
+                         * Format: date-time
+                         * @description After this instant the key is refused.
+                         */
+                        expiresAt?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            org: string;
+                            /** @enum {string} */
+                            role: "admin" | "member" | "viewer";
+                            name?: string;
+                            createdAt: string;
+                            expiresAt?: string;
+                            lastUsedAt?: string;
+                            /** @description The secret, shown this once: only its hash is stored. */
+                            key: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke one of this org's API keys (role admin). */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description API key id. */
+                    keyId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This org's audit log: admin actions and key use, newest first (role admin). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description 1 to 1000 entries (default 100). */
+                    limit?: string;
+                    /** @description Page older entries. */
+                    before?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            entries: {
+                                /** @description Stream entry id (time-ordered). */
+                                id: string;
+                                at: string;
+                                /** @description `operator` or `key:<keyId>` (or `open` in open mode). */
+                                actor: string;
+                                /** @description What was done, e.g. `org.create`, `key.revoke`, `key.use`. */
+                                action: string;
+                                target?: string;
+                                ip?: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects": {
         parameters: {
             query?: never;
@@ -1719,7 +2440,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Queue a prompt. Events flow over the session stream; the answer names the run. */
+        /** Queue a prompt (with `streamingBehavior` on a running session: deliver it into the run). Events flow over the session stream; the answer names the run. */
         post: {
             parameters: {
                 query?: never;
@@ -1736,6 +2457,20 @@ export interface paths {
                 content: {
                     "application/json": {
                         text: string;
+                        /** @description Images sent with the text, as pi image content. At most `PI_FLEET_MAX_IMAGES` (413 beyond); a model without image input sees a placeholder instead (pi's behaviour). */
+                        images?: {
+                            /** @enum {string} */
+                            type?: "image";
+                            /** @description Base64 of the image bytes (padded, no whitespace). */
+                            data: string;
+                            /** @enum {string} */
+                            mimeType: "image/png" | "image/jpeg" | "image/gif" | "image/webp";
+                        }[];
+                        /**
+                         * @description When the session is running a run: deliver the prompt into it as a steer or follow-up (as pi does) instead of queueing a new run. Idle: a normal queued prompt.
+                         * @enum {string}
+                         */
+                        streamingBehavior?: "steer" | "followUp";
                     };
                 };
             };
@@ -1749,11 +2484,17 @@ export interface paths {
                         "application/json": {
                             /** @enum {boolean} */
                             ok: true;
+                            /** @description The run queued for the prompt, or the running run it joined. */
                             runId: string;
-                            /** @description Stream offset just before this run: subscribe from it to miss nothing. */
+                            /** @description Stream offset just before this run (queued) or before the delivery (joined): subscribe from it to miss nothing. */
                             offset: string;
-                            /** @description Runs of this session ahead of this one. */
+                            /** @description Runs of this session ahead of this one (0 when the prompt joined the running run). */
                             position: number;
+                            /**
+                             * @description Present when `streamingBehavior` was given: `steer` / `followUp` when the prompt joined the running run, `prompt` when it was queued as a new run.
+                             * @enum {string}
+                             */
+                            delivered?: "steer" | "followUp" | "prompt";
                         };
                     };
                 };
@@ -1785,6 +2526,19 @@ export interface paths {
                 };
                 /** @description Default Response */
                 413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1986,6 +2740,15 @@ export interface paths {
                 content: {
                     "application/json": {
                         text: string;
+                        /** @description Images sent with the text, as pi image content. At most `PI_FLEET_MAX_IMAGES` (413 beyond); a model without image input sees a placeholder instead (pi's behaviour). */
+                        images?: {
+                            /** @enum {string} */
+                            type?: "image";
+                            /** @description Base64 of the image bytes (padded, no whitespace). */
+                            data: string;
+                            /** @enum {string} */
+                            mimeType: "image/png" | "image/jpeg" | "image/gif" | "image/webp";
+                        }[];
                     };
                 };
             };
@@ -2006,6 +2769,7 @@ export interface paths {
                             delivered: "steer" | "followUp" | "prompt";
                             /** @description The run the message joined or started. */
                             runId?: string;
+                            /** @description Stream offset just before the new run (prompt) or before the delivery (steer / followUp). */
                             offset?: string;
                             position?: number;
                         };
@@ -2084,6 +2848,15 @@ export interface paths {
                 content: {
                     "application/json": {
                         text: string;
+                        /** @description Images sent with the text, as pi image content. At most `PI_FLEET_MAX_IMAGES` (413 beyond); a model without image input sees a placeholder instead (pi's behaviour). */
+                        images?: {
+                            /** @enum {string} */
+                            type?: "image";
+                            /** @description Base64 of the image bytes (padded, no whitespace). */
+                            data: string;
+                            /** @enum {string} */
+                            mimeType: "image/png" | "image/jpeg" | "image/gif" | "image/webp";
+                        }[];
                     };
                 };
             };
@@ -2104,6 +2877,7 @@ export interface paths {
                             delivered: "steer" | "followUp" | "prompt";
                             /** @description The run the message joined or started. */
                             runId?: string;
+                            /** @description Stream offset just before the new run (prompt) or before the delivery (steer / followUp). */
                             offset?: string;
                             position?: number;
                         };
@@ -2679,6 +3453,87 @@ export interface paths {
                 };
                 /** @description Default Response */
                 400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/sessions/{id}/rpc": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.
+         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked or too many open streams, 1011 stream unavailable, 1013 client too slow. A request without an upgrade answers 400.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Project id (slug). */
+                    projectId: string;
+                    /** @description Session id. */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching to the WebSocket protocol. */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                401: {
                     headers: {
                         [name: string]: unknown;
                     };

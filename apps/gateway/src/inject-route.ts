@@ -1,0 +1,44 @@
+/**
+ * Runs a REST route in-process (`app.inject`) on behalf of a socket client, with the client's
+ * own `Authorization` header: the WebSocket (`/v1/ws`) and pi RPC sockets execute requests through
+ * the routes themselves, so auth, validation, limits and semantics are exactly REST's.
+ */
+import type { FastifyInstance } from "fastify";
+
+/** One route call: method, URL, extra headers, JSON body. */
+export interface RouteCall {
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  url: string;
+  headers?: Record<string, string>;
+  /** Sent as JSON when defined. */
+  payload?: unknown;
+}
+
+/**
+ * Executes `call` with `clientHeaders` (the socket's upgrade credentials) and returns the status
+ * and the parsed JSON body (`{error: <text>}` when the body is not JSON). Never throws for an HTTP
+ * error status; rejects only when the app itself fails.
+ */
+export async function injectRoute(
+  app: FastifyInstance,
+  clientHeaders: Record<string, string>,
+  call: RouteCall,
+): Promise<{ status: number; body: unknown }> {
+  const res = await app.inject({
+    method: call.method,
+    url: call.url,
+    headers: {
+      ...clientHeaders,
+      ...call.headers,
+      ...(call.payload === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(call.payload === undefined ? {} : { payload: JSON.stringify(call.payload) }),
+  });
+  let body: unknown;
+  try {
+    body = res.json();
+  } catch {
+    body = { error: res.body };
+  }
+  return { status: res.statusCode, body };
+}

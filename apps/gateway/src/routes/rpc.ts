@@ -1,0 +1,105 @@
+/**
+ * `GET /v1/projects/{projectId}/sessions/{id}/rpc`: pi's RPC protocol over a WebSocket, one
+ * session per socket (see rpc/rpc-connection.ts). Auth is REST's (the upgrade request carries
+ * `Authorization: Bearer`); an unknown session, or another org's, is a 404 before the upgrade.
+ * Frames are capped at the prompt route's body limit (a prompt frame may carry images); sockets
+ * close with 1001 when the gateway shuts down, 1008 when their credential is revoked.
+ */
+import { EventEmitter } from "node:events";
+import type { Server } from "node:http";
+import websocket from "@fastify/websocket";
+import { ApiError, ErrorResponse, SessionParams } from "@pi-fleet/contracts";
+import type { FastifyInstance } from "fastify";
+import { requireSession } from "../lookups.ts";
+import { inputBodyLimit } from "../prompt-input.ts";
+import { RpcConnection } from "../rpc/rpc-connection.ts";
+
+/** Open RPC sockets of this process. */
+export const openRpcSockets = new Set<RpcConnection>();
+
+/** A queued prompt is answered after this long even if its run has not started (ms). */
+const PROMPT_ANSWER_WAIT_MS = 20_000;
+
+type Params = { projectId: string; id: string };
+
+export async function rpcRoutes(app: FastifyInstance): Promise<void> {
+  const s = app.services;
+  // First, so it runs before the plugin's own preClose (which closes without a code).
+  app.addHook("preClose", async () => {
+    for (const socket of [...openRpcSockets]) socket.close(1001, "gateway shutting down");
+  });
+  // `/v1/ws` (routes/ws.ts) registers @fastify/websocket on the HTTP server, and its `upgrade`
+  // listener dispatches every upgrade through Fastify's router, this route's included. This
+  // context's instance only handles its own route (its WebSocketServer, its frame limit), so it
+  // listens on an inert emitter: a second listener on the server would dispatch each upgrade twice.
+  await app.register(websocket, {
+    options: { server: new EventEmitter() as unknown as Server, maxPayload: inputBodyLimit(s.env) },
+    // A client error (an oversized frame: ws has already closed with 1009), not a server fault.
+    errorHandler: (err, socket, request) => {
+      request.log.debug({ err: err.message }, "rpc socket error");
+      socket.terminate();
+    },
+  });
+  // An upgrade refused with an HTTP answer (401 from the auth hook, 404, …) never reaches a
+  // handler; the plugin closes its socket only when its own onRequest hook ran, which the root's
+  // auth hook precedes. End it here, or it lingers (and holds up the server's close).
+  app.addHook("onResponse", async (request) => {
+    if (String(request.headers.upgrade).toLowerCase() === "websocket") request.raw.socket?.destroy();
+  });
+  app.route({
+    method: "GET",
+    url: "/v1/projects/:projectId/sessions/:id/rpc",
+    schema: {
+      tags: ["sessions"],
+      summary: "WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.",
+      description:
+        "Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: \"response\", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked or too many open streams, 1011 stream unavailable, 1013 client too slow. A request without an upgrade answers 400.",
+      params: SessionParams,
+      response: {
+        101: { description: "Switching to the WebSocket protocol.", type: "null" },
+        400: ErrorResponse,
+        401: ErrorResponse,
+        404: ErrorResponse,
+      },
+    },
+    // Before the upgrade: an unknown session (or another org's) is an HTTP 404, never a socket.
+    preHandler: async (request) => {
+      const { projectId, id } = request.params as Params;
+      await requireSession(s, request.auth.org, projectId, id);
+    },
+    handler: async () => {
+      throw new ApiError("PF_ERR_REQUEST_INVALID", "this route speaks WebSocket: send an upgrade request");
+    },
+    wsHandler: (socket, request) => {
+      const { projectId, id } = request.params as Params;
+      const headers: Record<string, string> = {};
+      if (typeof request.headers.authorization === "string")
+        headers.authorization = request.headers.authorization;
+      let release: () => void;
+      let connection: RpcConnection | undefined;
+      try {
+        release = s.connections.acquire(request.auth, () => connection?.close(1008, "credential revoked"));
+      } catch (err) {
+        socket.close(1008, (err as Error).message.slice(0, 120));
+        return;
+      }
+      connection = new RpcConnection(
+        socket,
+        app,
+        request.auth,
+        headers,
+        { projectId, sessionId: id },
+        {
+          maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
+          promptAnswerWaitMs: PROMPT_ANSWER_WAIT_MS,
+        },
+      );
+      const open = connection;
+      openRpcSockets.add(open);
+      socket.on("close", () => {
+        release();
+        openRpcSockets.delete(open);
+      });
+    },
+  });
+}

@@ -1,0 +1,198 @@
+/**
+ * pi's RPC protocol (`pi --mode rpc`, 0.87.1) as the fleet speaks it: the command set, pi's
+ * response records (`{id?, type: "response", command, success, data | error}`, fields that are
+ * undefined vanish as in pi's JSON), its parse-error and unknown-command texts, and how each
+ * command maps onto the REST route that implements it in the fleet. Responses of those routes
+ * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
+ */
+import { FLEET_EVENTS } from "@pi-fleet/contracts";
+
+/** A record sent to an RPC client (a response, or an event forwarded as pi writes it). */
+export type RpcRecord = Record<string, unknown>;
+
+/** One parsed client record: a command (`type` + fields, optional `id`). */
+export type RpcCommand = { id?: unknown; type?: unknown; [key: string]: unknown };
+
+/** The command types of pi 0.87.1's RPC mode (`RpcCommand` in dist/modes/rpc/rpc-types.d.ts). */
+export const PI_RPC_COMMANDS: ReadonlySet<string> = new Set([
+  "prompt",
+  "steer",
+  "follow_up",
+  "abort",
+  "clear_queue",
+  "new_session",
+  "get_state",
+  "set_model",
+  "cycle_model",
+  "get_available_models",
+  "set_thinking_level",
+  "cycle_thinking_level",
+  "get_available_thinking_levels",
+  "set_steering_mode",
+  "set_follow_up_mode",
+  "compact",
+  "set_auto_compaction",
+  "set_auto_retry",
+  "abort_retry",
+  "bash",
+  "abort_bash",
+  "get_session_stats",
+  "export_html",
+  "switch_session",
+  "fork",
+  "clone",
+  "get_fork_messages",
+  "get_entries",
+  "get_tree",
+  "get_last_assistant_text",
+  "set_session_name",
+  "get_messages",
+  "get_commands",
+]);
+
+/**
+ * Commands that end with the connection driving another session when they succeed with a new
+ * `sessionId` (pi's RPC process rebinds to the session it created or switched to).
+ */
+export const SESSION_CHANGING_COMMANDS: ReadonlySet<string> = new Set([
+  "new_session",
+  "fork",
+  "clone",
+  "switch_session",
+]);
+
+/** Event types of the fleet's own (run lifecycle, stream control): never forwarded as pi events. */
+export const FLEET_EVENT_TYPES: ReadonlySet<string> = new Set(
+  Object.values(FLEET_EVENTS).map((schema) => schema.properties.type.const as string),
+);
+
+/** Fleet events that end a run (see RpcConnection for when one reaches the client). */
+export const RUN_END_TYPES: ReadonlySet<string> = new Set([
+  "run_finished",
+  "run_failed",
+  "run_aborted",
+  "run_interrupted",
+  "run_cancelled",
+]);
+
+/** pi's error when a prompt arrives while the agent streams (AgentSession.prompt, 0.87.1). */
+export const ALREADY_PROCESSING =
+  "Agent is already processing. Specify streamingBehavior ('steer' or 'followUp') to queue the message.";
+
+/** pi's success response; `data` only when given (rpc-mode.js `success`). */
+export function rpcSuccess(id: unknown, command: unknown, data?: unknown): RpcRecord {
+  return data === undefined
+    ? { id, type: "response", command, success: true }
+    : { id, type: "response", command, success: true, data };
+}
+
+/** pi's failure response (rpc-mode.js `error`). */
+export function rpcError(id: unknown, command: unknown, message: string): RpcRecord {
+  return { id, type: "response", command, success: false, error: message };
+}
+
+/** pi's answer to a line that is not JSON: no id, command `parse`. */
+export function parseErrorResponse(err: unknown): RpcRecord {
+  const message = err instanceof Error ? err.message : String(err);
+  return rpcError(undefined, "parse", `Failed to parse command: ${message}`);
+}
+
+/** pi's answer to a command type it does not know (any `type`, even a missing one). */
+export function unknownCommandResponse(command: RpcCommand): RpcRecord {
+  return rpcError(command.id, command.type, `Unknown command: ${String(command.type)}`);
+}
+
+/** An internal request to one REST route (executed with `app.inject`). */
+export interface RouteCall {
+  method: "GET" | "POST";
+  /** Path below `/v1/projects/{projectId}/sessions/{id}` (starting with `/`, or empty). */
+  path: string;
+  body?: unknown;
+}
+
+/** pi's user input fields (prompt / steer / follow_up) as the fleet's route body. */
+function inputBody(command: RpcCommand, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    text: command.message,
+    ...(command.images === undefined ? {} : { images: command.images }),
+    ...extra,
+  };
+}
+
+/** `POST …/prompt` for pi's `prompt {message, images?, streamingBehavior?}`. */
+export function promptCall(command: RpcCommand): RouteCall {
+  const streaming = command.streamingBehavior;
+  return {
+    method: "POST",
+    path: "/prompt",
+    body: inputBody(command, streaming === undefined ? {} : { streamingBehavior: streaming }),
+  };
+}
+
+/** `POST …/steer` / `…/follow_up` for pi's `steer` / `follow_up {message, images?}`. */
+export function deliverCall(command: RpcCommand, route: "steer" | "follow_up"): RouteCall {
+  return { method: "POST", path: `/${route}`, body: inputBody(command) };
+}
+
+/**
+ * `POST …/abort` for pi's `abort`. Queued runs are cancelled too: pi's abort leaves nothing
+ * pending, and a prompt the fleet has queued but not started is, for pi, already streaming.
+ */
+export function abortCall(): RouteCall {
+  return { method: "POST", path: "/abort", body: { cancelQueued: true } };
+}
+
+/** `POST …/commands` for every other command (the worker's command switch); `id` stays here. */
+export function commandCall(command: RpcCommand): RouteCall {
+  const { id: _id, ...rest } = command;
+  return { method: "POST", path: "/commands", body: rest };
+}
+
+/** `GET …/state` (status, running run, queue length): whether pi would count the agent as streaming. */
+export function stateCall(): RouteCall {
+  return { method: "GET", path: "/state" };
+}
+
+/**
+ * pi's `extension_ui_response {id, value | confirmed | cancelled}` as the body of `POST
+ * …/extension-ui/{id}/response`, read the way pi's dialogs read it (`cancelled` wins); undefined
+ * when the record cannot answer anything (pi ignores those).
+ */
+export function extensionUiAnswer(record: RpcCommand): { requestId: string; body: unknown } | undefined {
+  if (typeof record.id !== "string" || record.id === "") return undefined;
+  let body: unknown;
+  if (record.cancelled === true) body = { cancelled: true };
+  else if (typeof record.value === "string") body = { value: record.value };
+  else if (typeof record.confirmed === "boolean") body = { confirmed: record.confirmed };
+  else body = { cancelled: true };
+  return { requestId: record.id, body };
+}
+
+/** The human message of a REST error body (`{error, code}`), or a fallback with the status. */
+export function routeErrorText(status: number, body: unknown): string {
+  const error = (body as { error?: unknown } | null)?.error;
+  return typeof error === "string" && error !== "" ? error : `request failed with status ${status}`;
+}
+
+/**
+ * A `POST …/commands` answer (`{type, success, data?, error?}`) as pi's response. Where pi's JSON
+ * omits a field the fleet's contract spells `null` (`get_last_assistant_text` before any answer:
+ * pi's `text` is undefined), the field is dropped again.
+ */
+export function commandResponse(id: unknown, type: string, answer: unknown): RpcRecord {
+  const a = (answer ?? {}) as { success?: unknown; data?: unknown; error?: unknown };
+  if (a.success !== true) {
+    return rpcError(id, type, typeof a.error === "string" ? a.error : `${type} failed`);
+  }
+  let data = a.data;
+  if (type === "get_last_assistant_text" && isRecord(data) && data.text === null) {
+    const { text: _none, ...rest } = data;
+    data = rest;
+  }
+  return rpcSuccess(id, type, data);
+}
+
+/** Whether `value` is a plain object (not null, not an array). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
