@@ -1,0 +1,171 @@
+/**
+ * Where `pifleet login` keeps the gateway URL and API key, and how the effective connection is
+ * chosen: environment (`PIFLEET_URL`, `PIFLEET_KEY`) over the stored config over the default.
+ *
+ * The config is `config.json` in the user's config dir (env-paths: `$XDG_CONFIG_HOME/pifleet`
+ * or `~/.config/pifleet` on Linux, `~/Library/Preferences/pifleet` on macOS,
+ * `%APPDATA%\pifleet\Config` on Windows; `PIFLEET_CONFIG_DIR` overrides it). The dir is created
+ * with mode 0700 and the file written atomically (temp file + rename) with mode 0600, as it holds
+ * a secret.
+ */
+import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import envPaths from "env-paths";
+import { CliError, usageError } from "./errors.ts";
+
+/** The gateway `npm start` serves by default. */
+export const DEFAULT_URL = "http://127.0.0.1:4001";
+
+/** The file name inside the config dir. */
+export const CONFIG_FILE = "config.json";
+
+/** What `pifleet login` stores. */
+export interface StoredConfig {
+  /** Gateway origin, e.g. `https://fleet.example.com`. */
+  url?: string;
+  /** Org API key (absent: open mode, no `Authorization` header). */
+  key?: string;
+}
+
+/** The connection a command uses, and where each part came from. */
+export interface Connection {
+  url: string;
+  key: string | undefined;
+  urlSource: "env" | "config" | "default";
+  keySource: "env" | "config" | "none";
+}
+
+/** Environment variables the store reads. */
+export type Env = Record<string, string | undefined>;
+
+/** The config dir: `PIFLEET_CONFIG_DIR`, else env-paths' config dir for `pifleet`. */
+export function configDir(env: Env = process.env): string {
+  const override = env.PIFLEET_CONFIG_DIR;
+  if (override) return override;
+  return envPaths("pifleet", { suffix: "" }).config;
+}
+
+/** The config file path inside `dir`. */
+export function configPath(dir: string): string {
+  return join(dir, CONFIG_FILE);
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/**
+ * Reads the stored config in `dir`; `{}` when there is none. Throws a {@link CliError} when the
+ * file is not a JSON object with string fields.
+ */
+export async function loadConfig(dir: string): Promise<StoredConfig> {
+  const file = configPath(dir);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return {};
+    throw new CliError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new CliError(`${file} is not a valid pifleet config`, undefined, {
+      hint: "run `pifleet login` again or delete the file",
+    });
+  }
+  const { url, key } = parsed as { url?: unknown; key?: unknown };
+  const config: StoredConfig = {};
+  if (typeof url === "string" && url !== "") config.url = url;
+  if (typeof key === "string" && key !== "") config.key = key;
+  return config;
+}
+
+/**
+ * Writes `config` to `dir` (created 0700 if missing) as `config.json`, mode 0600, atomically.
+ * Returns the file path.
+ */
+export async function saveConfig(dir: string, config: StoredConfig): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = configPath(dir);
+  const temp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const body: StoredConfig = {};
+  if (config.url !== undefined) body.url = config.url;
+  if (config.key !== undefined) body.key = config.key;
+  const handle = await open(temp, "wx", 0o600);
+  try {
+    await handle.writeFile(`${JSON.stringify(body, null, 2)}\n`, "utf8");
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await chmod(temp, 0o600); // whatever the umask did
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  return file;
+}
+
+/** Deletes the stored config in `dir`; resolves whether there was one. */
+export async function clearConfig(dir: string): Promise<boolean> {
+  try {
+    await rm(configPath(dir));
+    return true;
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return false;
+    throw err;
+  }
+}
+
+/**
+ * The effective connection: `PIFLEET_URL` / `PIFLEET_KEY` override the stored values (an empty
+ * `PIFLEET_KEY` forces "no key"), then the stored config, then {@link DEFAULT_URL} and no key.
+ */
+export function resolveConnection(stored: StoredConfig, env: Env): Connection {
+  const envUrl = env.PIFLEET_URL;
+  const envKey = env.PIFLEET_KEY;
+  const url = envUrl ? envUrl : (stored.url ?? DEFAULT_URL);
+  const urlSource = envUrl ? "env" : stored.url !== undefined ? "config" : "default";
+  if (envKey !== undefined) {
+    return {
+      url,
+      urlSource,
+      key: envKey === "" ? undefined : envKey,
+      keySource: envKey === "" ? "none" : "env",
+    };
+  }
+  return { url, urlSource, key: stored.key, keySource: stored.key === undefined ? "none" : "config" };
+}
+
+/**
+ * Checks a gateway URL typed by the user: http(s), no credentials, query or fragment. Returns it
+ * without trailing slashes; throws a usage {@link CliError} otherwise.
+ */
+export function normalizeUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw usageError(`not a URL: ${raw}`, "e.g. http://127.0.0.1:4001");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw usageError(`the gateway URL must be http(s): ${raw}`);
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw usageError(`the gateway URL may not carry credentials, a query or a fragment: ${raw}`);
+  }
+  return url.toString().replace(/\/+$/, "");
+}
+
+/** A key shown to the user: never the key itself. */
+export function maskKey(key: string | undefined): string {
+  if (key === undefined) return "no key (open mode)";
+  return key.length > 12 ? `key …${key.slice(-4)}` : "key ****";
+}
