@@ -17,12 +17,14 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblew
   && rm -rf /var/lib/apt/lists/* && useradd --uid 10001 --create-home pifleet
 WORKDIR /app
 COPY --from=build --chown=root:root /app /app
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 WORKSPACE_DIR=/workspace PI_OFFLINE=1 PI_TELEMETRY=0
-RUN mkdir -p /workspace && chown pifleet /workspace
+# The shared volume mounts at WORKSPACE_DIR; workers keep private pi state next to it
+# (WORKSPACE_DIR/../.agents), so its parent must be writable too.
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 WORKSPACE_DIR=/var/lib/pi-fleet/workspace PI_OFFLINE=1 PI_TELEMETRY=0
+RUN mkdir -p /var/lib/pi-fleet/workspace && chown -R pifleet /var/lib/pi-fleet
 USER pifleet
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=2s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/v1/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD node -e "const w=process.env.PI_FLEET_WORKER_PORT;fetch(w?'http://127.0.0.1:'+w+'/healthz':'http://127.0.0.1:'+(process.env.PORT||8080)+'/v1/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["/usr/bin/tini", "--", "/app/docker-entrypoint.sh"]
 CMD ["all"]
 COPY --chmod=0755 docker-entrypoint.sh /app/docker-entrypoint.sh
