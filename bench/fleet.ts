@@ -1045,6 +1045,10 @@ async function main(): Promise<Results> {
   const home = await tempDir("pf-bench-fleet-");
   baseEnv = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
+    // The engine is measured, not the per-org limits (open mode shares one org).
+    PI_FLEET_ORG_RATE_LIMIT: "0",
+    PI_FLEET_MAX_STREAMS_PER_KEY: "1000000",
+    PI_FLEET_ORG_MAX_RUNS: "0",
     HOME: home,
     REDIS_URL: res.redis.url,
     HOST: "127.0.0.1",

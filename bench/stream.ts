@@ -141,6 +141,10 @@ function reachable(n: number): number {
 function nodeEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
+    // The engine is measured, not the per-org limits (open mode shares one org).
+    PI_FLEET_ORG_RATE_LIMIT: "0",
+    PI_FLEET_MAX_STREAMS_PER_KEY: "1000000",
+    PI_FLEET_ORG_MAX_RUNS: "0",
     HOME: process.env.HOME ?? tmpdir(),
     ...extra,
   };

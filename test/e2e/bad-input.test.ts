@@ -20,6 +20,7 @@ import { type Stack, startStack, stopAllStacks } from "../support/stack.ts";
 
 const MAX_BODY = 4096;
 const MAX_PROMPT = 1000;
+const MAX_IMAGE = 1024;
 
 let llm: FakeLlm;
 let stack: Stack;
@@ -34,7 +35,12 @@ beforeAll(async () => {
   stack = await startStack({
     redisUrl: inject("redisUrl"),
     prefix: uniquePrefix("e2e bad input"),
-    env: { PI_FLEET_MAX_BODY_BYTES: String(MAX_BODY), PI_FLEET_MAX_PROMPT_CHARS: String(MAX_PROMPT) },
+    env: {
+      PI_FLEET_MAX_BODY_BYTES: String(MAX_BODY),
+      PI_FLEET_MAX_PROMPT_CHARS: String(MAX_PROMPT),
+      PI_FLEET_MAX_IMAGE_BYTES: String(MAX_IMAGE),
+      PI_FLEET_MAX_IMAGES: "2",
+    },
   });
   await registerFakeProvider(stack.url, llm);
   expect(await createProject(stack.url, "Valid")).toBe("valid");
@@ -113,6 +119,9 @@ describe("bad input", () => {
       ["POST", promptPath(), "[]"],
       ["POST", promptPath(), '"text"'],
       ["POST", promptPath(), "null"],
+      ["POST", promptPath(), '{"text":"hi","images":[{"data":"%%%%","mimeType":"image/png"}]}'],
+      ["POST", promptPath(), '{"text":"hi","images":[{"data":"QUFB","mimeType":"text/html"}]}'],
+      ["POST", promptPath(), '{"text":"hi","streamingBehavior":"later"}'],
       ["POST", "/v1/projects", '{"name":42}'],
       ["POST", "/v1/projects", '{"name":""}'],
       ["POST", "/v1/projects", '{"name":"ok","deployment":{"dev":{"port":"80"}}}'],
@@ -190,6 +199,19 @@ describe("bad input", () => {
     // Characters, not bytes: 1001 two-byte characters are over the limit too.
     const wide = await http.post(promptPath(), { text: "é".repeat(MAX_PROMPT + 1) });
     expectError("prompt of wide chars over the char limit", wide, 413, "PF_ERR_REQUEST_TOO_LARGE");
+
+    // Prompt (steer, follow-up) bodies may also hold PI_FLEET_MAX_IMAGES base64 images of
+    // PI_FLEET_MAX_IMAGE_BYTES on top of MAX_BODY; past that the body itself is refused.
+    const image = (bytes: number) => ({
+      data: Buffer.alloc(bytes, 1).toString("base64"),
+      mimeType: "image/png",
+    });
+    const pastImages = await http.post(promptPath(), { text: "hi", images: [image(3 * MAX_BODY)] });
+    expectError("prompt body past the image allowance", pastImages, 413, "PF_ERR_REQUEST_TOO_LARGE");
+    const bigImage = await http.post(promptPath(), { text: "hi", images: [image(MAX_IMAGE + 1)] });
+    expectError("image over PI_FLEET_MAX_IMAGE_BYTES", bigImage, 413, "PF_ERR_REQUEST_TOO_LARGE");
+    const threeImages = await http.post(promptPath(), { text: "hi", images: [image(8), image(8), image(8)] });
+    expectError("more than PI_FLEET_MAX_IMAGES", threeImages, 413, "PF_ERR_REQUEST_TOO_LARGE");
 
     const tooLongKey = await http.post(promptPath(), { text: "hi" }, { "Idempotency-Key": "k".repeat(201) });
     expectError("Idempotency-Key too long", tooLongKey, 400, "PF_ERR_REQUEST_INVALID");

@@ -39,11 +39,11 @@ import { StalledSse, StalledWs } from "./streaming-support/raw-clients.ts";
 
 const MAX_BUFFER = 65_536;
 /**
- * Runs queued per session, each streaming 3000 deltas (≈ 0.5 MB of SSE per run): 16 runs make
- * ≈ 6 MB per session, more than loopback socket buffers absorb (≈ 3 MB seen here), so a stalled
+ * Runs queued per session, each streaming 3000 deltas (≈ 0.5 MB of SSE per run): 12 runs make
+ * ≈ 4.5 MB per session, more than loopback socket buffers absorb (≈ 3 MB seen here), so a stalled
  * client really falls behind the gateway.
  */
-const RUNS_PER_SESSION = 16;
+const RUNS_PER_SESSION = 12;
 const MB = 1024 * 1024;
 
 let llm: FakeLlm;

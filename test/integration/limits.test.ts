@@ -1,0 +1,112 @@
+// Limits and HTTP policy in keyed mode on real gateways + Redis: the per-org request budget is
+// shared by every gateway and answered with 429 + Retry-After; open streams are capped per key;
+// a revoked key loses its open SSE and WebSocket streams within about a second; security headers
+// are set and CORS answers only the configured origins.
+import { loadEnv } from "@pi-fleet/config";
+import { type Gateway, startGateway } from "@pi-fleet/gateway";
+import { createLogger } from "@pi-fleet/observability";
+import { openSse, waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import WebSocket from "ws";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+const ADMIN = "limits-operator-token-0123456789abcdef";
+const RATE = 30;
+let stack: InProcessStack;
+let second: Gateway;
+
+async function newOrgKey(org: string, role = "admin"): Promise<{ id: string; key: string }> {
+  await stack.call("POST", "/v1/admin/orgs", { id: org }, ADMIN);
+  const res = await stack.call("POST", `/v1/admin/orgs/${org}/keys`, { role }, ADMIN);
+  expect(res.status).toBe(201);
+  return res.json as { id: string; key: string };
+}
+
+beforeAll(async () => {
+  stack = await startInProcessStack(inject("redisUrl"), "limits", {
+    env: {
+      PI_FLEET_ADMIN_TOKEN: ADMIN,
+      PI_FLEET_SECRET_KEY: "b".repeat(64),
+      PI_FLEET_ORG_RATE_LIMIT: String(RATE),
+      PI_FLEET_MAX_STREAMS_PER_KEY: "2",
+      PI_FLEET_CORS_ORIGINS: "https://app.example.com",
+    },
+  });
+  second = await startGateway(loadEnv(stack.env), createLogger("test", "warn"));
+});
+
+afterAll(async () => {
+  await second?.close();
+  await stack?.close();
+});
+
+describe("limits", () => {
+  it("shares one request budget per org across gateways: 429 with Retry-After beyond it", async () => {
+    const a = await newOrgKey("rate-a");
+    const b = await newOrgKey("rate-b");
+    const statuses: number[] = [];
+    for (let i = 0; i < RATE; i++) {
+      const url = i % 2 === 0 ? stack.gateway.url : second.url;
+      const res = await fetch(`${url}/v1/projects`, { headers: { authorization: `Bearer ${a.key}` } });
+      statuses.push(res.status);
+    }
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const over = await fetch(`${second.url}/v1/projects`, { headers: { authorization: `Bearer ${a.key}` } });
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(((await over.json()) as { code: string }).code).toBe("PF_ERR_RATE_LIMITED");
+    // Another org is not slowed down by the first one.
+    const other = await stack.call("GET", "/v1/projects", undefined, b.key);
+    expect(other.status).toBe(200);
+    // Unauthenticated and public requests do not spend anyone's budget.
+    expect((await fetch(`${stack.gateway.url}/v1/healthz`)).status).toBe(200);
+  });
+
+  it("caps open streams per key and cuts them when the key is revoked", async () => {
+    const k = await newOrgKey("streams-a");
+    const auth = { authorization: `Bearer ${k.key}` };
+    const project = (await stack.call("POST", "/v1/projects", { name: "p" }, k.key)).json as { id: string };
+    const url = `${stack.gateway.url}/v1/projects/${project.id}/events`;
+    const s1 = await openSse(url, { headers: auth });
+    const s2 = await openSse(url, { headers: auth });
+    expect([s1.status, s2.status]).toEqual([200, 200]);
+    const s3 = await openSse(url, { headers: auth });
+    expect(s3.status).toBe(429);
+    s3.close();
+
+    // Another gateway has its own count; a WebSocket there stays open until the revocation.
+    const ws = new WebSocket(`${second.url.replace("http", "ws")}/v1/ws`, { headers: auth });
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    const wsClosed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
+
+    const revoked = await stack.call("DELETE", `/v1/admin/orgs/streams-a/keys/${k.id}`, undefined, ADMIN);
+    expect(revoked.status).toBe(200);
+    const t0 = Date.now();
+    await waitFor(() => s1.ended && s2.ended, { timeoutMs: 3000 });
+    expect(await wsClosed).toBe(1008);
+    expect(Date.now() - t0).toBeLessThan(2500);
+  });
+
+  it("sets security headers and answers CORS only for configured origins", async () => {
+    const res = await fetch(`${stack.gateway.url}/v1/healthz`);
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(res.headers.get("x-frame-options")).toBeTruthy();
+    const allowed = await fetch(`${stack.gateway.url}/v1/projects`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example.com",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+      },
+    });
+    expect(allowed.status).toBeLessThan(300);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    const denied = await fetch(`${stack.gateway.url}/v1/healthz`, {
+      headers: { origin: "https://evil.example" },
+    });
+    expect(denied.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});

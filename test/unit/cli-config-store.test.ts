@@ -1,0 +1,126 @@
+// The CLI's config store (apps/cli/src/config-store.ts) in a temp dir: 0700 dir, 0600 file,
+// atomic rewrite, broken files, env-paths' XDG location, and env over config over default.
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  CONFIG_FILE,
+  clearConfig,
+  configDir,
+  DEFAULT_URL,
+  loadConfig,
+  maskKey,
+  normalizeUrl,
+  resolveConnection,
+  saveConfig,
+} from "../../apps/cli/src/config-store.ts";
+import { CliError } from "../../apps/cli/src/errors.ts";
+
+let root: string;
+
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), "pifleet-config-"));
+});
+
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  await rm(root, { recursive: true, force: true });
+});
+
+const mode = async (path: string) => (await stat(path)).mode & 0o777;
+
+describe("saveConfig / loadConfig / clearConfig", () => {
+  it("creates the dir 0700 and the file 0600, and reads back what it wrote", async () => {
+    const dir = join(root, "nested", "pifleet");
+    const file = await saveConfig(dir, { url: "http://127.0.0.1:4001", key: "pfk_secret_123456" });
+    expect(file).toBe(join(dir, CONFIG_FILE));
+    expect(await mode(dir)).toBe(0o700);
+    expect(await mode(file)).toBe(0o600);
+    expect(JSON.parse(await readFile(file, "utf8"))).toEqual({
+      url: "http://127.0.0.1:4001",
+      key: "pfk_secret_123456",
+    });
+    expect(await loadConfig(dir)).toEqual({ url: "http://127.0.0.1:4001", key: "pfk_secret_123456" });
+  });
+
+  it("replaces a world-readable file with a 0600 one and leaves no temp files", async () => {
+    const dir = join(root, "pifleet");
+    await saveConfig(dir, { url: "http://a:1" });
+    await chmod(join(dir, CONFIG_FILE), 0o644);
+    await saveConfig(dir, { url: "http://b:2" });
+    expect(await mode(join(dir, CONFIG_FILE))).toBe(0o600);
+    expect(await loadConfig(dir)).toEqual({ url: "http://b:2" });
+    expect(await readdir(dir)).toEqual([CONFIG_FILE]);
+  });
+
+  it("reads nothing from a missing file and refuses a broken one", async () => {
+    expect(await loadConfig(join(root, "none"))).toEqual({});
+    await writeFile(join(root, CONFIG_FILE), "{not json");
+    await expect(loadConfig(root)).rejects.toBeInstanceOf(CliError);
+    await writeFile(join(root, CONFIG_FILE), JSON.stringify({ url: 5, key: "" }));
+    expect(await loadConfig(root)).toEqual({});
+  });
+
+  it("clears the stored config", async () => {
+    await saveConfig(root, { url: "http://a:1" });
+    expect(await clearConfig(root)).toBe(true);
+    expect(await clearConfig(root)).toBe(false);
+    expect(await loadConfig(root)).toEqual({});
+  });
+});
+
+describe("configDir", () => {
+  it("honours PIFLEET_CONFIG_DIR, else env-paths' config dir under XDG_CONFIG_HOME", () => {
+    expect(configDir({ PIFLEET_CONFIG_DIR: "/x/y" })).toBe("/x/y");
+    if (process.platform === "linux") {
+      vi.stubEnv("XDG_CONFIG_HOME", root);
+      expect(configDir({})).toBe(join(root, "pifleet"));
+    }
+  });
+});
+
+describe("resolveConnection", () => {
+  it("takes the environment over the stored config over the default", () => {
+    expect(resolveConnection({}, {})).toEqual({
+      url: DEFAULT_URL,
+      key: undefined,
+      urlSource: "default",
+      keySource: "none",
+    });
+    const stored = { url: "http://stored:1", key: "stored-key" };
+    expect(resolveConnection(stored, {})).toMatchObject({
+      url: "http://stored:1",
+      key: "stored-key",
+      keySource: "config",
+    });
+    expect(resolveConnection(stored, { PIFLEET_URL: "http://env:2", PIFLEET_KEY: "env-key" })).toEqual({
+      url: "http://env:2",
+      key: "env-key",
+      urlSource: "env",
+      keySource: "env",
+    });
+    // An empty PIFLEET_KEY forces open mode; an empty PIFLEET_URL is ignored.
+    expect(resolveConnection(stored, { PIFLEET_URL: "", PIFLEET_KEY: "" })).toMatchObject({
+      url: "http://stored:1",
+      key: undefined,
+      keySource: "none",
+    });
+  });
+
+  it("normalizes URLs and never shows a key", () => {
+    expect(normalizeUrl(" http://127.0.0.1:4001/ ")).toBe("http://127.0.0.1:4001");
+    expect(normalizeUrl("https://fleet.example.com/base/")).toBe("https://fleet.example.com/base");
+    for (const bad of ["ftp://x", "not a url", "http://u:p@host", "http://h/?q=1"]) {
+      expect(() => normalizeUrl(bad)).toThrow(CliError);
+      try {
+        normalizeUrl(bad);
+      } catch (err) {
+        expect((err as CliError).exitCode).toBe(2);
+      }
+    }
+    expect(maskKey("pfk_abcdefghijklmnop")).toBe("key …mnop");
+    expect(maskKey("short")).toBe("key ****");
+    expect(maskKey(undefined)).toContain("open mode");
+  });
+});
