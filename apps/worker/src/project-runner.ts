@@ -9,7 +9,7 @@
 
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
-import { queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
+import { isHeavyRunJob, queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { WorkerSessionFiles } from "./session-files.ts";
@@ -241,31 +241,72 @@ export class ProjectRunner {
     const d = job.data;
     const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
     if (!run) return;
-    if (run.status === "running") await this.interrupt(d.sessionId, d.runId, "worker_lost");
-    if (run.status === "queued") {
-      // Fetched but never started: queue it again under a fresh job id (the failed job keeps the old one).
-      await this.queue.add("run", d, { ...runJobOptions(d.runId), jobId: `${d.runId}-r${Date.now()}` });
+    // Started by an earlier owner: interrupted with it. Started under this lease (by the retry
+    // `reconcile` queued, or by this owner's own job whose lock lapsed): it is alive here.
+    if (run.status === "running" && run.epoch !== this.lease.epoch) {
+      await this.interrupt(d.sessionId, d.runId, "worker_lost");
     }
+    if (run.status === "queued") await this.retryFetched(d);
+  }
+
+  /**
+   * Queues again a run that an earlier owner fetched but never started. The job id is fixed for
+   * this ownership (`<runId>-e<epoch>`), so the reconcile at takeover and the stalled handler add it
+   * once; a duplicate in a later ownership is harmless (start-run starts a run once).
+   */
+  private async retryFetched(d: RunJobData): Promise<void> {
+    await this.queue.add("run", d, {
+      ...runJobOptions(d.runId, isHeavyRunJob(d)),
+      jobId: `${d.runId}-e${this.lease.epoch}`,
+    });
   }
 
   /**
    * Runs recorded `running` under an older epoch were interrupted by their owner's death, and
-   * the extension dialogs it left pending can never be answered: they are withdrawn.
+   * the extension dialogs it left pending can never be answered: they are withdrawn. Sessions are
+   * independent, so their checks go out together (a cold start is one round trip per step, not per
+   * session: it sits on the cold-dispatch path).
    */
   private async reconcile(): Promise<void> {
-    const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(this.org, this.project), "0", "-1");
-    let interrupted = 0;
-    for (const sessionId of sessions) {
-      await this.ctx.registry.clearPendingUi(this.org, this.project, sessionId);
-      const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
-      if (!record?.activeRun) continue;
-      const run = await this.ctx.events.getRun(this.org, this.project, record.activeRun);
-      if (run?.status === "running" && run.epoch !== this.lease.epoch) {
+    const [interrupted] = await Promise.all([this.reconcileSessions(), this.retryFetchedJobs()]);
+    if (interrupted) this.ctx.metrics.failovers.inc();
+  }
+
+  /**
+   * Jobs still active in the queue now were fetched by an earlier owner (this owner's consumer has
+   * not started). BullMQ would hand them back only after its stalled check saw them twice
+   * (`stalledInterval` apart, after their lock expired): a run among them that never started is
+   * retried at once, so runs queued behind a dead owner's run continue as soon as the lease moves.
+   */
+  private async retryFetchedJobs(): Promise<void> {
+    const fetched = await this.queue.getJobs(["active"]);
+    await Promise.all(
+      fetched.map(async (job) => {
+        const d = job.data;
+        const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
+        if (run?.status === "queued") await this.retryFetched(d);
+      }),
+    );
+  }
+
+  /** @returns whether a run of an earlier owner was interrupted */
+  private async reconcileSessions(): Promise<boolean> {
+    const { org, project } = this;
+    const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(org, project), "0", "-1");
+    const outcomes = await Promise.all(
+      sessions.map(async (sessionId) => {
+        const [, record] = await Promise.all([
+          this.ctx.registry.clearPendingUi(org, project, sessionId),
+          this.ctx.registry.getSession(org, project, sessionId),
+        ]);
+        if (!record?.activeRun) return false;
+        const run = await this.ctx.events.getRun(org, project, record.activeRun);
+        if (run?.status !== "running" || run.epoch === this.lease.epoch) return false;
         await this.interrupt(sessionId, run.id, "worker_lost");
-        interrupted++;
-      }
-    }
-    if (interrupted > 0) this.ctx.metrics.failovers.inc();
+        return true;
+      }),
+    );
+    return outcomes.includes(true);
   }
 
   private async interrupt(sessionId: string, runId: string, reason: string): Promise<void> {
