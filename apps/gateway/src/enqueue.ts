@@ -23,8 +23,11 @@ export interface QueuedRun {
  * runs. The plain count is one ZCARD; only at the cap is the index repaired (entries whose run
  * ended are dropped) and counted again, so a lost index update can never lock an org out.
  * Concurrent prompts may pass the check together and overshoot the cap by as many: a soft cap.
+ * Callers on the latency path run it alongside their session lookup and pass `orgCapChecked` to
+ * {@link enqueuePrompt}.
+ * @throws ApiError 429 PF_ERR_QUEUE_FULL at the cap
  */
-async function checkOrgCap(s: GatewayServices, org: string): Promise<void> {
+export async function checkOrgCap(s: GatewayServices, org: string): Promise<void> {
   const cap = s.env.PI_FLEET_ORG_MAX_QUEUED;
   if (cap === 0) return;
   if ((await s.events.orgOpenRuns(org)) < cap) return;
@@ -37,7 +40,9 @@ async function checkOrgCap(s: GatewayServices, org: string): Promise<void> {
  * session, or returns the run an idempotency key already names. Images travel inline in the
  * BullMQ job (bounded by PI_FLEET_MAX_IMAGES × PI_FLEET_MAX_IMAGE_BYTES; such jobs are not kept
  * once done, see `runJobOptions`).
- * @throws ApiError 404 when the session vanished; the Redis/queue error when enqueueing failed
+ * @param orgCapChecked the caller already ran {@link checkOrgCap} for this request
+ * @throws ApiError 404 when the session vanished; 429 at a queue cap; the Redis/queue error when
+ *   enqueueing failed
  */
 export async function enqueuePrompt(
   s: GatewayServices,
@@ -46,13 +51,14 @@ export async function enqueuePrompt(
   sessionId: string,
   input: UserInput,
   idempotencyKey?: string,
+  orgCapChecked = false,
 ): Promise<QueuedRun> {
   const { text, images } = input;
   const ref = { org, project: projectId, session: sessionId };
   const digest = idempotencyKey
     ? createHash("sha256").update(idempotencyKey).digest("hex").slice(0, 32)
     : undefined;
-  await checkOrgCap(s, org);
+  if (!orgCapChecked) await checkOrgCap(s, org);
   let result: Awaited<ReturnType<typeof s.events.enqueueRun>>;
   try {
     result = await s.events.enqueueRun(ref, randomUUID(), {

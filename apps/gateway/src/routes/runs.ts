@@ -17,7 +17,7 @@ import {
 import type { RunRecord } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import { deliverInput } from "../deliver.ts";
-import { enqueuePrompt } from "../enqueue.ts";
+import { checkOrgCap, enqueuePrompt } from "../enqueue.ts";
 import { requireSession } from "../lookups.ts";
 import { effectiveSettings } from "../model-settings.ts";
 import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
@@ -79,23 +79,32 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
           "Idempotency-Key must be 1–200 printable ASCII characters",
         );
       }
-      const session = await requireSession(s, request.auth.org, projectId, id);
-      if (body.streamingBehavior) {
-        // Busy: into the running run (as pi's prompt with streamingBehavior); idle: queued.
-        const outcome = await deliverInput(
-          s,
-          request.auth.org,
-          projectId,
-          id,
-          session.activeRun,
-          input,
-          body.streamingBehavior,
-          rawKey,
-        );
-        return { ok: true as const, ...outcome };
+      const org = request.auth.org;
+      if (!body.streamingBehavior) {
+        // The common path: the org's queue cap is read alongside the session lookup (one round
+        // trip less); a missing session answers 404 whatever the cap says.
+        const [found, cap] = await Promise.allSettled([
+          requireSession(s, org, projectId, id),
+          checkOrgCap(s, org),
+        ]);
+        if (found.status === "rejected") throw found.reason;
+        if (cap.status === "rejected") throw cap.reason;
+        const run = await enqueuePrompt(s, org, projectId, id, input, rawKey, true);
+        return { ok: true as const, ...run };
       }
-      const run = await enqueuePrompt(s, request.auth.org, projectId, id, input, rawKey);
-      return { ok: true as const, ...run };
+      // Busy: into the running run (as pi's prompt with streamingBehavior); idle: queued.
+      const session = await requireSession(s, org, projectId, id);
+      const outcome = await deliverInput(
+        s,
+        org,
+        projectId,
+        id,
+        session.activeRun,
+        input,
+        body.streamingBehavior,
+        rawKey,
+      );
+      return { ok: true as const, ...outcome };
     },
   );
 
