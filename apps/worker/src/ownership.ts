@@ -6,7 +6,7 @@
  * which takes the expired lease over. The lease — not the job — is the authority for fencing.
  */
 
-import { type OwnJobData, ownJobOptions, queueOptions } from "@pi-fleet/queue";
+import { type OwnJobData, ownJobOptions, projectQueueOptions, queueOptions } from "@pi-fleet/queue";
 import { type Job, Queue, Worker } from "bullmq";
 import { ProjectRunner, type StopReason } from "./project-runner.ts";
 import type { WorkerContext } from "./worker-context.ts";
@@ -181,7 +181,7 @@ export class Ownership {
     try {
       const q = new Queue(this.ctx.keys.projectTag(data.org, data.project), {
         connection: this.ctx.bullmq,
-        ...queueOptions(this.ctx.keys.queuePrefix),
+        ...projectQueueOptions(this.ctx.keys.queuePrefix),
       });
       const counts = await q.getJobCounts("active", "wait", "delayed", "prioritized");
       await q.close();

@@ -9,7 +9,7 @@
 
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
-import { isHeavyRunJob, queueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
+import { isHeavyRunJob, projectQueueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { RunExecutor } from "./run-executor.ts";
 import { WorkerSessionFiles } from "./session-files.ts";
@@ -65,7 +65,7 @@ export class ProjectRunner {
     this.executor = new RunExecutor(ctx, lease, this.host, new SessionGate(ctx.events));
     this.queue = new Queue<RunJobData>(ctx.keys.projectTag(lease.org, lease.project), {
       connection: ctx.bullmq,
-      ...queueOptions(ctx.keys.queuePrefix),
+      ...projectQueueOptions(ctx.keys.queuePrefix),
     });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -86,7 +86,7 @@ export class ProjectRunner {
       async (job, token) => this.process(job, token),
       {
         connection: this.ctx.bullmq,
-        ...queueOptions(this.ctx.keys.queuePrefix),
+        ...projectQueueOptions(this.ctx.keys.queuePrefix),
         concurrency: this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS,
         lockDuration: Math.max(this.ctx.env.PI_FLEET_LEASE_TTL_MS, 1000),
         stalledInterval: Math.max(250, Math.floor(this.ctx.env.PI_FLEET_LEASE_TTL_MS / 3)),

@@ -66,6 +66,17 @@ export function queueOptions(prefix: string): Omit<QueueOptions, "connection"> {
   return { prefix, streams: { events: { maxLen: 100 } } };
 }
 
+/**
+ * Options for the per-project run queues and their consumers, which are created on the dispatch
+ * path (a prompt for a project this gateway has not queued to yet; an owner taking a project).
+ * BullMQ otherwise sends `INFO` and parses it for every Queue/Worker object to check the Redis
+ * version — a round trip on the cold path each time. The process's long-lived queues (dispatch,
+ * maintenance: {@link queueOptions}) check the same server once at startup.
+ */
+export function projectQueueOptions(prefix: string): Omit<QueueOptions, "connection"> {
+  return { ...queueOptions(prefix), skipVersionCheck: true };
+}
+
 /** Name of the queue any worker consumes for housekeeping (file removal after deletions). */
 export const MAINTENANCE_QUEUE = "maintenance";
 

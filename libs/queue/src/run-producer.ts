@@ -6,7 +6,14 @@
 import type { Keys, Redis } from "@pi-fleet/redis";
 import { Queue } from "bullmq";
 import type { MaintenanceJobData, OwnJobData, RunJobData } from "./jobs.ts";
-import { isHeavyRunJob, MAINTENANCE_QUEUE, ownJobOptions, queueOptions, runJobOptions } from "./jobs.ts";
+import {
+  isHeavyRunJob,
+  MAINTENANCE_QUEUE,
+  ownJobOptions,
+  projectQueueOptions,
+  queueOptions,
+  runJobOptions,
+} from "./jobs.ts";
 
 /** Enqueues runs for any project. */
 export class RunProducer {
@@ -37,7 +44,7 @@ export class RunProducer {
     if (!q) {
       q = new Queue<RunJobData>(name, {
         connection: this.connection,
-        ...queueOptions(this.keys.queuePrefix),
+        ...projectQueueOptions(this.keys.queuePrefix),
       });
       this.queues.set(name, q);
     }
