@@ -19,30 +19,18 @@ export interface QueuedRun {
 }
 
 /**
- * Refuses a prompt (429 PF_ERR_QUEUE_FULL) when the org already has PI_FLEET_ORG_MAX_QUEUED open
- * runs. The plain count is one ZCARD; only at the cap is the index repaired (entries whose run
- * ended are dropped) and counted again, so a lost index update can never lock an org out.
- * Concurrent prompts may pass the check together and overshoot the cap by as many: a soft cap.
- * Callers on the latency path run it alongside their session lookup and pass `orgCapChecked` to
- * {@link enqueuePrompt}.
- * @throws ApiError 429 PF_ERR_QUEUE_FULL at the cap
- */
-export async function checkOrgCap(s: GatewayServices, org: string): Promise<void> {
-  const cap = s.env.PI_FLEET_ORG_MAX_QUEUED;
-  if (cap === 0) return;
-  if ((await s.events.orgOpenRuns(org)) < cap) return;
-  if ((await s.events.orgOpenRuns(org, { repair: true })) < cap) return;
-  throw new ApiError("PF_ERR_QUEUE_FULL", `the org has ${cap} queued or running runs`);
-}
-
-/**
  * Enqueues `input` (text and images, already validated: see prompt-input.ts) as a new run of the
  * session, or returns the run an idempotency key already names. Images travel inline in the
  * BullMQ job (bounded by PI_FLEET_MAX_IMAGES × PI_FLEET_MAX_IMAGE_BYTES; such jobs are not kept
  * once done, see `runJobOptions`).
- * @param orgCapChecked the caller already ran {@link checkOrgCap} for this request
- * @throws ApiError 404 when the session vanished; 429 at a queue cap; the Redis/queue error when
- *   enqueueing failed
+ *
+ * Caps (429 PF_ERR_QUEUE_FULL, nothing written): PI_FLEET_PROJECT_MAX_QUEUED open runs of the
+ * project and PI_FLEET_ORG_MAX_QUEUED of the org, both checked inside the enqueue script. The org
+ * count is an index that a crash between a run's end and its removal can leave stale, so at the
+ * org cap the index is repaired (ended runs dropped) and the enqueue tried once more: a lost
+ * update can never lock an org out.
+ * @throws ApiError 404 when the session does not exist; 429 at a queue cap; the Redis/queue error
+ *   when enqueueing failed
  */
 export async function enqueuePrompt(
   s: GatewayServices,
@@ -51,22 +39,29 @@ export async function enqueuePrompt(
   sessionId: string,
   input: UserInput,
   idempotencyKey?: string,
-  orgCapChecked = false,
 ): Promise<QueuedRun> {
   const { text, images } = input;
   const ref = { org, project: projectId, session: sessionId };
   const digest = idempotencyKey
     ? createHash("sha256").update(idempotencyKey).digest("hex").slice(0, 32)
     : undefined;
-  if (!orgCapChecked) await checkOrgCap(s, org);
-  let result: Awaited<ReturnType<typeof s.events.enqueueRun>>;
-  try {
-    result = await s.events.enqueueRun(ref, randomUUID(), {
+  const enqueue = () =>
+    s.events.enqueueRun(ref, randomUUID(), {
       idempotencyDigest: digest,
       firstMessage: text.slice(0, 200),
       promptChars: text.length,
       maxOpenRuns: s.env.PI_FLEET_PROJECT_MAX_QUEUED,
+      maxOrgOpenRuns: s.env.PI_FLEET_ORG_MAX_QUEUED,
     });
+  let result: Awaited<ReturnType<typeof s.events.enqueueRun>>;
+  try {
+    try {
+      result = await enqueue();
+    } catch (err) {
+      if (!(err instanceof QueueFullError && err.scope === "org")) throw err;
+      await s.events.orgOpenRuns(org, { repair: true });
+      result = await enqueue();
+    }
   } catch (err) {
     if (err instanceof MissingRecordError) throw new ApiError("PF_ERR_SESSION_NOT_FOUND");
     if (err instanceof QueueFullError) throw new ApiError("PF_ERR_QUEUE_FULL", err.message);
@@ -77,9 +72,6 @@ export async function enqueuePrompt(
     if (!existing) throw new ApiError("PF_ERR_RUN_NOT_FOUND", "the run of this Idempotency-Key expired");
     return { runId: existing.id, offset: offsetBefore(existing.queuedOffset), position: existing.position };
   }
-  // The org index (PI_FLEET_ORG_MAX_QUEUED) is updated alongside the queue add, not before it: it
-  // is a soft count (a lost entry only undercounts until the run ends).
-  const tracked = s.events.trackOrgRun(org, projectId, result.runId).catch(() => undefined);
   try {
     await s.producer.enqueue({
       org,
@@ -92,7 +84,6 @@ export async function enqueuePrompt(
       enqueuedAtNs: process.hrtime.bigint().toString(),
       enqueuedAtMs: Date.now(),
     });
-    await tracked;
   } catch (err) {
     // The job never reached the queue: close the run so nobody waits for it.
     const error = "could not enqueue the run";

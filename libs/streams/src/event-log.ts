@@ -15,7 +15,7 @@ const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
 const script = (name: string, keys: number) =>
   new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
 const APPEND = script("append-events", 4);
-const ENQUEUE = script("enqueue-run", 10);
+const ENQUEUE = script("enqueue-run", 11);
 const TRANSITION = script("transition-run", 9);
 const START = script("start-run", 8);
 
@@ -55,9 +55,16 @@ export class FencedError extends Error {
   override readonly name = "FencedError";
 }
 
-/** The project's cap on open runs is reached (`enqueueRun` wrote nothing). */
+/** The project's or the org's cap on open runs is reached (`enqueueRun` wrote nothing). */
 export class QueueFullError extends Error {
   override readonly name = "QueueFullError";
+  /** Whose cap: the project's (exact count) or the org's (an index the caller may repair). */
+  readonly scope: "project" | "org";
+
+  constructor(scope: "project" | "org", message: string) {
+    super(message);
+    this.scope = scope;
+  }
 }
 
 /** Thrown when a run or session record a script needs does not exist. */
@@ -237,10 +244,14 @@ export class EventLog {
   }
 
   /**
-   * Records a queued run and appends `run_queued` (gateway side, unfenced).
+   * Records a queued run and appends `run_queued` (gateway side, unfenced), checking the project's
+   * and the org's caps and adding the run to the org's open-runs index (`Keys.orgQueued`, member
+   * `<project>/<runId>`; terminal transitions remove it) in the same script.
    * @param idempotencyDigest digest of the client's `Idempotency-Key`, if any (24 h window)
    * @throws MissingRecordError when the session does not exist
-   * @throws QueueFullError when the project already has `maxOpenRuns` open runs (nothing written)
+   * @throws QueueFullError when the project has `maxOpenRuns` open runs, or the org index counts
+   *   `maxOrgOpenRuns` (scope "org": the index may hold stale members, see {@link orgOpenRuns});
+   *   nothing written
    */
   async enqueueRun(
     ref: SessionRef,
@@ -252,6 +263,8 @@ export class EventLog {
       now?: number;
       /** Most open (queued + running) runs the project may have; 0/absent = no cap. */
       maxOpenRuns?: number;
+      /** Most open runs the org's index may count (see {@link orgOpenRuns}); 0/absent = no cap. */
+      maxOrgOpenRuns?: number;
     },
   ): Promise<EnqueueResult> {
     const { org, project, session } = ref;
@@ -268,6 +281,7 @@ export class EventLog {
       this.keys.activityStream(org, project),
       this.keys.activityMeta(org, project),
       this.keys.projectOpenRuns(org, project),
+      this.keys.orgQueued(org),
     ];
     const args = [
       runId,
@@ -282,6 +296,8 @@ export class EventLog {
       opts.promptChars,
       this.keys.activityChannel(org, project),
       opts.maxOpenRuns ?? 0,
+      opts.maxOrgOpenRuns ?? 0,
+      `${project}/${runId}`,
     ];
     let res: unknown[];
     try {
@@ -290,7 +306,10 @@ export class EventLog {
       if (err instanceof Error && err.message.includes("NOSESSION"))
         throw new MissingRecordError("no such session");
       if (err instanceof Error && err.message.includes("QUEUEFULL")) {
-        throw new QueueFullError(`the project has ${opts.maxOpenRuns} queued or running runs`);
+        throw new QueueFullError("project", `the project has ${opts.maxOpenRuns} queued or running runs`);
+      }
+      if (err instanceof Error && err.message.includes("ORGFULL")) {
+        throw new QueueFullError("org", `the org has ${opts.maxOrgOpenRuns} queued or running runs`);
       }
       throw err;
     }
@@ -470,7 +489,10 @@ export class EventLog {
     const firstRow = ((res[2]?.[1] ?? []) as Rows)[0];
     // XINFO fails on a missing key: nothing was ever trimmed from a stream that does not exist.
     const info = res[3]?.[0] ? [] : ((res[3]?.[1] as unknown[]) ?? []);
-    const field = (name: string) => Number(info[info.indexOf(name) + 1] ?? 0);
+    const field = (name: string) => {
+      const i = info.indexOf(name);
+      return i >= 0 ? Number(info[i + 1]) : 0;
+    };
     return {
       entries: rows.map(([id, fields]) => ({ id, data: fieldValue(fields) })),
       afterExists: start === "-" || exact.length > 0,
@@ -505,14 +527,6 @@ export class EventLog {
   async deleteActivity(org: string, project: string): Promise<void> {
     const a = this.address({ org, project, activity: true });
     await this.redis.del(a.stream, a.meta, this.keys.projectOpenRuns(org, project));
-  }
-
-  /**
-   * Adds a queued run to the org's open-runs index (`Keys.orgQueued`, member `<project>/<runId>`),
-   * the count behind `PI_FLEET_ORG_MAX_QUEUED`. Terminal transitions remove it again.
-   */
-  async trackOrgRun(org: string, project: string, runId: string, now = Date.now()): Promise<void> {
-    await this.redis.zadd(this.keys.orgQueued(org), String(now), `${project}/${runId}`);
   }
 
   /**

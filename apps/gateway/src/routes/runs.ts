@@ -17,7 +17,7 @@ import {
 import type { RunRecord } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import { deliverInput } from "../deliver.ts";
-import { checkOrgCap, enqueuePrompt } from "../enqueue.ts";
+import { enqueuePrompt } from "../enqueue.ts";
 import { requireSession } from "../lookups.ts";
 import { effectiveSettings } from "../model-settings.ts";
 import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
@@ -81,16 +81,17 @@ export async function runRoutes(app: FastifyInstance): Promise<void> {
       }
       const org = request.auth.org;
       if (!body.streamingBehavior) {
-        // The common path: the org's queue cap is read alongside the session lookup (one round
-        // trip less); a missing session answers 404 whatever the cap says.
-        const [found, cap] = await Promise.allSettled([
-          requireSession(s, org, projectId, id),
-          checkOrgCap(s, org),
-        ]);
-        if (found.status === "rejected") throw found.reason;
-        if (cap.status === "rejected") throw cap.reason;
-        const run = await enqueuePrompt(s, org, projectId, id, input, rawKey, true);
-        return { ok: true as const, ...run };
+        // The common path, one script: the enqueue checks that the session exists (and the caps).
+        // Only a refusal looks the ids up, so that a missing project answers as such.
+        try {
+          const run = await enqueuePrompt(s, org, projectId, id, input, rawKey);
+          return { ok: true as const, ...run };
+        } catch (err) {
+          if (err instanceof ApiError && err.code === "PF_ERR_SESSION_NOT_FOUND") {
+            await requireSession(s, org, projectId, id);
+          }
+          throw err;
+        }
       }
       // Busy: into the running run (as pi's prompt with streamingBehavior); idle: queued.
       const session = await requireSession(s, org, projectId, id);
