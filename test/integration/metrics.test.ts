@@ -140,6 +140,20 @@ describe("open mode", () => {
     await waitFor(async () => sample((await scrape(metricsUrl)).text, "pifleet_ws_connections") === 0);
   });
 
+  it("tracks open pi RPC sockets apart from /v1/ws", async () => {
+    const metricsUrl = `${stack.gateway.url}/metrics`;
+    const url = `${stack.gateway.url.replace("http", "ws")}/v1/projects/obs/sessions/${session}/rpc`;
+    const rpc = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      rpc.addEventListener("open", () => resolve());
+      rpc.addEventListener("error", () => reject(new Error("rpc socket failed")));
+    });
+    await waitFor(async () => sample((await scrape(metricsUrl)).text, "pifleet_rpc_connections") === 1);
+    expect(sample((await scrape(metricsUrl)).text, "pifleet_ws_connections")).toBe(0);
+    rpc.close();
+    await waitFor(async () => sample((await scrape(metricsUrl)).text, "pifleet_rpc_connections") === 0);
+  });
+
   it("puts the run's ids on every line logged during the run, once, secrets redacted", async () => {
     expect(runId).not.toBe("");
     const parsed = lines.map((line) => ({ line, json: JSON.parse(line) as Record<string, unknown> }));

@@ -42,6 +42,8 @@ export class GatewayMetrics {
   readonly lagging: Record<Transport, number> = { sse: 0, ws: 0 };
   /** Open `/v1/ws` sockets. */
   wsConnections = 0;
+  /** Open pi RPC sockets (`…/sessions/{id}/rpc`). */
+  rpcConnections = 0;
   private readonly runs: Record<string, number> = Object.fromEntries(
     TERMINAL_RUN_STATUSES.map((s) => [s, 0]),
   );
@@ -83,6 +85,14 @@ export class GatewayMetrics {
       registers: [registry],
       collect() {
         this.set(self.wsConnections);
+      },
+    });
+    new Gauge({
+      name: `${P}rpc_connections`,
+      help: "Open pi RPC WebSockets (…/sessions/{id}/rpc) on this gateway.",
+      registers: [registry],
+      collect() {
+        this.set(self.rpcConnections);
       },
     });
     deltaCounter(

@@ -96,9 +96,11 @@ export async function rpcRoutes(app: FastifyInstance): Promise<void> {
       );
       const open = connection;
       openRpcSockets.add(open);
+      s.metrics.rpcConnections++;
       socket.on("close", () => {
         release();
         openRpcSockets.delete(open);
+        s.metrics.rpcConnections--;
       });
     },
   });
