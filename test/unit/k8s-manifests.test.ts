@@ -144,6 +144,24 @@ describe.skipIf(!HAS_KUBECTL)("k8s manifests", () => {
       expect(envOf(wk, "HOST")?.value).toBe("0.0.0.0");
     });
 
+    it("exposes /metrics for scrapers: the gateway's PI_FLEET_METRICS_PORT and the worker's probe port, annotated", () => {
+      const cfg = config(docs());
+      const gw = container(gateway(), "gateway");
+      expect(portNumber(gw, "metrics")).toBe(Number(cfg.PI_FLEET_METRICS_PORT));
+      expect(Number(cfg.PI_FLEET_METRICS_PORT)).not.toBe(Number(cfg.PORT));
+      const wk = container(worker(), "worker");
+      for (const [d, port] of [
+        [gateway(), cfg.PI_FLEET_METRICS_PORT],
+        [worker(), cfg.PI_FLEET_WORKER_PORT],
+      ] as const) {
+        const a = d.spec?.template.metadata?.annotations ?? {};
+        expect(a["prometheus.io/scrape"]).toBe("true");
+        expect(a["prometheus.io/port"]).toBe(port);
+        expect(a["prometheus.io/path"]).toBe("/metrics");
+      }
+      expect(portNumber(wk, "health")).toBe(Number(cfg.PI_FLEET_WORKER_PORT));
+    });
+
     it("hardens every container (non-root as the image's uid, no escalation, read-only root, no capabilities, RuntimeDefault seccomp)", () => {
       const workloads = [
         ...all<IDeployment>(docs(), "Deployment"),
@@ -254,7 +272,7 @@ describe.skipIf(!HAS_KUBECTL)("k8s manifests", () => {
       expect(gateway().spec?.replicas).toBe(hpa.spec?.minReplicas);
     });
 
-    it("denies ingress by default and opens only the gateway's port and the worker's probe port", () => {
+    it("denies ingress by default and opens only the gateway's HTTP and metrics ports and the worker's probe port", () => {
       const policies = all<INetworkPolicy>(docs(), "NetworkPolicy");
       const deny = policies.find((p) => Object.keys(p.spec?.podSelector ?? {}).length === 0);
       expect(deny?.spec?.policyTypes).toEqual(["Ingress"]);
@@ -263,7 +281,10 @@ describe.skipIf(!HAS_KUBECTL)("k8s manifests", () => {
         policies.find((p) => p.spec?.podSelector?.matchLabels?.["app.kubernetes.io/component"] === component);
       const gw = container(gateway(), "gateway");
       const gwPorts = bySelector("gateway")?.spec?.ingress?.flatMap((r) => r.ports ?? []) ?? [];
-      expect(gwPorts.map((p) => portNumber(gw, p.port))).toEqual([Number(config(docs()).PORT)]);
+      expect(gwPorts.map((p) => portNumber(gw, p.port))).toEqual([
+        Number(config(docs()).PORT),
+        Number(config(docs()).PI_FLEET_METRICS_PORT),
+      ]);
       const wk = container(worker(), "worker");
       const wkPorts = bySelector("worker")?.spec?.ingress?.flatMap((r) => r.ports ?? []) ?? [];
       expect(wkPorts.map((p) => portNumber(wk, p.port))).toEqual([
