@@ -8,6 +8,7 @@
 
 import { type OwnJobData, ownJobOptions, projectQueueOptions, queueOptions } from "@pi-fleet/queue";
 import { type Job, Queue, Worker } from "bullmq";
+import { EagerStart } from "./eager-start.ts";
 import { ProjectRunner, type StopReason } from "./project-runner.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
@@ -62,14 +63,22 @@ export class Ownership {
   /** Starts taking "own" jobs. */
   start(): void {
     const ttl = this.ctx.env.PI_FLEET_LEASE_TTL_MS;
-    const worker = new Worker<OwnJobData>(this.ctx.keys.dispatchQueue, (job) => this.own(job), {
-      connection: this.ctx.bullmq,
-      ...queueOptions(this.ctx.keys.queuePrefix),
-      concurrency: this.ctx.env.PI_FLEET_MAX_PROJECTS,
-      lockDuration: Math.max(ttl, 1000),
-      stalledInterval: Math.max(250, Math.floor(ttl / 3)),
-      maxStalledCount: 1_000_000,
-    });
+    // At most PI_FLEET_MAX_PROJECTS "own" jobs (owned projects) at once; an idle consumer starts a
+    // fetched one without BullMQ's look-ahead fetch first (eager-start.ts).
+    const eager = new EagerStart(this.ctx.env.PI_FLEET_MAX_PROJECTS);
+    const worker = new Worker<OwnJobData>(
+      this.ctx.keys.dispatchQueue,
+      eager.wrap((job) => this.own(job)),
+      {
+        connection: this.ctx.bullmq,
+        ...queueOptions(this.ctx.keys.queuePrefix),
+        concurrency: eager.initial,
+        lockDuration: Math.max(ttl, 1000),
+        stalledInterval: Math.max(250, Math.floor(ttl / 3)),
+        maxStalledCount: 1_000_000,
+      },
+    );
+    eager.attach(worker);
     worker.on("completed", (job) => this.track(this.recheck(job.data)));
     worker.on("failed", (job) => job && this.track(this.recheck(job.data)));
     worker.on("error", (err) => this.ctx.logger.warn({ err: err.message }, "dispatch worker error"));

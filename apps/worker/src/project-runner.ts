@@ -11,6 +11,7 @@ import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
 import { isHeavyRunJob, projectQueueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
+import { EagerStart } from "./eager-start.ts";
 import { RunExecutor } from "./run-executor.ts";
 import { WorkerSessionFiles } from "./session-files.ts";
 import { SessionGate } from "./session-gate.ts";
@@ -81,13 +82,16 @@ export class ProjectRunner {
   /** Reconciles the previous owner's runs and starts consuming the project queue. */
   async start(): Promise<void> {
     await this.reconcile();
+    // Up to PI_FLEET_PROJECT_MAX_RUNS runs at once; a run reaching an idle project starts without
+    // BullMQ's look-ahead fetch first (eager-start.ts).
+    const eager = new EagerStart(this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS);
     const worker = new Worker<RunJobData>(
       this.ctx.keys.projectTag(this.org, this.project),
-      async (job, token) => this.process(job, token),
+      eager.wrap((job: Job<RunJobData>, token?: string) => this.process(job, token)),
       {
         connection: this.ctx.bullmq,
         ...projectQueueOptions(this.ctx.keys.queuePrefix),
-        concurrency: this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS,
+        concurrency: eager.initial,
         lockDuration: Math.max(this.ctx.env.PI_FLEET_LEASE_TTL_MS, 1000),
         stalledInterval: Math.max(250, Math.floor(this.ctx.env.PI_FLEET_LEASE_TTL_MS / 3)),
         maxStalledCount: 0,
@@ -100,6 +104,7 @@ export class ProjectRunner {
     worker.on("error", (err) =>
       this.ctx.logger.warn({ err: err.message, project: this.project }, "project worker error"),
     );
+    eager.attach(worker);
     this.worker = worker;
     void worker.run();
   }
