@@ -1,5 +1,6 @@
 // Helpers for reading pi-fleet wire events off an SSE connection (testkit `openSse`).
 
+import { RUN_END_EVENT_TYPES } from "@pi-fleet/contracts";
 import type { SseConnection, SseEvent } from "@pi-fleet/testkit";
 
 /** A wire event as JSON: `type` always, `runId` on fleet events, anything else per type. */
@@ -26,20 +27,11 @@ export function typeOf(e: SseEvent): string | undefined {
   return typeof t === "string" ? t : undefined;
 }
 
-/** Terminal run events (API.md "Runs"). */
-export const RUN_END_TYPES: ReadonlySet<string> = new Set([
-  "run_finished",
-  "run_failed",
-  "run_aborted",
-  "run_interrupted",
-  "run_cancelled",
-]);
-
 /** Predicate: the event ends run `runId`. */
 export function endsRun(runId: string): (e: SseEvent) => boolean {
   return (e) => {
     const t = typeOf(e);
-    return t !== undefined && RUN_END_TYPES.has(t) && (e.json as WireEvent).runId === runId;
+    return t !== undefined && RUN_END_EVENT_TYPES.has(t) && (e.json as WireEvent).runId === runId;
   };
 }
 

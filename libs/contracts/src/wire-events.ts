@@ -70,3 +70,8 @@ export function terminalEventType(status: RunStatus): FleetEventType | undefined
       return undefined;
   }
 }
+
+/** The fleet events that end a run: one per terminal status (`terminalEventType`). */
+export const RUN_END_EVENT_TYPES: ReadonlySet<string> = new Set(
+  TERMINAL_RUN_STATUSES.flatMap((status) => terminalEventType(status) ?? []),
+);

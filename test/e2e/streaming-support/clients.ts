@@ -9,6 +9,7 @@
 // gaps, duplicates and differences between what a client got and that replay.
 
 import { request as httpRequest, type IncomingMessage } from "node:http";
+import { RUN_END_EVENT_TYPES } from "@pi-fleet/contracts";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { compareOffsets, EventLog } from "@pi-fleet/streams";
 import { api } from "../../support/http.ts";
@@ -168,7 +169,7 @@ export class Follower {
 
   /** True once the terminal event of `runId` arrived. */
   hasRunEnd(runId: string): boolean {
-    return this.received.some((r) => r.runId === runId && RUN_END_TYPES.has(r.type));
+    return this.received.some((r) => r.runId === runId && RUN_END_EVENT_TYPES.has(r.type));
   }
 
   private wake(): void {
@@ -365,15 +366,6 @@ export class Follower {
     });
   }
 }
-
-/** Terminal run events. */
-export const RUN_END_TYPES: ReadonlySet<string> = new Set([
-  "run_finished",
-  "run_failed",
-  "run_aborted",
-  "run_interrupted",
-  "run_cancelled",
-]);
 
 /** A session's whole retained stream, and how often the reader's connection was cut. */
 export interface Replay {

@@ -66,15 +66,6 @@ export const FLEET_EVENT_TYPES: ReadonlySet<string> = new Set(
   Object.values(FLEET_EVENTS).map((schema) => schema.properties.type.const as string),
 );
 
-/** Fleet events that end a run (see RpcConnection for when one reaches the client). */
-export const RUN_END_TYPES: ReadonlySet<string> = new Set([
-  "run_finished",
-  "run_failed",
-  "run_aborted",
-  "run_interrupted",
-  "run_cancelled",
-]);
-
 /** pi's error when a prompt arrives while the agent streams (AgentSession.prompt, 0.87.1). */
 export const ALREADY_PROCESSING =
   "Agent is already processing. Specify streamingBehavior ('steer' or 'followUp') to queue the message.";

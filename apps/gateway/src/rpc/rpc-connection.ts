@@ -25,6 +25,7 @@
  * - `prompt`, `steer`, `follow_up`, `abort` and the session-changing commands are handled in
  *   arrival order; every other command runs at once (pi handles each line as it arrives too).
  */
+import { RUN_END_EVENT_TYPES } from "@pi-fleet/contracts";
 import { type StreamEntry, StreamSubscription } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
@@ -47,7 +48,6 @@ import {
   type RouteCall,
   type RpcCommand,
   type RpcRecord,
-  RUN_END_TYPES,
   routeErrorText,
   rpcError,
   rpcSuccess,
@@ -416,7 +416,7 @@ export class RpcConnection {
       this.current = { runId: event.runId, agentEnded: false, settled: false };
       return;
     }
-    if (RUN_END_TYPES.has(type)) {
+    if (RUN_END_EVENT_TYPES.has(type)) {
       this.runEnded(event, entry.data);
       return;
     }
