@@ -1054,7 +1054,8 @@ async function main(): Promise<Results> {
     HOST: "127.0.0.1",
     WORKSPACE_DIR: join(home, "workspace"),
     PI_FLEET_KEY_PREFIX: PREFIX,
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
+    ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
   };
   log("starting the gateway and two workers …");
   await startGateway();

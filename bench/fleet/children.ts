@@ -5,6 +5,8 @@
  * the bench process itself dies without running its hooks (e.g. SIGKILL).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
+import { join } from "node:path";
 import { log, nowNs } from "./util.ts";
 
 /** A running (or exited) child. */
@@ -59,7 +61,8 @@ function spawnWatchdog(pid: number): ChildProcess {
 
 /**
  * Spawns `node --conditions=@pi-fleet/source <entry>` in `cwd` with exactly `env` (plus nothing
- * inherited), stdout/stderr captured.
+ * inherited), stdout/stderr captured (the last 40 lines kept for errors; every line also appended
+ * to `$BENCH_LOG_DIR/<name>.log` when that directory is set, e.g. with `LOG_LEVEL=debug`).
  */
 export function spawnNode(name: string, entry: string, cwd: string, env: NodeJS.ProcessEnv): Child {
   const proc = spawn(process.execPath, ["--conditions=@pi-fleet/source", entry], {
@@ -68,7 +71,9 @@ export function spawnNode(name: string, entry: string, cwd: string, env: NodeJS.
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
+  const logDir = process.env.BENCH_LOG_DIR;
   const keep = (chunk: Buffer): void => {
+    if (logDir) appendFileSync(join(logDir, `${name}.log`), chunk);
     for (const line of chunk.toString("utf8").split("\n")) {
       if (line.trim() === "") continue;
       lines.push(line);
