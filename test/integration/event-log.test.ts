@@ -102,6 +102,37 @@ describe("fencing", () => {
     expect(res.lease.held).toBe(false);
     expect(lostReason).toMatch(/taken over|expired/);
   });
+
+  it("tells the next owner whether the previous ownership ended with a clean release", async () => {
+    const a = new LeaseManager(redis, keys, "worker-a", 300);
+    const b = new LeaseManager(redis, keys, "worker-b", 300);
+    const take = async (m: LeaseManager) => {
+      const res = await m.acquire("acme", "handoff");
+      if (!("lease" in res)) throw new Error("expected to acquire");
+      return res.lease;
+    };
+    // The first ownership ever has nothing before it.
+    const first = await take(a);
+    expect([first.epoch, first.previousClean]).toEqual([1, true]);
+    await first.release(true);
+    const second = await take(b);
+    expect([second.epoch, second.previousClean]).toEqual([2, true]);
+    // A release that left something behind (a run it could not record) is not clean …
+    await second.release(false);
+    const third = await take(a);
+    expect([third.epoch, third.previousClean]).toEqual([3, false]);
+    // … nor is a lease that expired (its owner died): the marker still names epoch 2, not 3.
+    await redis.pexpire(keys.lease("acme", "handoff"), 1);
+    await waitFor(async () => (await redis.exists(keys.lease("acme", "handoff"))) === 0, { timeoutMs: 2000 });
+    const fourth = await take(b);
+    expect([fourth.epoch, fourth.previousClean]).toEqual([4, false]);
+    // A holder that lost its lease cannot mark its release clean: the compare-and-delete fails.
+    await redis.set(keys.lease("acme", "handoff"), "intruder:99", "PX", 200);
+    await fourth.release(true);
+    expect(await redis.get(keys.leaseClean("acme", "handoff"))).toBe("1");
+    await waitFor(async () => (await redis.exists(keys.lease("acme", "handoff"))) === 0, { timeoutMs: 2000 });
+    expect((await take(a)).previousClean).toBe(false);
+  });
 });
 
 describe("run transitions", () => {

@@ -154,7 +154,7 @@ export class Ownership {
     });
     try {
       await runner.start();
-      log.info("project owned");
+      log.info({ previousRelease: lease.previousClean ? "clean" : "reconciled" }, "project owned");
       await this.ctx.redis
         .publish(this.ctx.keys.ownerAnnounce(org, project), this.ctx.workerId)
         .catch(() => 0);
@@ -163,7 +163,7 @@ export class Ownership {
       // A yielded project had nothing running; a run that slipped in meanwhile may still finish.
       await runner.close(reason, reason === "yielded" ? performance.now() + 30_000 : this.drainDeadline);
       this.runners.delete(key(org, project));
-      await lease.release();
+      await lease.release(runner.leftClean);
       log.info({ reason }, "project released");
       ended();
     }

@@ -4,7 +4,8 @@
  * It exists exactly as long as the project lease. On start it reconciles what a previous owner
  * left: runs still marked `running` under an older epoch become `run_interrupted` (never re-run),
  * and the previous owner's stalled jobs are failed by BullMQ (`maxStalledCount: 0`) and handled
- * the same way, or re-queued if they never started.
+ * the same way, or re-queued if they never started. After a clean release (the lease says so)
+ * there is nothing to reconcile and the consumer starts at once (docs/leases.md).
  */
 
 import type { ProjectLease } from "@pi-fleet/leases";
@@ -24,7 +25,6 @@ const THROTTLE_RETRY_MS = 500;
 
 const MODEL_COMMANDS = new Set(["set_model", "cycle_model", "set_thinking_level", "cycle_thinking_level"]);
 
-/** Why a runner stopped. */
 /**
  * Why an ownership ended: the lease was lost, the project went idle, the worker shuts down, or
  * the owner yielded it because its org is at its run quota (so other orgs' projects get owners).
@@ -47,6 +47,10 @@ export class ProjectRunner {
   private resolveDone!: (reason: StopReason) => void;
   /** Resolves when the runner should end; the owner then closes it. */
   readonly done: Promise<StopReason>;
+  /** Whether what earlier owners left was reconciled completely (or there was nothing to do). */
+  private reconciled = false;
+  /** Whether the last close() completed every step in time (set by close). */
+  private closedInTime = false;
 
   /**
    * @param shouldYield asked when a run is throttled by its org's quota and nothing of this project
@@ -79,9 +83,12 @@ export class ProjectRunner {
     });
   }
 
-  /** Reconciles the previous owner's runs and starts consuming the project queue. */
+  /**
+   * Reconciles the previous owner's runs (skipped after a clean release: nothing to do) and starts
+   * consuming the project queue.
+   */
   async start(): Promise<void> {
-    await this.reconcile();
+    this.reconciled = this.lease.previousClean || (await this.reconcile());
     // Up to PI_FLEET_PROJECT_MAX_RUNS runs at once; a run reaching an idle project starts without
     // BullMQ's look-ahead fetch first (eager-start.ts).
     const eager = new EagerStart(this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS);
@@ -189,10 +196,22 @@ export class ProjectRunner {
       }
     }
     this.stop(reason);
-    await bounded(this.executor.abortAll(reason === "lost" ? "lease_lost" : reason), 10_000);
-    if (worker) await closeBounded(worker);
-    await bounded(this.queue.close(), 2000);
-    await bounded(this.host.close(), 10_000);
+    const steps = [await bounded(this.executor.abortAll(reason === "lost" ? "lease_lost" : reason), 10_000)];
+    if (worker) steps.push(await closeBounded(worker));
+    steps.push(await bounded(this.queue.close(), 2000));
+    steps.push(await bounded(this.host.close(), 10_000));
+    this.closedInTime = steps.every(Boolean);
+  }
+
+  /**
+   * After close(): true when this ownership leaves nothing for the next owner to reconcile —
+   * what earlier owners left was reconciled, every close step finished in time, no run is
+   * running and no job fetched here, and every run started here has its end recorded. The owner
+   * then releases the lease as clean.
+   */
+  get leftClean(): boolean {
+    const e = this.executor;
+    return this.reconciled && this.closedInTime && e.inFlight === 0 && e.active.size === 0 && e.allRecorded;
   }
 
   /**
@@ -272,9 +291,10 @@ export class ProjectRunner {
    * independent, so their checks go out together (a cold start is one round trip per step, not per
    * session: it sits on the cold-dispatch path).
    */
-  private async reconcile(): Promise<void> {
-    const [interrupted] = await Promise.all([this.reconcileSessions(), this.retryFetchedJobs()]);
-    if (interrupted) this.ctx.metrics.failovers.inc();
+  private async reconcile(): Promise<boolean> {
+    const [sessions] = await Promise.all([this.reconcileSessions(), this.retryFetchedJobs()]);
+    if (sessions.interrupted) this.ctx.metrics.failovers.inc();
+    return sessions.complete;
   }
 
   /**
@@ -294,8 +314,11 @@ export class ProjectRunner {
     );
   }
 
-  /** @returns whether a run of an earlier owner was interrupted */
-  private async reconcileSessions(): Promise<boolean> {
+  /**
+   * @returns interrupted: whether a run of an earlier owner was interrupted; complete: false when
+   *   an interruption could not be recorded (the next owner must reconcile again)
+   */
+  private async reconcileSessions(): Promise<{ interrupted: boolean; complete: boolean }> {
     const { org, project } = this;
     const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(org, project), "0", "-1");
     const outcomes = await Promise.all(
@@ -304,18 +327,18 @@ export class ProjectRunner {
           this.ctx.registry.clearPendingUi(org, project, sessionId),
           this.ctx.registry.getSession(org, project, sessionId),
         ]);
-        if (!record?.activeRun) return false;
+        if (!record?.activeRun) return "none";
         const run = await this.ctx.events.getRun(org, project, record.activeRun);
-        if (run?.status !== "running" || run.epoch === this.lease.epoch) return false;
-        await this.interrupt(sessionId, run.id, "worker_lost");
-        return true;
+        if (run?.status !== "running" || run.epoch === this.lease.epoch) return "none";
+        return (await this.interrupt(sessionId, run.id, "worker_lost")) ? "interrupted" : "failed";
       }),
     );
-    return outcomes.includes(true);
+    return { interrupted: outcomes.includes("interrupted"), complete: !outcomes.includes("failed") };
   }
 
-  private async interrupt(sessionId: string, runId: string, reason: string): Promise<void> {
-    await this.ctx.events
+  /** Records a run of an earlier owner `interrupted`; false when that could not be written. */
+  private async interrupt(sessionId: string, runId: string, reason: string): Promise<boolean> {
+    return this.ctx.events
       .transitionRun(
         { org: this.org, project: this.project, session: sessionId },
         runId,
@@ -325,16 +348,25 @@ export class ProjectRunner {
         { type: "run_interrupted", runId, sessionId, reason },
         { reason },
       )
-      .catch((err: Error) => this.ctx.logger.warn({ err: err.message }, "could not mark run interrupted"));
+      .then(
+        () => true,
+        (err: Error) => {
+          this.ctx.logger.warn({ err: err.message }, "could not mark run interrupted");
+          return false;
+        },
+      );
   }
 }
 
 /**
  * `Worker.close()` waits for its blocking connection with no timeout of its own (it hung while
  * Redis was unreachable): give it a moment, then force it — every processor has ended by now.
+ * @returns true when the orderly close finished in time (false after forcing it)
  */
-async function closeBounded(worker: Worker<RunJobData>): Promise<void> {
-  if (!(await bounded(worker.close(), 2000))) await bounded(worker.close(true), 2000);
+async function closeBounded(worker: Worker<RunJobData>): Promise<boolean> {
+  if (await bounded(worker.close(), 2000)) return true;
+  await bounded(worker.close(true), 2000);
+  return false;
 }
 
 /** Waits for `p` at most `ms`; true when it settled (either way) in time. Never rejects. */

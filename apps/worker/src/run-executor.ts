@@ -58,6 +58,13 @@ export class RunExecutor {
   lastActivity = performance.now();
   /** Monotonic start time (ms) of each run in progress, by run id (metrics). */
   private readonly startedAt = new Map<string, number>();
+  /** Runs started here whose end is not recorded in Redis (yet, or because the write failed). */
+  private readonly unrecorded = new Set<string>();
+
+  /** True when every run started here has its end recorded (clean release, see ProjectRunner.leftClean). */
+  get allRecorded(): boolean {
+    return this.unrecorded.size === 0;
+  }
 
   constructor(ctx: WorkerContext, lease: ProjectLease, host: SessionHost, gate: SessionGate) {
     this.ctx = ctx;
@@ -95,6 +102,7 @@ export class RunExecutor {
             { workerId: this.ctx.workerId, epoch: this.lease.epoch },
           );
           if ("offset" in started) {
+            this.unrecorded.add(data.runId);
             this.startedAt.set(data.runId, performance.now());
             this.ctx.metrics.runStarted(data.enqueuedAtMs);
             try {
@@ -265,6 +273,8 @@ export class RunExecutor {
         { ...event, runId: data.runId, sessionId: data.sessionId },
         fields,
       );
+      // Recorded, or no longer `running` (ended by someone else): either way nothing is left open.
+      this.unrecorded.delete(data.runId);
       const t0 = this.startedAt.get(data.runId);
       if ("offset" in res && t0 !== undefined) {
         const seconds = (performance.now() - t0) / 1000;

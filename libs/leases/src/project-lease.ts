@@ -9,9 +9,9 @@ import type { Keys, Redis } from "@pi-fleet/redis";
 import { LuaScript } from "@pi-fleet/redis";
 
 const luaDir = new URL("../lua/", import.meta.url);
-const ACQUIRE = LuaScript.fromFile(luaDir, "acquire", 2);
+const ACQUIRE = LuaScript.fromFile(luaDir, "acquire", 3);
 const RENEW = LuaScript.fromFile(luaDir, "renew", 1);
-const RELEASE = LuaScript.fromFile(luaDir, "release", 1);
+const RELEASE = LuaScript.fromFile(luaDir, "release", 2);
 
 /** Why a lease ended. */
 export type LeaseEnd = "released" | "lost";
@@ -22,8 +22,14 @@ export class ProjectLease {
   readonly project: string;
   readonly token: string;
   readonly epoch: number;
+  /**
+   * True when the ownership before this one ended with a clean release (its owner left no run
+   * running and no job fetched), or there was none: nothing of an earlier owner needs reconciling.
+   */
+  readonly previousClean: boolean;
   private readonly redis: Redis;
   private readonly key: string;
+  private readonly cleanKey: string;
   private readonly ttlMs: number;
   private deadline: number;
   private timer: NodeJS.Timeout | undefined;
@@ -32,19 +38,20 @@ export class ProjectLease {
 
   constructor(
     redis: Redis,
-    key: string,
+    keys: { lease: string; clean: string },
     org: string,
     project: string,
-    token: string,
-    epoch: number,
+    grant: { token: string; epoch: number; previousClean: boolean },
     ttlMs: number,
   ) {
     this.redis = redis;
-    this.key = key;
+    this.key = keys.lease;
+    this.cleanKey = keys.clean;
     this.org = org;
     this.project = project;
-    this.token = token;
-    this.epoch = epoch;
+    this.token = grant.token;
+    this.epoch = grant.epoch;
+    this.previousClean = grant.previousClean;
     this.ttlMs = ttlMs;
     this.deadline = performance.now() + ttlMs - margin(ttlMs);
     this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(ttlMs / 3)));
@@ -84,12 +91,18 @@ export class ProjectLease {
     }
   }
 
-  /** Gives the lease up (compare-and-delete). Safe to call more than once. */
-  async release(): Promise<void> {
+  /**
+   * Gives the lease up (compare-and-delete). Safe to call more than once.
+   * @param clean true when this owner leaves nothing behind (no run running, no job fetched): the
+   *   next owner then skips reconciling (see {@link previousClean}). Pass it only when sure.
+   */
+  async release(clean = false): Promise<void> {
     if (this.ended) return;
     this.ended = "released";
     clearInterval(this.timer);
-    await RELEASE.run(this.redis, [this.key], [this.token]).catch(() => {});
+    await RELEASE.run(this.redis, [this.key, this.cleanKey], [this.token, clean ? this.epoch : ""]).catch(
+      () => {},
+    );
   }
 
   private markLost(reason: string): void {
@@ -130,14 +143,15 @@ export class LeaseManager {
 
   /** Tries once to take the project's lease. */
   async acquire(org: string, project: string): Promise<AcquireResult> {
-    const key = this.keys.lease(org, project);
+    const keys = { lease: this.keys.lease(org, project), clean: this.keys.leaseClean(org, project) };
     const res = (await ACQUIRE.run(
       this.redis,
-      [key, this.keys.epoch(org, project)],
+      [keys.lease, this.keys.epoch(org, project), keys.clean],
       [this.workerId, this.ttlMs],
-    )) as [number, string, number];
+    )) as [number, string, number, number?];
     if (res[0] === 1) {
-      return { lease: new ProjectLease(this.redis, key, org, project, res[1], Number(res[2]), this.ttlMs) };
+      const grant = { token: res[1], epoch: Number(res[2]), previousClean: res[3] === 1 };
+      return { lease: new ProjectLease(this.redis, keys, org, project, grant, this.ttlMs) };
     }
     return { heldBy: res[1], pttlMs: Number(res[2]) };
   }

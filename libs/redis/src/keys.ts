@@ -20,6 +20,11 @@ export interface Keys {
   lease(org: string, project: string): string;
   /** Monotonic epoch counter of a project's lease (no TTL: epochs never repeat). */
   epoch(org: string, project: string): string;
+  /**
+   * The last epoch whose owner released the lease cleanly (nothing running, no job fetched): the
+   * next owner (epoch + 1) then has no earlier ownership to reconcile. No TTL, like the epoch.
+   */
+  leaseClean(org: string, project: string): string;
   /** Session event stream (Redis stream; entry field `d` = wire event JSON). */
   stream(org: string, project: string, session: string): string;
   /** Stream meta hash: `epoch` (random, set on first write), `last` (last entry id). */
@@ -110,6 +115,7 @@ export function createKeys(prefix: string): Keys {
     projectTag: tag,
     lease: (o, p) => `${prefix}:lease:${tag(o, p)}`,
     epoch: (o, p) => `${prefix}:epoch:${tag(o, p)}`,
+    leaseClean: (o, p) => `${prefix}:lease-clean:${tag(o, p)}`,
     stream: (o, p, s) => `${prefix}:ev:${tag(o, p)}:${s}`,
     streamMeta: (o, p, s) => `${prefix}:evm:${tag(o, p)}:${s}`,
     streamChannel: (o, p, s) => `${prefix}:evc:${tag(o, p)}:${s}`,
