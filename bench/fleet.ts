@@ -1045,10 +1045,11 @@ async function main(): Promise<Results> {
   const home = await tempDir("pf-bench-fleet-");
   baseEnv = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
-    // The engine is measured, not the per-org limits (open mode shares one org).
+    // The engine is measured, not the request limits (open mode shares one org). The org's run
+    // quota (PI_FLEET_ORG_MAX_RUNS, default 64) stays on: it is checked on every dispatch (in
+    // start-run.lua), and no figure here runs more than 64 runs at once.
     PI_FLEET_ORG_RATE_LIMIT: "0",
     PI_FLEET_MAX_STREAMS_PER_KEY: "1000000",
-    PI_FLEET_ORG_MAX_RUNS: "0",
     HOME: home,
     REDIS_URL: res.redis.url,
     HOST: "127.0.0.1",
@@ -1116,7 +1117,8 @@ try {
   const setup =
     `1 gateway + 2 workers as separate processes (apps/gateway, apps/worker), a private redis-server, ` +
     `the fake LLM in the bench process; all on loopback. PI_FLEET_LEASE_TTL_MS=${LEASE_TTL_MS} (default), ` +
-    `PI_FLEET_IDLE_RELEASE_MS=3600000, PI_FLEET_DRAIN_TIMEOUT_MS=${DRAIN_MS}.`;
+    `PI_FLEET_IDLE_RELEASE_MS=3600000, PI_FLEET_DRAIN_TIMEOUT_MS=${DRAIN_MS}, PI_FLEET_ORG_RATE_LIMIT=0 ` +
+    `(the org's run quota PI_FLEET_ORG_MAX_RUNS keeps its default, 64).`;
   process.stdout.write(
     `\npi-fleet fleet bench (${date})\nEnvironment: ${env}\nSetup: ${setup}\n\n${all.map(textTable).join("\n\n")}\n`,
   );

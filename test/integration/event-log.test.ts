@@ -175,6 +175,37 @@ describe("run transitions", () => {
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(await log.openRuns(ref("idem"))).toHaveLength(1);
   });
+
+  it("starts a run only below its org's quota, taking the slot in the same call", async () => {
+    const log = new EventLog(redis, keys, 1000);
+    const registry = new Registry(redis, keys);
+    const res = await new LeaseManager(redis, keys, "worker-q", 2000).acquire("acme", "web");
+    if (!("lease" in res)) throw new Error("expected to acquire");
+    const token = res.lease.token;
+    const quota = { capacity: 1, holderTtlMs: 60_000 };
+    const slots = keys.orgRunning("acme");
+    await redis.del(slots);
+    const runs: string[] = [];
+    for (const s of ["quota-a", "quota-b"]) {
+      await registry.createSession("acme", "web", s, {});
+      runs.push((await log.enqueueRun(ref(s), `${s}-1`, { firstMessage: "x", promptChars: 1 })).runId);
+    }
+    const started = { type: "run_started" };
+    expect("offset" in (await log.startRun(ref("quota-a"), runs[0]!, token, started, {}, quota))).toBe(true);
+    const before = await redis.xlen(keys.stream("acme", "web", "quota-b"));
+    // At the quota: nothing written, the run stays queued, no slot taken.
+    expect(await log.startRun(ref("quota-b"), runs[1]!, token, started, {}, quota)).toEqual({
+      throttled: true,
+    });
+    expect(await redis.xlen(keys.stream("acme", "web", "quota-b"))).toBe(before);
+    expect((await log.getRun("acme", "web", runs[1]!))?.status).toBe("queued");
+    expect(await redis.zrange(slots, "0", "-1")).toEqual([runs[0]]);
+    // A holder that was not refreshed expires and frees its slot.
+    await redis.zadd(slots, Date.now() - 1, runs[0]!);
+    expect("offset" in (await log.startRun(ref("quota-b"), runs[1]!, token, started, {}, quota))).toBe(true);
+    expect(await redis.zrange(slots, "0", "-1")).toEqual([runs[1]]);
+    await res.lease.release();
+  });
 });
 
 describe("StreamSubscription", () => {

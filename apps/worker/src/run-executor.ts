@@ -81,13 +81,12 @@ export class RunExecutor {
       const ref: SessionRef = { org: data.org, project: data.project, session: data.sessionId };
       for (;;) {
         // Worker-wide capacity (PI_FLEET_MAX_RUNS), then one fenced call that starts the run only
-        // if it is the oldest open run of its session.
+        // if it is the oldest open run of its session and its org is below PI_FLEET_ORG_MAX_RUNS
+        // (the fleet-wide cap: at it, the run waits in the queue while other orgs run).
         if (!(await this.ctx.slots.acquire(stop))) return "requeue";
         let started: Awaited<ReturnType<typeof this.ctx.events.startRun>>;
         try {
           if (!this.lease.held) return "requeue";
-          // The org's fleet-wide cap (PI_FLEET_ORG_MAX_RUNS): wait in the queue while other orgs run.
-          if (!(await this.ctx.quota.acquire(data.org, data.runId))) return "throttle";
           started = await this.ctx.events.startRun(
             ref,
             data.runId,
@@ -100,8 +99,11 @@ export class RunExecutor {
               epoch: this.lease.epoch,
             },
             { workerId: this.ctx.workerId, epoch: this.lease.epoch },
+            this.ctx.quota.terms,
           );
+          if ("throttled" in started) return "throttle";
           if ("offset" in started) {
+            this.ctx.quota.adopt(data.org, data.runId);
             this.unrecorded.add(data.runId);
             this.startedAt.set(data.runId, performance.now());
             this.ctx.metrics.runStarted(data.enqueuedAtMs);
@@ -119,7 +121,6 @@ export class RunExecutor {
               await this.ctx.quota.release(data.runId);
             }
           }
-          await this.ctx.quota.release(data.runId);
         } finally {
           this.ctx.slots.release();
         }

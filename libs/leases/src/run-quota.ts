@@ -1,14 +1,14 @@
 /**
  * A per-org cap on concurrent runs across the whole fleet (`PI_FLEET_ORG_MAX_RUNS`): a counting
- * semaphore in Redis whose holders (run ids) expire unless their worker refreshes them, so a worker
- * that dies cannot leak slots for longer than the holder TTL. The owner takes a slot just before it
- * starts a run and gives it back when the run ends; a run that finds the quota full is deferred and
- * retried, so one org's flood of prompts waits in its own queues instead of occupying every worker.
+ * semaphore in Redis (`Keys.orgRunning`, a ZSET of run id -> expiry in ms) whose holders expire
+ * unless their worker refreshes them, so a worker that dies cannot leak slots for longer than the
+ * holder TTL. A slot is taken by the script that starts the run (libs/streams start-run.lua, with
+ * {@link RunQuota.terms}), so the check costs no round trip of its own; this class then refreshes
+ * the slot while the run lasts and gives it back when the run ends. A run that finds the quota
+ * full is deferred and retried, so one org's flood of prompts waits in its own queues instead of
+ * occupying every worker.
  */
-import { type Keys, LuaScript, type Redis } from "@pi-fleet/redis";
-
-const LUA_DIR = new URL("../lua/", import.meta.url);
-const ACQUIRE = LuaScript.fromFile(LUA_DIR, "quota-acquire", 1);
+import type { Keys, Redis } from "@pi-fleet/redis";
 
 /** How long a holder counts without a refresh (ms); holders are refreshed every third of it. */
 export const QUOTA_HOLDER_TTL_MS = 30_000;
@@ -22,7 +22,7 @@ export class RunQuota {
   readonly #held = new Map<string, string>();
   readonly #timer: NodeJS.Timeout;
 
-  /** @param capacity concurrent runs per org; 0 = unlimited (acquire always succeeds, no Redis) */
+  /** @param capacity concurrent runs per org; 0 = unlimited (no slot is taken or held) */
   constructor(redis: Redis, keys: Keys, capacity: number) {
     this.#redis = redis;
     this.#keys = keys;
@@ -31,19 +31,14 @@ export class RunQuota {
     this.#timer.unref();
   }
 
-  /**
-   * Takes a slot of `org` for `runId`. Resolves false when the org already runs `capacity` runs.
-   * @throws the Redis error when Redis is unreachable
-   */
-  async acquire(org: string, runId: string): Promise<boolean> {
-    if (this.#capacity === 0) return true;
-    const ok = await ACQUIRE.run(
-      this.#redis,
-      [this.#keys.orgRunning(org)],
-      [runId, Date.now(), QUOTA_HOLDER_TTL_MS, this.#capacity],
-    );
-    if (ok === 1) this.#held.set(runId, org);
-    return ok === 1;
+  /** What the start-run script needs to take a slot: the cap (0 = none) and the holder TTL (ms). */
+  get terms(): { capacity: number; holderTtlMs: number } {
+    return { capacity: this.#capacity, holderTtlMs: QUOTA_HOLDER_TTL_MS };
+  }
+
+  /** Records the slot of `org` that the start-run script took for `runId`: refreshed until released. */
+  adopt(org: string, runId: string): void {
+    if (this.#capacity > 0) this.#held.set(runId, org);
   }
 
   /** Gives the slot of `runId` back (no-op when not held). Never throws. */

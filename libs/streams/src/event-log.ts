@@ -17,7 +17,7 @@ const script = (name: string, keys: number) =>
 const APPEND = script("append-events", 4);
 const ENQUEUE = script("enqueue-run", 11);
 const TRANSITION = script("transition-run", 9);
-const START = script("start-run", 8);
+const START = script("start-run", 9);
 
 /** Identifies one session stream. */
 export interface SessionRef {
@@ -377,10 +377,15 @@ export class EventLog {
   }
 
   /**
-   * Starts a queued run if it is the oldest open run of its session: marks it `running` and
-   * appends `event` (`run_started`) in one fenced call.
+   * Starts a queued run if it is the oldest open run of its session and its org is below its
+   * concurrent-run quota: marks it `running`, takes the run's quota slot and appends `event`
+   * (`run_started`) in one fenced call.
+   * @param quota the org's concurrent-run cap (`PI_FLEET_ORG_MAX_RUNS`, 0 = none) and how long a
+   *   slot holder counts without a refresh (ms); the slot is the run id in `Keys.orgRunning`, the
+   *   semaphore RunQuota (libs/leases) refreshes and releases
    * @returns `{offset}` when started; `{notHead: true}` when an older run of the session is still
-   *   open (wait and retry); `{rejected: state}` when the run is no longer queued
+   *   open (wait and retry); `{throttled: true}` when the org runs its quota already (retry later);
+   *   `{rejected: state}` when the run is no longer queued
    * @throws FencedError when `token` no longer holds the lease; MissingRecordError if no record
    */
   async startRun(
@@ -389,10 +394,11 @@ export class EventLog {
     token: string,
     event: WireEvent,
     fields: RunFields = {},
-  ): Promise<{ offset: string } | { notHead: true } | { rejected: RunStatus }> {
+    quota: { capacity: number; holderTtlMs: number } = { capacity: 0, holderTtlMs: 0 },
+  ): Promise<{ offset: string } | { notHead: true } | { throttled: true } | { rejected: RunStatus }> {
     const { org, project } = ref;
     const k = this.streamKeys(ref);
-    const keys = this.runScriptKeys(ref, runId);
+    const keys = [...this.runScriptKeys(ref, runId), this.keys.orgRunning(org)];
     const args = [
       token,
       this.retention,
@@ -401,6 +407,8 @@ export class EventLog {
       JSON.stringify(event),
       Date.now(),
       this.keys.activityChannel(org, project),
+      quota.capacity,
+      quota.holderTtlMs,
       ...toArgs(fields),
     ];
     let res: unknown[];
@@ -416,6 +424,7 @@ export class EventLog {
     }
     if (res[0] === 1) return { offset: String(res[1]) };
     if (res[1] === "not_head") return { notHead: true };
+    if (res[1] === "quota") return { throttled: true };
     return { rejected: String(res[1]) as RunStatus };
   }
 
