@@ -124,8 +124,11 @@ export class SessionHost {
    * corrupt transcript, …)
    */
   async acquire(sessionId: string): Promise<PiSession> {
-    const runtime = await this.runtime();
-    const record = await this.ctx.registry.getSession(this.org, this.project, sessionId);
+    // Independent reads: one round trip, not two, before every run.
+    const [runtime, record] = await Promise.all([
+      this.runtime(),
+      this.ctx.registry.getSession(this.org, this.project, sessionId),
+    ]);
     const models = runtime.listModels();
     const chosen =
       record?.provider && record.modelId
