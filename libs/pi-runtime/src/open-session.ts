@@ -86,7 +86,7 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
       { projectTrusted: false },
     );
-    const { loader, projectErrors } = await createPolicyResourceLoader({
+    const { loader, projectErrors, skillRoots } = await createPolicyResourceLoader({
       policy: spec,
       projectDir: spec.projectDir,
       agentDir: spec.agentDir,
@@ -120,7 +120,14 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       session.dispose();
       throw err;
     }
-    const piSession = new PiAgentSession({ session, runtime: spec.runtime, rt, bashOperations, tmpDir });
+    const piSession = new PiAgentSession({
+      session,
+      runtime: spec.runtime,
+      rt,
+      bashOperations,
+      tmpDir,
+      skillRoots,
+    });
     // Background children of finished commands (on the host) die with the session.
     const dispose = piSession.dispose.bind(piSession);
     piSession.dispose = () => dispose().finally(() => bashOperations.killAll());

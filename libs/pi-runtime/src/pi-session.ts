@@ -9,6 +9,7 @@ import { runCommand } from "./commands/index.ts";
 import { errorMessage, firstLine, PiRuntimeError } from "./errors.ts";
 import { RunTracker } from "./run-tracker.ts";
 import { publicMessages } from "./sanitize.ts";
+import { expandSkillCommand } from "./skill-command.ts";
 import { fromPiThinkingLevel, fromPiThinkingLevels } from "./thinking-levels.ts";
 import type {
   CommandRequest,
@@ -41,6 +42,8 @@ export interface PiAgentSessionParts {
   bashOperations: BashOperations;
   /** The bash TMPDIR of this session, removed on dispose. */
   tmpDir: string;
+  /** Real paths the session's skills were loaded from (`/skill:` reads stay inside them). */
+  skillRoots: readonly string[];
 }
 
 /** The PiSession implementation over a created AgentSession (built by openSession). */
@@ -50,6 +53,7 @@ export class PiAgentSession implements PiSession {
   readonly #rt: ModelRuntime;
   readonly #bashOperations: BashOperations;
   readonly #tmpDir: string;
+  readonly #skillRoots: readonly string[];
   readonly #unsubscribe: () => void;
   #run: ActiveRun | undefined;
   #disposed = false;
@@ -60,6 +64,7 @@ export class PiAgentSession implements PiSession {
     this.#rt = parts.rt;
     this.#bashOperations = parts.bashOperations;
     this.#tmpDir = parts.tmpDir;
+    this.#skillRoots = parts.skillRoots;
     this.#unsubscribe = this.#session.subscribe((event) => {
       // Runs synchronously inside pi's event queue: no I/O, and nothing may escape (H11).
       const run = this.#run;
@@ -104,8 +109,9 @@ export class PiAgentSession implements PiSession {
     this.#run = run;
     try {
       const images = toImageContent(opts?.images);
-      await this.#session.prompt(text, {
-        expandPromptTemplates: invokesPromptTemplate(this.#session, text),
+      const input = await this.#expandSkill(text);
+      await this.#session.prompt(input, {
+        expandPromptTemplates: invokesPromptTemplate(this.#session, input),
         ...(images ? { images } : {}),
       });
     } catch (err) {
@@ -197,6 +203,11 @@ export class PiAgentSession implements PiSession {
     }
   }
 
+  /** `/skill:name args` expanded as pi's RPC mode does, with the file read confined (skill-command.ts). */
+  #expandSkill(text: string): Promise<string> {
+    return expandSkillCommand(this.#session.resourceLoader.getSkills().skills, this.#skillRoots, text);
+  }
+
   #assertOpen(): void {
     if (this.#disposed) throw new Error("PiSession is disposed");
   }
@@ -220,8 +231,10 @@ export class PiAgentSession implements PiSession {
       );
     }
     const content = toImageContent(images);
-    if (kind === "steer") await this.#session.steer(text, content, { source: "rpc" });
-    else await this.#session.followUp(text, content, { source: "rpc" });
+    // Expanded here, confined: pi's own expansion in steer/followUp would read the file unconfined.
+    const input = await this.#expandSkill(text);
+    if (kind === "steer") await this.#session.steer(input, content, { source: "rpc" });
+    else await this.#session.followUp(input, content, { source: "rpc" });
     // pi queues after awaiting its input handlers: if the run ended meanwhile, nothing would
     // deliver the message until the next prompt, so take it back and report the session idle.
     if (!this.#acceptsQueuedInput() && this.#session.pendingMessageCount > 0) {
@@ -236,10 +249,10 @@ export class PiAgentSession implements PiSession {
  * PI_PROMPT_PATHS and project `.pi/prompts`, loaded as text), which pi's RPC mode expands. Only
  * then does prompt() get pi's `expandPromptTemplates`, because that switch also (a) runs extension
  * commands, whose work would fall outside the fleet's run (its events after prompt() returns are
- * not streamed), and (b) expands `/skill:name` by re-reading the skill file at that moment in the
- * worker process, outside the bash sandbox: a SKILL.md swapped for a symlink after the session
- * opened would be read wherever it points, and the expansion embeds the server path. Such text
- * reaches the model verbatim instead. pi's own matching: name = the text up to the first blank.
+ * not streamed; such text reaches the model verbatim instead), and (b) expands `/skill:name` by
+ * reading the skill file unconfined: skills are expanded before, by expandSkillCommand, and a
+ * `/skill:` text left over (an unknown skill) never gets the switch. pi's own matching: name = the
+ * text up to the first blank.
  */
 function invokesPromptTemplate(session: AgentSession, text: string): boolean {
   const name = /^\/(\S+)/.exec(text)?.[1];

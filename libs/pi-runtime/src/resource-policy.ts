@@ -37,6 +37,8 @@ export interface PolicyLoader {
   loader: ResourceLoader;
   /** Load errors of project (tenant) extensions, with project-relative paths. */
   projectErrors: { path: string; error: string }[];
+  /** Real paths skills were loaded from: a skill file read later must still lie in one (skill-command.ts). */
+  skillRoots: string[];
 }
 
 /**
@@ -70,7 +72,7 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
     : [...(policy.promptPaths ?? []), ...present(projectPrompts)];
   const extensionPaths = [...operatorExtensions, ...projectExtensions];
   if (extensionPaths.length === 0 && skillPaths.length === 0 && promptPaths.length === 0) {
-    return { loader: createIsolatedResourceLoader(parts.agentsFiles), projectErrors: [] };
+    return { loader: createIsolatedResourceLoader(parts.agentsFiles), projectErrors: [], skillRoots: [] };
   }
 
   // Skills and prompts may come from these roots only (operator packages may carry their own).
@@ -122,7 +124,7 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
       projectErrors.push({ path, error: withoutProjectDir(e.error, projectDir) });
     else throw new Error(`Operator extension ${path} did not load: ${firstLine(e.error)}`);
   }
-  return { loader, projectErrors };
+  return { loader, projectErrors, skillRoots };
 }
 
 /**

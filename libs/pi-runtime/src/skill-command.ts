@@ -1,0 +1,86 @@
+// `/skill:name args` through the API. pi's RPC mode expands it into the skill's text
+// (AgentSession._expandSkillCommand) by reading the skill file in the worker process at that
+// moment, following symlinks: a project SKILL.md that the agent swapped for a symlink after the
+// session opened would be read wherever it points (another tenant's project, the worker's secret
+// files), outside the bash sandbox. Here the file is opened without following a final symlink
+// and the path of what was actually opened must still lie inside the skill roots the session
+// loaded its skills from; then the text is expanded in pi's format, so pi sees no `/skill:` left.
+import { constants } from "node:fs";
+import { open, readlink } from "node:fs/promises";
+import { sep } from "node:path";
+import { stripFrontmatter } from "@earendil-works/pi-coding-agent";
+
+/** Largest skill file expanded (bytes); pi's own limit is none. */
+export const SKILL_FILE_MAX_BYTES = 256 * 1024;
+
+/** The part of pi's `Skill` (resource loader) the expansion reads. */
+export interface SkillRef {
+  name: string;
+  /** Absolute path of the SKILL.md / .md file, as pi loaded it. */
+  filePath: string;
+  /** The directory the skill's references are relative to. */
+  baseDir: string;
+}
+
+/** A known skill whose file cannot be read inside its roots (moved out, replaced, too large). */
+export class SkillReadError extends Error {
+  constructor(name: string, reason: string) {
+    super(`skill ${name}: ${reason}`);
+    this.name = "SkillReadError";
+  }
+}
+
+/**
+ * Expands `text` when it is `/skill:<name>[ args]` naming one of `skills`; any other text (and an
+ * unknown skill name) is returned unchanged, as pi does. The result has pi's shape:
+ * `<skill name="…" location="…">\nReferences are relative to ….\n\n<body>\n</skill>` followed by
+ * a blank line and the args, if any.
+ * @param roots real paths the skill file must lie in (the session's skill roots; see
+ *   resource-policy.ts); empty = no skill can be read
+ * @throws SkillReadError when the skill exists but its file is a symlink, lies outside `roots`
+ *   (by real path, at the moment it is read), is not a regular file or exceeds
+ *   {@link SKILL_FILE_MAX_BYTES}
+ */
+export async function expandSkillCommand(
+  skills: readonly SkillRef[],
+  roots: readonly string[],
+  text: string,
+): Promise<string> {
+  if (!text.startsWith("/skill:")) return text;
+  const space = text.indexOf(" ");
+  const name = space === -1 ? text.slice(7) : text.slice(7, space);
+  const args = space === -1 ? "" : text.slice(space + 1).trim();
+  const skill = skills.find((s) => s.name === name);
+  if (!skill) return text;
+  const body = stripFrontmatter(await readConfined(skill, roots)).trim();
+  const block = `<skill name="${skill.name}" location="${skill.filePath}">\nReferences are relative to ${skill.baseDir}.\n\n${body}\n</skill>`;
+  return args ? `${block}\n\n${args}` : block;
+}
+
+async function readConfined(skill: SkillRef, roots: readonly string[]): Promise<string> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    // O_NOFOLLOW: a symlink as the file itself fails (ELOOP) with no window between check and open.
+    handle = await open(skill.filePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SkillReadError(skill.name, code === "ELOOP" ? "the skill file is a symlink" : "cannot be read");
+  }
+  try {
+    // Where the opened file really is (symlinked parent dirs resolved): it must be inside a root.
+    const real = await readlink(`/proc/self/fd/${handle.fd}`);
+    if (!roots.some((root) => real === root || real.startsWith(`${root}${sep}`))) {
+      throw new SkillReadError(skill.name, "the skill file lies outside its skill directory");
+    }
+    const info = await handle.stat();
+    if (!info.isFile()) throw new SkillReadError(skill.name, "not a regular file");
+    if (info.size > SKILL_FILE_MAX_BYTES) {
+      throw new SkillReadError(skill.name, `larger than ${SKILL_FILE_MAX_BYTES} bytes`);
+    }
+    const buffer = Buffer.alloc(info.size);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return new TextDecoder("utf-8").decode(buffer.subarray(0, bytesRead));
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}

@@ -1,0 +1,143 @@
+// `/skill:name args` through a PiSession: expanded in pi's format from the skill file, read
+// confined to the roots the session loaded its skills from. A project SKILL.md that was swapped
+// for a symlink (or whose directory was) after the session opened fails the run without the
+// target's text ever reaching the model; unknown skills pass through verbatim.
+import { mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fauxAssistantMessage, fauxToolCall, type TranscriptContext } from "@earendil-works/pi-ai";
+import { describe, expect, it } from "vitest";
+import { openSession } from "../src/index.ts";
+import { expandSkillCommand, SKILL_FILE_MAX_BYTES, SkillReadError } from "../src/skill-command.ts";
+import { fauxRuntime, onCleanup, recordingSink, sessionDirs, tempDir } from "./helpers.ts";
+
+async function put(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, text);
+}
+
+const SECRET = "OTHER-TENANT-SECRET-MARKER";
+
+/** A session with one project skill; `seen` collects what the model receives per call. */
+async function sessionWithSkill() {
+  const dirs = await sessionDirs();
+  const outside = await tempDir("pf-outside-");
+  const skillDir = join(dirs.projectDir, ".pi", "skills", "deploy");
+  await put(join(skillDir, "SKILL.md"), "---\nname: deploy\ndescription: Deploys\n---\n\nRun make deploy.\n");
+  await put(join(outside, "SKILL.md"), `---\nname: deploy\ndescription: x\n---\n\n${SECRET}\n`);
+  const { runtime, faux } = await fauxRuntime();
+  const seen: string[] = [];
+  const reply = (context: TranscriptContext) => {
+    seen.push(JSON.stringify(context.messages));
+    return fauxAssistantMessage("ok");
+  };
+  faux.setResponses([reply, reply, reply]);
+  const session = await openSession({ runtime, ...dirs });
+  onCleanup(() => session.dispose());
+  return { session, seen, skillDir, outside, dirs };
+}
+
+describe("/skill: commands", () => {
+  it("expands a project skill in a prompt, in pi's format, with the arguments after it", async () => {
+    const { session, seen, skillDir } = await sessionWithSkill();
+    const outcome = await session.run("/skill:deploy to staging", {}, recordingSink().sink);
+    expect(outcome.status).toBe("finished");
+    const last = seen.at(-1) ?? "";
+    expect(last).toContain(`<skill name=\\"deploy\\" location=\\"${join(skillDir, "SKILL.md")}\\">`);
+    expect(last).toContain(`References are relative to ${skillDir}.`);
+    expect(last).toContain("Run make deploy.");
+    expect(last).toContain("</skill>\\n\\nto staging");
+    expect(last).not.toContain("description: Deploys"); // frontmatter stripped
+  });
+
+  it("fails the run when the skill file was swapped for a symlink after the session opened", async () => {
+    const { session, seen, skillDir, outside } = await sessionWithSkill();
+    await rm(join(skillDir, "SKILL.md"));
+    await symlink(join(outside, "SKILL.md"), join(skillDir, "SKILL.md"));
+    const outcome = await session.run("/skill:deploy", {}, recordingSink().sink);
+    expect(outcome).toMatchObject({ status: "failed", error: "skill deploy: the skill file is a symlink" });
+    expect(seen.join("")).not.toContain(SECRET);
+  });
+
+  it("fails the run when the skill's directory was swapped for a symlink out of the project", async () => {
+    const { session, seen, skillDir, outside } = await sessionWithSkill();
+    await rename(skillDir, `${skillDir}.old`);
+    await symlink(outside, skillDir);
+    const outcome = await session.run("/skill:deploy", {}, recordingSink().sink);
+    expect(outcome).toMatchObject({
+      status: "failed",
+      error: "skill deploy: the skill file lies outside its skill directory",
+    });
+    expect(seen.join("")).not.toContain(SECRET);
+  });
+
+  it("expands a skill in a steer; a swapped skill file refuses the steer and the run goes on", async () => {
+    const dirs = await sessionDirs();
+    const skillDir = join(dirs.projectDir, ".pi", "skills", "deploy");
+    await put(
+      join(skillDir, "SKILL.md"),
+      "---\nname: deploy\ndescription: Deploys\n---\n\nRun make deploy.\n",
+    );
+    const outside = await tempDir("pf-outside-");
+    await put(join(outside, "SKILL.md"), SECRET);
+    const { runtime, faux } = await fauxRuntime();
+    const seen: string[] = [];
+    const tool = () =>
+      fauxAssistantMessage(fauxToolCall("bash", { command: "sleep 0.3" }), { stopReason: "toolUse" });
+    faux.setResponses([
+      tool(),
+      (context: TranscriptContext) => {
+        seen.push(JSON.stringify(context.messages));
+        return tool();
+      },
+      (context: TranscriptContext) => {
+        seen.push(JSON.stringify(context.messages));
+        return fauxAssistantMessage("done");
+      },
+    ]);
+    const session = await openSession({ runtime, ...dirs });
+    onCleanup(() => session.dispose());
+    const { sink, waitFor } = recordingSink();
+    const running = session.run("start", {}, sink);
+    await waitFor((e) => e.type === "tool_execution_start");
+    await session.steer("/skill:deploy now");
+    await rm(join(skillDir, "SKILL.md"));
+    await symlink(join(outside, "SKILL.md"), join(skillDir, "SKILL.md"));
+    await expect(session.steer("/skill:deploy again")).rejects.toThrow(
+      "skill deploy: the skill file is a symlink",
+    );
+    expect((await running).status).toBe("finished");
+    expect(seen[0]).toContain("Run make deploy.");
+    expect(seen[0]).toContain("</skill>\\n\\nnow");
+    expect(seen.join("")).not.toContain(SECRET);
+  });
+
+  it("passes an unknown skill and other text through verbatim", async () => {
+    const { session, seen } = await sessionWithSkill();
+    expect((await session.run("/skill:nope now", {}, recordingSink().sink)).status).toBe("finished");
+    expect(seen.at(-1)).toContain("/skill:nope now");
+    expect(seen.at(-1)).not.toContain("<skill name=");
+  });
+});
+
+describe("expandSkillCommand", () => {
+  it("reads only inside the given roots and refuses oversized or non-regular files", async () => {
+    const root = await tempDir("pf-skill-root-");
+    const big = join(root, "big", "SKILL.md");
+    await put(big, "x".repeat(SKILL_FILE_MAX_BYTES + 1));
+    const ok = join(root, "ok", "SKILL.md");
+    await put(ok, "body");
+    const skills = [
+      { name: "big", filePath: big, baseDir: dirname(big) },
+      { name: "ok", filePath: ok, baseDir: dirname(ok) },
+      { name: "dir", filePath: root, baseDir: root },
+    ];
+    await expect(expandSkillCommand(skills, [root], "/skill:big")).rejects.toThrow(SkillReadError);
+    await expect(expandSkillCommand(skills, [root], "/skill:dir")).rejects.toThrow("not a regular file");
+    // The same file with no root it could lie in: refused.
+    await expect(expandSkillCommand(skills, [], "/skill:ok")).rejects.toThrow("outside its skill directory");
+    expect(await expandSkillCommand(skills, [root], "/skill:ok")).toBe(
+      `<skill name="ok" location="${ok}">\nReferences are relative to ${dirname(ok)}.\n\nbody\n</skill>`,
+    );
+    expect(await expandSkillCommand(skills, [root], "no command")).toBe("no command");
+  });
+});
