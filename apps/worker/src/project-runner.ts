@@ -245,6 +245,11 @@ export class ProjectRunner {
       throw new WaitingError();
     }
     // Not its session's turn yet (retry shortly), or its org is at its run quota (retry later).
+    if (outcome === "defer") {
+      await this.failLostHead(job.data).catch((err: Error) =>
+        this.ctx.logger.warn({ err: err.message, project: this.project }, "could not check for a lost run"),
+      );
+    }
     await job.moveToDelayed(Date.now() + (outcome === "throttle" ? THROTTLE_RETRY_MS : 100), token);
     // An org at its quota must not sit on owners' project slots while other orgs' projects wait
     // for an owner: with nothing of this project running here, hand the project back. The owner
@@ -258,6 +263,41 @@ export class ProjectRunner {
       this.stop("yielded");
     }
     throw new DelayedError();
+  }
+
+  /**
+   * The run `d` waits behind may be lost: recorded `queued` by a gateway that died before it added
+   * the run's job (docs/leases.md, failure table). Such a run would hold its session forever. It is
+   * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and neither its job (id = run id)
+   * nor this ownership's retry of it (`<runId>-e<epoch>`) exists in the queue, in any state.
+   */
+  private async failLostHead(d: RunJobData): Promise<void> {
+    const ref = { org: this.org, project: this.project, session: d.sessionId };
+    const [head] = await this.ctx.events.openRuns(ref);
+    if (!head || head === d.runId) return;
+    const run = await this.ctx.events.getRun(this.org, this.project, head);
+    if (run?.status !== "queued" || Date.now() - run.createdAt < this.ctx.env.PI_FLEET_LOST_RUN_MS) return;
+    const jobs = await Promise.all([
+      this.queue.getJob(head),
+      this.queue.getJob(`${head}-e${this.lease.epoch}`),
+    ]);
+    if (jobs.some((job) => job !== undefined)) return;
+    const error = "the run never reached the queue (the gateway failed while queueing it)";
+    const res = await this.ctx.events.transitionRun(
+      ref,
+      head,
+      this.lease.token,
+      ["queued"],
+      "failed",
+      { type: "run_failed", runId: head, sessionId: d.sessionId, error },
+      { error },
+    );
+    if ("offset" in res) {
+      this.ctx.logger.warn(
+        { org: this.org, project: this.project, session: d.sessionId, runId: head },
+        error,
+      );
+    }
   }
 
   /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */

@@ -78,6 +78,12 @@ export const EnvSchema = Type.Object({
   PI_FLEET_MAX_RUNS: Type.Integer({ minimum: 1, maximum: 10_000, default: 16 }),
   /** An owner releases a project after it had no work for this long (ms). */
   PI_FLEET_IDLE_RELEASE_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 60_000 }),
+  /**
+   * A run recorded `queued` whose job never reached its project queue (the gateway died between
+   * the two steps) is recorded `failed` once it is this old (ms) and a later run of its session
+   * waits behind it; younger ones may still be on their way to the queue.
+   */
+  PI_FLEET_LOST_RUN_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 10_000 }),
   /** On SIGTERM, running runs may finish for this long (ms) before they are interrupted. */
   PI_FLEET_DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 30_000 }),
   /** Port of the worker's own endpoints (`/healthz`, `/readyz`, `/metrics`); unset = none. */
