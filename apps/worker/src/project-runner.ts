@@ -10,7 +10,13 @@
 
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
-import { isHeavyRunJob, projectQueueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
+import {
+  isHeavyRunJob,
+  projectQueueOptions,
+  queueOptions,
+  type RunJobData,
+  runJobOptions,
+} from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { EagerStart } from "./eager-start.ts";
 import { RunExecutor } from "./run-executor.ts";
@@ -97,7 +103,8 @@ export class ProjectRunner {
       eager.wrap((job: Job<RunJobData>, token?: string) => this.process(job, token)),
       {
         connection: this.ctx.bullmq,
-        ...projectQueueOptions(this.ctx.keys.queuePrefix),
+        // Not projectQueueOptions: a consumer needs BullMQ's Redis version check (see there).
+        ...queueOptions(this.ctx.keys.queuePrefix),
         concurrency: eager.initial,
         lockDuration: Math.max(this.ctx.env.PI_FLEET_LEASE_TTL_MS, 1000),
         stalledInterval: Math.max(250, Math.floor(this.ctx.env.PI_FLEET_LEASE_TTL_MS / 3)),

@@ -67,11 +67,17 @@ export function queueOptions(prefix: string): Omit<QueueOptions, "connection"> {
 }
 
 /**
- * Options for the per-project run queues and their consumers, which are created on the dispatch
- * path (a prompt for a project this gateway has not queued to yet; an owner taking a project).
- * BullMQ otherwise sends `INFO` and parses it for every Queue/Worker object to check the Redis
+ * Options for the per-project run queues (producer side: add, counts, lookups), which are created
+ * on the dispatch path (a prompt for a project this gateway has not queued to yet; an owner taking
+ * a project). BullMQ otherwise sends `INFO` and parses it for every Queue object to check the Redis
  * version — a round trip on the cold path each time. The process's long-lived queues (dispatch,
  * maintenance: {@link queueOptions}) check the same server once at startup.
+ *
+ * Never for a consumer (Worker): without the check BullMQ assumes Redis 5.0 (bullmq 6.7,
+ * `RedisConnection.getRedisVersionAndType`) and rounds its blocking waits up to whole seconds, so
+ * a run deferred by 100 ms (its session's turn, its org's quota) was fetched up to 1 s late.
+ * Consumers use {@link queueOptions}. For a Queue the assumed version only picks Lua fallbacks of
+ * two state lookups, with the same results.
  */
 export function projectQueueOptions(prefix: string): Omit<QueueOptions, "connection"> {
   return { ...queueOptions(prefix), skipVersionCheck: true };

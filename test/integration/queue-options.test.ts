@@ -1,0 +1,57 @@
+// BullMQ behaviour the fleet's queue options rely on, against a real Redis. A consumer built with
+// the consumer options (queueOptions) keeps BullMQ's Redis version check: without it BullMQ
+// assumes Redis 5.0 and rounds blocking waits up to whole seconds, so a job delayed by 150 ms
+// (a run deferred behind its session's open run) reached an idle consumer only after ~1 s.
+import { projectQueueOptions, queueOptions } from "@pi-fleet/queue";
+import { connectRedis, type Redis } from "@pi-fleet/redis";
+import { uniquePrefix } from "@pi-fleet/testkit";
+import { Queue, Worker } from "bullmq";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+let connection: Redis;
+const prefix = uniquePrefix("queue-options");
+
+beforeAll(async () => {
+  connection = await connectRedis(inject("redisUrl"), "bullmq", "test-queue-options");
+});
+
+afterAll(async () => {
+  await connection.quit();
+});
+
+/** How late (ms) after its due time an idle consumer starts a job delayed by `delayMs`. */
+async function lateness(worker: Worker, queue: Queue, delayMs: number): Promise<number> {
+  let started!: () => void;
+  const seen = new Promise<number>((resolve) => {
+    started = () => resolve(Date.now());
+  });
+  (worker as unknown as { __next: () => void }).__next = started;
+  const due = Date.now() + delayMs;
+  await queue.add("run", {}, { delay: delayMs, removeOnComplete: true });
+  return (await seen) - due;
+}
+
+describe("per-project consumer options", () => {
+  it("an idle consumer starts a job delayed by 150 ms well within a second of its due time", async () => {
+    const name = "{acme.delayed}";
+    // Producer side as the gateway and owners build it (no version check), consumer as the owner.
+    const queue = new Queue(name, { connection, ...projectQueueOptions(prefix) });
+    const worker: Worker = new Worker(
+      name,
+      async () => (worker as unknown as { __next: () => void }).__next(),
+      { connection, ...queueOptions(prefix), concurrency: 1 },
+    );
+    try {
+      await worker.waitUntilReady();
+      await new Promise((resolve) => setTimeout(resolve, 200)); // blocking on the empty queue
+      const samples: number[] = [];
+      for (let i = 0; i < 3; i++) samples.push(await lateness(worker, queue, 150));
+      // Whole-second rounding makes every sample ≥ ~850 ms late; the best of three allows for load.
+      expect(Math.min(...samples)).toBeLessThan(500);
+    } finally {
+      await worker.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+});
