@@ -79,8 +79,11 @@ describe("capacity", () => {
         },
       );
       const epochBefore = Number(await redis.get(`${stack.prefix}:epoch:{default.idle}`));
+      // An idle release leaves nothing behind: it is marked clean, so the next owner skips the reconcile.
+      expect(await redis.get(`${stack.prefix}:lease-clean:{default.idle}`)).toBe(String(epochBefore));
       await finished("idle", session, await prompt("idle", session, "[[reply:two]]"));
       expect(Number(await redis.get(`${stack.prefix}:epoch:{default.idle}`))).toBe(epochBefore + 1);
+      expect(worker.ownership.runner("default", "idle")?.lease.previousClean).toBe(true);
     } finally {
       redis.disconnect();
     }
