@@ -3,9 +3,11 @@
 // PI_FLEET_LOST_RUN_MS, the owner records it `failed` when a later run of the session waits
 // behind it, and the later run proceeds. A younger one is left alone (its job may be on its way).
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
+import { projectQueueOptions, type RunJobData, runJobOptions } from "@pi-fleet/queue";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { EventLog } from "@pi-fleet/streams";
 import { waitFor } from "@pi-fleet/testkit";
+import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 
@@ -58,5 +60,35 @@ describe("lost runs", () => {
       .filter((e) => e.type === "run_failed" || e.type === "run_started")
       .map((e) => `${e.type}:${e.runId === lost.runId ? "lost" : "next"}`);
     expect(order).toEqual(["run_failed:lost", "run_started:next"]);
+  });
+
+  it("leaves an old queued run alone while a job of it waits in the queue (an owner's retry)", async () => {
+    await stack.call("POST", "/v1/projects", { name: "slow" });
+    const sid = ((await stack.call("POST", "/v1/projects/slow/sessions")).json as Json).id as string;
+    const base = `/v1/projects/slow/sessions/${sid}`;
+    const keys = createKeys(stack.prefix);
+    const events = new EventLog(redis, keys, 1000);
+    const ref = { org: DEFAULT_ORG, project: "slow", session: sid };
+    const old = await events.enqueueRun(ref, "slow-run-0001", { firstMessage: "x", promptChars: 1 });
+    // Its job under a retry id (as an earlier owner's reconcile adds it), due only after
+    // PI_FLEET_LOST_RUN_MS has passed: the run behind it checks the head meanwhile.
+    const queue = new Queue<RunJobData>(keys.projectTag(DEFAULT_ORG, "slow"), {
+      connection: redis,
+      ...projectQueueOptions(keys.queuePrefix),
+    });
+    const data: RunJobData = { ...ref, sessionId: sid, runId: old.runId, seq: 1, text: "[[reply:late]]" };
+    await queue.add("run", data, {
+      ...runJobOptions(old.runId),
+      jobId: `${old.runId}-e0`,
+      delay: LOST_RUN_MS + 1500,
+    });
+    await queue.close();
+
+    const next = (await stack.call("POST", `${base}/prompt`, { text: "[[reply:behind]]" })).json as Json;
+    const runOf = async (id: string) => (await stack.call("GET", `${base}/runs/${id}`)).json as Json;
+    await waitFor(async () => (await runOf(next.runId as string)).status === "finished", {
+      timeoutMs: 20_000,
+    });
+    expect((await runOf(old.runId)).status).toBe("finished");
   });
 });

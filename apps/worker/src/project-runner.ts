@@ -275,8 +275,10 @@ export class ProjectRunner {
   /**
    * The run `d` waits behind may be lost: recorded `queued` by a gateway that died before it added
    * the run's job (docs/leases.md, failure table). Such a run would hold its session forever. It is
-   * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and neither its job (id = run id)
-   * nor this ownership's retry of it (`<runId>-e<epoch>`) exists in the queue, in any state.
+   * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and no job of it exists in the
+   * queue: neither its own (id = run id, in any state) nor a retry an owner queued for it
+   * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs, a
+   * rare path bounded by the project's queue cap).
    */
   private async failLostHead(d: RunJobData): Promise<void> {
     const ref = { org: this.org, project: this.project, session: d.sessionId };
@@ -289,6 +291,8 @@ export class ProjectRunner {
       this.queue.getJob(`${head}-e${this.lease.epoch}`),
     ]);
     if (jobs.some((job) => job !== undefined)) return;
+    const open = await this.queue.getJobs(["wait", "delayed", "prioritized", "active"], 0, 9_999);
+    if (open.some((job) => job?.data?.runId === head)) return;
     const error = "the run never reached the queue (the gateway failed while queueing it)";
     const res = await this.ctx.events.transitionRun(
       ref,
