@@ -68,7 +68,10 @@ async function readConfined(skill: SkillRef, roots: readonly string[]): Promise<
   }
   try {
     // Where the opened file really is (symlinked parent dirs resolved): it must be inside a root.
-    const real = await readlink(`/proc/self/fd/${handle.fd}`);
+    // Linux's /proc (the worker's platform); without it nothing can be verified, so nothing is read.
+    const real = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => {
+      throw new SkillReadError(skill.name, "cannot verify where the skill file lies");
+    });
     if (!roots.some((root) => real === root || real.startsWith(`${root}${sep}`))) {
       throw new SkillReadError(skill.name, "the skill file lies outside its skill directory");
     }
