@@ -38,8 +38,8 @@ export class SkillReadError extends Error {
  * @param roots real paths the skill file must lie in (the session's skill roots; see
  *   resource-policy.ts); empty = no skill can be read
  * @throws SkillReadError when the skill exists but its file is a symlink, lies outside `roots`
- *   (by real path, at the moment it is read), is not a regular file or exceeds
- *   {@link SKILL_FILE_MAX_BYTES}
+ *   (by real path, at the moment it is read; checked through Linux's /proc, so without it nothing is
+ *   read), is not a regular file or exceeds {@link SKILL_FILE_MAX_BYTES}
  */
 export async function expandSkillCommand(
   skills: readonly SkillRef[],
