@@ -44,6 +44,22 @@ describe("control", () => {
     expect(data.sessionName).toBe("my session");
     expect(data.isStreaming).toBe(false);
     expect(JSON.stringify(state.json)).not.toContain(stack.workspace);
+    // pi's events of a command between runs are on the session stream too ("every event").
+    const sse = await openSse(`${stack.gateway.url}${base()}/events?after=0`);
+    try {
+      await stack.call("POST", `${base()}/commands`, { type: "set_session_name", name: "renamed" });
+      const changed = await sse.waitFor(
+        (e) => JSON.stringify(e.json) === JSON.stringify({ type: "session_info_changed", name: "renamed" }),
+        10_000,
+      );
+      // The first rename, replayed from the stream (after=0), came before it.
+      expect(sse.events.map((e) => e.json)).toEqual([
+        { type: "session_info_changed", name: "my session" },
+        changed.json,
+      ]);
+    } finally {
+      sse.close();
+    }
     const unknown = await stack.call("POST", `${base()}/commands`, { type: "no_such_command" });
     expect(unknown.status).toBe(400);
     expect((unknown.json as { error: string }).error).toBe("Unknown command: no_such_command");

@@ -3,7 +3,9 @@
  * dialogs become `extension_ui_request` events on the session stream plus an entry in the
  * session's pending-UI hash (which any gateway lists, re-sends to new subscribers and answers
  * from); the answer comes back over the control channel. Fire-and-forget calls and extension
- * errors become events only.
+ * errors become events only. pi's own events outside a run (a command's `session_info_changed`,
+ * `thinking_level_changed`, a manual compaction, a user `bash`, the `queue_update` of clearing an
+ * unfinished run's queued input) take the same out-of-band path onto the session stream.
  *
  * Writes are always fenced by the project lease: during a run, events go through the run's
  * EventPublisher (same fenced, ordered path as pi's own events, so a dialog sits exactly where pi
@@ -185,8 +187,10 @@ export class UiBridge implements ExtensionUiHost {
     try {
       await this.#ctx.events.append(this.#ref, this.#lease.token, [{ event }]);
     } catch (err) {
-      if (err instanceof FencedError) this.#log.warn("extension UI event dropped: the project lease is gone");
-      else this.#log.warn({ err: (err as Error).message }, "extension UI event could not be appended");
+      const type = event.type;
+      if (err instanceof FencedError)
+        this.#log.warn({ type }, "out-of-run event dropped: the project lease is gone");
+      else this.#log.warn({ type, err: (err as Error).message }, "out-of-run event could not be appended");
     }
   }
 }

@@ -13,6 +13,7 @@ import {
   SessionManager,
   SettingsManager,
 } from "@earendil-works/pi-coding-agent";
+import type { WireEvent } from "@pi-fleet/contracts";
 import { createHostBashOperations, DEFAULT_BASH_TIMEOUT_MS, minimalBashEnv } from "./bash-operations.ts";
 import { confinedFileTools } from "./confined-file-operations.ts";
 import { errorMessage, PiRuntimeError } from "./errors.ts";
@@ -127,6 +128,8 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       bashOperations,
       tmpDir,
       skillRoots,
+      // Events outside runs take the UI host's ordered out-of-band path (the worker: the stream).
+      ...(ui ? { outOfRun: (event: WireEvent) => ui.notify(event) } : {}),
     });
     // Background children of finished commands (on the host) die with the session.
     const dispose = piSession.dispose.bind(piSession);

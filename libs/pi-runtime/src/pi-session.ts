@@ -44,6 +44,12 @@ export interface PiAgentSessionParts {
   tmpDir: string;
   /** Real paths the session's skills were loaded from (`/skill:` reads stay inside them). */
   skillRoots: readonly string[];
+  /**
+   * Where pi's events outside a run go (a command's `session_info_changed`,
+   * `thinking_level_changed`, a manual compaction, a user `bash`), converted like run events;
+   * called synchronously from pi's event queue, must not throw or block. None: dropped.
+   */
+  outOfRun?: (event: WireEvent) => void;
 }
 
 /** The PiSession implementation over a created AgentSession (built by openSession). */
@@ -54,6 +60,7 @@ export class PiAgentSession implements PiSession {
   readonly #bashOperations: BashOperations;
   readonly #tmpDir: string;
   readonly #skillRoots: readonly string[];
+  readonly #outOfRun: ((event: WireEvent) => void) | undefined;
   readonly #unsubscribe: () => void;
   #run: ActiveRun | undefined;
   #disposed = false;
@@ -65,10 +72,18 @@ export class PiAgentSession implements PiSession {
     this.#bashOperations = parts.bashOperations;
     this.#tmpDir = parts.tmpDir;
     this.#skillRoots = parts.skillRoots;
+    this.#outOfRun = parts.outOfRun;
     this.#unsubscribe = this.#session.subscribe((event) => {
       // Runs synchronously inside pi's event queue: no I/O, and nothing may escape (H11).
       const run = this.#run;
-      if (!run) return;
+      if (!run) {
+        try {
+          this.#outOfRun?.(toWireEvent(event));
+        } catch {
+          // as for the run sink: pi must never see the exception
+        }
+        return;
+      }
       if (event.type === "agent_start") run.started = true;
       try {
         run.tracker.observe(event);

@@ -110,8 +110,9 @@ export interface ExtensionUiHost {
   request(request: UiRequest, signal: AbortSignal): Promise<UiAnswer | undefined>;
   /**
    * Publishes an out-of-band event: a fire-and-forget `extension_ui_request` (`notify`,
-   * `setStatus`, `setWidget`, `setTitle`, `set_editor_text`) or an `extension_error`. Called
-   * synchronously from extension code and pi's event queue: must not throw, block or do I/O inline.
+   * `setStatus`, `setWidget`, `setTitle`, `set_editor_text`), an `extension_error`, or a pi event
+   * outside a run (a command's `session_info_changed`, …). Called synchronously from extension
+   * code and pi's event queue: must not throw, block or do I/O inline.
    */
   notify(event: WireEvent): void;
 }

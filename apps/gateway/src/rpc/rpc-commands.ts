@@ -66,6 +66,15 @@ export const FLEET_EVENT_TYPES: ReadonlySet<string> = new Set(
   Object.values(FLEET_EVENTS).map((schema) => schema.properties.type.const as string),
 );
 
+/**
+ * pi events that only a command emits (AgentSession 0.87.1: `setSessionName`, `setThinkingLevel`),
+ * published by the worker between runs: forwarded, never taken for a run in progress.
+ */
+export const COMMAND_EVENT_TYPES: ReadonlySet<string> = new Set([
+  "session_info_changed",
+  "thinking_level_changed",
+]);
+
 /** pi's error when a prompt arrives while the agent streams (AgentSession.prompt, 0.87.1). */
 export const ALREADY_PROCESSING =
   "Agent is already processing. Specify streamingBehavior ('steer' or 'followUp') to queue the message.";

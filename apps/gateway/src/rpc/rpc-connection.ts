@@ -36,6 +36,7 @@ import type { GatewayServices } from "../services.ts";
 import {
   ALREADY_PROCESSING,
   abortCall,
+  COMMAND_EVENT_TYPES,
   commandCall,
   commandResponse,
   deliverCall,
@@ -421,7 +422,13 @@ export class RpcConnection {
       return;
     }
     if (FLEET_EVENT_TYPES.has(type)) return;
-    // A pi event (or an extension UI request / error).
+    // A pi event (or an extension UI request / error). A run whose run_started came before this
+    // subscription is tracked from its first event; a command's own events between runs are not
+    // a run.
+    if (COMMAND_EVENT_TYPES.has(type)) {
+      this.send(entry.data);
+      return;
+    }
     this.current ??= { runId: undefined, agentEnded: false, settled: false };
     if (type === "agent_start") {
       this.current.agentEnded = false;
