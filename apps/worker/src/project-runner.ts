@@ -277,8 +277,8 @@ export class ProjectRunner {
    * the run's job (docs/leases.md, failure table). Such a run would hold its session forever. It is
    * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and no job of it exists in the
    * queue: neither its own (id = run id, in any state) nor a retry an owner queued for it
-   * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs, a
-   * rare path bounded by the project's queue cap).
+   * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs' ids,
+   * a rare path bounded by the project's queue cap).
    */
   private async failLostHead(d: RunJobData): Promise<void> {
     const ref = { org: this.org, project: this.project, session: d.sessionId };
@@ -291,8 +291,9 @@ export class ProjectRunner {
       this.queue.getJob(`${head}-e${this.lease.epoch}`),
     ]);
     if (jobs.some((job) => job !== undefined)) return;
-    const open = await this.queue.getJobs(["wait", "delayed", "prioritized", "active"], 0, 9_999);
-    if (open.some((job) => job?.data?.runId === head)) return;
+    // Ids only (a job's data may carry images): retry ids are `<runId>-e<epoch>`.
+    const open = await this.queue.getRanges(["wait", "delayed", "prioritized", "active"], 0, -1);
+    if (open.some((id) => id.startsWith(`${head}-e`))) return;
     const error = "the run never reached the queue (the gateway failed while queueing it)";
     const res = await this.ctx.events.transitionRun(
       ref,
