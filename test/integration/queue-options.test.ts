@@ -2,6 +2,7 @@
 // the consumer options (queueOptions) keeps BullMQ's Redis version check: without it BullMQ
 // assumes Redis 5.0 and rounds blocking waits up to whole seconds, so a job delayed by 150 ms
 // (a run deferred behind its session's open run) reached an idle consumer only after ~1 s.
+import { once } from "node:events";
 import { projectQueueOptions, queueOptions } from "@pi-fleet/queue";
 import { connectRedis, type Redis } from "@pi-fleet/redis";
 import { uniquePrefix } from "@pi-fleet/testkit";
@@ -19,13 +20,14 @@ afterAll(async () => {
   await connection.quit();
 });
 
+/** Called by the consumer's processor for each job (set per sample). */
+let onJob: () => void = () => {};
+
 /** How late (ms) after its due time an idle consumer starts a job delayed by `delayMs`. */
-async function lateness(worker: Worker, queue: Queue, delayMs: number): Promise<number> {
-  let started!: () => void;
+async function lateness(queue: Queue, delayMs: number): Promise<number> {
   const seen = new Promise<number>((resolve) => {
-    started = () => resolve(Date.now());
+    onJob = () => resolve(Date.now());
   });
-  (worker as unknown as { __next: () => void }).__next = started;
   const due = Date.now() + delayMs;
   await queue.add("run", {}, { delay: delayMs, removeOnComplete: true });
   return (await seen) - due;
@@ -36,16 +38,19 @@ describe("per-project consumer options", () => {
     const name = "{acme.delayed}";
     // Producer side as the gateway and owners build it (no version check), consumer as the owner.
     const queue = new Queue(name, { connection, ...projectQueueOptions(prefix) });
-    const worker: Worker = new Worker(
-      name,
-      async () => (worker as unknown as { __next: () => void }).__next(),
-      { connection, ...queueOptions(prefix), concurrency: 1 },
-    );
+    const worker = new Worker(name, async () => onJob(), {
+      connection,
+      ...queueOptions(prefix),
+      concurrency: 1,
+      autorun: false,
+    });
     try {
-      await worker.waitUntilReady();
-      await new Promise((resolve) => setTimeout(resolve, 200)); // blocking on the empty queue
+      // Idle: it found the queue empty and blocks on it.
+      const drained = once(worker, "drained");
+      void worker.run();
+      await drained;
       const samples: number[] = [];
-      for (let i = 0; i < 3; i++) samples.push(await lateness(worker, queue, 150));
+      for (let i = 0; i < 3; i++) samples.push(await lateness(queue, 150));
       // Whole-second rounding makes every sample ≥ ~850 ms late; the best of three allows for load.
       expect(Math.min(...samples)).toBeLessThan(500);
     } finally {
