@@ -2,13 +2,13 @@
 // (AgentSession._expandSkillCommand) by reading the skill file in the worker process at that
 // moment, following symlinks: a project SKILL.md that the agent swapped for a symlink after the
 // session opened would be read wherever it points (another tenant's project, the worker's secret
-// files), outside the bash sandbox. Here the file is opened without following a final symlink
-// and the path of what was actually opened must still lie inside the skill roots the session
-// loaded its skills from; then the text is expanded in pi's format, so pi sees no `/skill:` left.
+// files), outside the bash sandbox. Here the file is read through the project's confinement
+// (ProjectConfinement: real path inside a root, opened without following symlinks at open time),
+// with the skill roots the session loaded its skills from as the roots; then the text is expanded
+// in pi's format, so pi sees no `/skill:` left.
 import { constants } from "node:fs";
-import { open, readlink } from "node:fs/promises";
-import { sep } from "node:path";
 import { stripFrontmatter } from "@earendil-works/pi-coding-agent";
+import { PathEscapeError, ProjectConfinement } from "./confined-file-operations.ts";
 
 /** Largest skill file expanded (bytes); pi's own limit is none. */
 export const SKILL_FILE_MAX_BYTES = 256 * 1024;
@@ -37,9 +37,9 @@ export class SkillReadError extends Error {
  * a blank line and the args, if any.
  * @param roots real paths the skill file must lie in (the session's skill roots; see
  *   resource-policy.ts); empty = no skill can be read
- * @throws SkillReadError when the skill exists but its file is a symlink, lies outside `roots`
- *   (by real path, at the moment it is read; checked through Linux's /proc, so without it nothing is
- *   read), is not a regular file or exceeds {@link SKILL_FILE_MAX_BYTES}
+ * @throws SkillReadError when the skill exists but its file lies outside `roots` (by real path, at
+ *   the moment it is read: a symlink is followed only to a target inside a root), is not a regular
+ *   file, cannot be read or exceeds {@link SKILL_FILE_MAX_BYTES}
  */
 export async function expandSkillCommand(
   skills: readonly SkillRef[],
@@ -58,32 +58,30 @@ export async function expandSkillCommand(
 }
 
 async function readConfined(skill: SkillRef, roots: readonly string[]): Promise<string> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    // O_NOFOLLOW: a symlink as the file itself fails (ELOOP) with no window between check and open.
-    handle = await open(skill.filePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new SkillReadError(skill.name, code === "ELOOP" ? "the skill file is a symlink" : "cannot be read");
-  }
-  try {
-    // Where the opened file really is (symlinked parent dirs resolved): it must be inside a root.
-    // Linux's /proc (the worker's platform); without it nothing can be verified, so nothing is read.
-    const real = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => {
-      throw new SkillReadError(skill.name, "cannot verify where the skill file lies");
-    });
-    if (!roots.some((root) => real === root || real.startsWith(`${root}${sep}`))) {
-      throw new SkillReadError(skill.name, "the skill file lies outside its skill directory");
+  for (const root of roots) {
+    // The project's own jail (confined-file-operations.ts): the real path must stay in the root,
+    // and the file is opened without following a symlink at open time.
+    let handle: Awaited<ReturnType<ProjectConfinement["open"]>>;
+    try {
+      handle = await new ProjectConfinement(root).open(skill.filePath, constants.O_RDONLY);
+    } catch (err) {
+      if (err instanceof PathEscapeError) continue; // maybe another root's
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SkillReadError(
+        skill.name,
+        code === "EISDIR" || code === "ENOTSUP" ? "not a regular file" : "cannot be read",
+      );
     }
-    const info = await handle.stat();
-    if (!info.isFile()) throw new SkillReadError(skill.name, "not a regular file");
-    if (info.size > SKILL_FILE_MAX_BYTES) {
-      throw new SkillReadError(skill.name, `larger than ${SKILL_FILE_MAX_BYTES} bytes`);
+    try {
+      const { size } = await handle.stat();
+      if (size > SKILL_FILE_MAX_BYTES)
+        throw new SkillReadError(skill.name, `larger than ${SKILL_FILE_MAX_BYTES} bytes`);
+      const buffer = Buffer.alloc(size);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      return new TextDecoder("utf-8").decode(buffer.subarray(0, bytesRead));
+    } finally {
+      await handle.close().catch(() => {});
     }
-    const buffer = Buffer.alloc(info.size);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    return new TextDecoder("utf-8").decode(buffer.subarray(0, bytesRead));
-  } finally {
-    await handle.close().catch(() => {});
   }
+  throw new SkillReadError(skill.name, "the skill file lies outside its skill directory");
 }

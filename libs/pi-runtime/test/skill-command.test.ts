@@ -54,7 +54,10 @@ describe("/skill: commands", () => {
     await rm(join(skillDir, "SKILL.md"));
     await symlink(join(outside, "SKILL.md"), join(skillDir, "SKILL.md"));
     const outcome = await session.run("/skill:deploy", {}, recordingSink().sink);
-    expect(outcome).toMatchObject({ status: "failed", error: "skill deploy: the skill file is a symlink" });
+    expect(outcome).toMatchObject({
+      status: "failed",
+      error: "skill deploy: the skill file lies outside its skill directory",
+    });
     expect(seen.join("")).not.toContain(SECRET);
   });
 
@@ -103,7 +106,7 @@ describe("/skill: commands", () => {
     await rm(join(skillDir, "SKILL.md"));
     await symlink(join(outside, "SKILL.md"), join(skillDir, "SKILL.md"));
     await expect(session.steer("/skill:deploy again")).rejects.toThrow(
-      "skill deploy: the skill file is a symlink",
+      "skill deploy: the skill file lies outside its skill directory",
     );
     expect((await running).status).toBe("finished");
     expect(seen[0]).toContain("Run make deploy.");
