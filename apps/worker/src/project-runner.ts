@@ -46,6 +46,8 @@ export class ProjectRunner {
   private readonly ctx: WorkerContext;
   private readonly host: SessionHost;
   private readonly executor: RunExecutor;
+  /** Start order of each session's runs, and its deferred runs (session-gate.ts). */
+  private readonly gate: SessionGate;
   private readonly stopController = new AbortController();
   private worker: Worker<RunJobData> | undefined;
   /** Producer-side handle on the project queue (counts, re-queueing). */
@@ -73,7 +75,8 @@ export class ProjectRunner {
     this.org = lease.org;
     this.project = lease.project;
     this.host = new SessionHost(ctx, lease.org, lease.project, lease);
-    this.executor = new RunExecutor(ctx, lease, this.host, new SessionGate(ctx.events));
+    this.gate = new SessionGate(ctx.events);
+    this.executor = new RunExecutor(ctx, lease, this.host, this.gate);
     this.queue = new Queue<RunJobData>(ctx.keys.projectTag(lease.org, lease.project), {
       connection: ctx.bullmq,
       ...projectQueueOptions(ctx.keys.queuePrefix),
@@ -243,6 +246,8 @@ export class ProjectRunner {
   }
 
   private async process(job: Job<RunJobData>, token?: string): Promise<void> {
+    const jobId = job.id ?? job.data.runId;
+    this.gate.settled(job.data.sessionId, jobId);
     const outcome = await this.executor.execute(job.data, this.stopController.signal);
     if (outcome === "done" || !token) return;
     if (outcome === "requeue") {
@@ -252,12 +257,23 @@ export class ProjectRunner {
       throw new WaitingError();
     }
     // Not its session's turn yet (retry shortly), or its org is at its run quota (retry later).
+    const headFailed =
+      outcome === "defer" &&
+      (await this.failLostHead(job.data).catch((err: Error) => {
+        this.ctx.logger.warn({ err: err.message, project: this.project }, "could not check for a lost run");
+        return false;
+      }));
+    await job.moveToDelayed(
+      Date.now() + (outcome === "throttle" ? THROTTLE_RETRY_MS : this.ctx.env.PI_FLEET_DEFER_RETRY_MS),
+      token,
+    );
+    // Deferred behind its session's open run: the end of that run here promotes it (session-gate.ts).
+    // A run that ends between the turn wait's timeout and this line leaves it to its timer.
     if (outcome === "defer") {
-      await this.failLostHead(job.data).catch((err: Error) =>
-        this.ctx.logger.warn({ err: err.message, project: this.project }, "could not check for a lost run"),
-      );
+      this.gate.defer(job.data.sessionId, jobId, job.data.seq, () => job.promote());
+      // The run it waited for was lost and has just been ended here: go on at once.
+      if (headFailed) this.gate.wake(job.data.sessionId);
     }
-    await job.moveToDelayed(Date.now() + (outcome === "throttle" ? THROTTLE_RETRY_MS : 100), token);
     // An org at its quota must not sit on owners' project slots while other orgs' projects wait
     // for an owner: with nothing of this project running here, hand the project back. The owner
     // asks for a new owner after a pause, at the back of the dispatch queue (ownership.ts).
@@ -279,21 +295,23 @@ export class ProjectRunner {
    * queue: neither its own (id = run id, in any state) nor a retry an owner queued for it
    * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs' ids,
    * a rare path bounded by the project's queue cap).
+   * @returns true when it recorded the head run failed
    */
-  private async failLostHead(d: RunJobData): Promise<void> {
+  private async failLostHead(d: RunJobData): Promise<boolean> {
     const ref = { org: this.org, project: this.project, session: d.sessionId };
     const [head] = await this.ctx.events.openRuns(ref);
-    if (!head || head === d.runId) return;
+    if (!head || head === d.runId) return false;
     const run = await this.ctx.events.getRun(this.org, this.project, head);
-    if (run?.status !== "queued" || Date.now() - run.createdAt < this.ctx.env.PI_FLEET_LOST_RUN_MS) return;
+    if (run?.status !== "queued" || Date.now() - run.createdAt < this.ctx.env.PI_FLEET_LOST_RUN_MS)
+      return false;
     const jobs = await Promise.all([
       this.queue.getJob(head),
       this.queue.getJob(`${head}-e${this.lease.epoch}`),
     ]);
-    if (jobs.some((job) => job !== undefined)) return;
+    if (jobs.some((job) => job !== undefined)) return false;
     // Ids only (a job's data may carry images): retry ids are `<runId>-e<epoch>`.
     const open = await this.queue.getRanges(["wait", "delayed", "prioritized", "active"], 0, -1);
-    if (open.some((id) => id.startsWith(`${head}-e`))) return;
+    if (open.some((id) => id.startsWith(`${head}-e`))) return false;
     const error = "the run never reached the queue (the gateway failed while queueing it)";
     const res = await this.ctx.events.transitionRun(
       ref,
@@ -304,12 +322,9 @@ export class ProjectRunner {
       { type: "run_failed", runId: head, sessionId: d.sessionId, error },
       { error },
     );
-    if ("offset" in res) {
-      this.ctx.logger.warn(
-        { org: this.org, project: this.project, session: d.sessionId, runId: head },
-        error,
-      );
-    }
+    if (!("offset" in res)) return false;
+    this.ctx.logger.warn({ org: this.org, project: this.project, session: d.sessionId, runId: head }, error);
+    return true;
   }
 
   /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */

@@ -4,6 +4,10 @@
  * of its session (the head of the session's open-runs zset in Redis). Waiters are woken when a run
  * of the session ends in this process, with a slow re-check as a safety net for runs that end
  * elsewhere (e.g. cancelled by a gateway).
+ *
+ * A run that waited too long gives its queue slot back and is deferred (a delayed BullMQ job): the
+ * gate also remembers how to promote it, so the run that ends before its delay does wakes the next
+ * deferred run of its session at once instead of leaving it to its timer.
  */
 import type { EventLog, SessionRef } from "@pi-fleet/streams";
 
@@ -13,6 +17,8 @@ const RECHECK_MS = 1000;
 export class SessionGate {
   private readonly log: EventLog;
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Deferred runs by session, then by job id: their session seq and how to promote them. */
+  private readonly deferred = new Map<string, Map<string, { seq: number; promote: () => Promise<void> }>>();
 
   constructor(log: EventLog) {
     this.log = log;
@@ -41,12 +47,47 @@ export class SessionGate {
     }
   }
 
-  /** Wakes the waiters of a session (call after a run of it ended). */
+  /**
+   * Wakes the waiters of a session (call after a run of it ended), and promotes its deferred run
+   * with the lowest seq (the next in line; later ones stay deferred, they would only wait again).
+   * A failed promotion (the job left the delayed state meanwhile) is ignored: the job is on its
+   * way to a consumer anyway.
+   */
   wake(session: string): void {
     const set = this.waiters.get(session);
-    if (!set) return;
-    this.waiters.delete(session);
-    for (const fn of set) fn();
+    if (set) {
+      this.waiters.delete(session);
+      for (const fn of set) fn();
+    }
+    const deferred = this.deferred.get(session);
+    if (!deferred) return;
+    let next: [string, { seq: number; promote: () => Promise<void> }] | undefined;
+    for (const entry of deferred) if (!next || entry[1].seq < next[1].seq) next = entry;
+    if (!next) return;
+    this.settled(session, next[0]);
+    void next[1].promote().catch(() => undefined);
+  }
+
+  /**
+   * Remembers a run that was just deferred (its job moved to the delayed set): `promote` moves it
+   * back to the queue early when a run of its session ends here (see {@link wake}).
+   * @param jobId the BullMQ job id (a run id, or a retry's `<runId>-e<epoch>`)
+   * @param seq the run's sequence number in its session (RunJobData.seq, from enqueue-run.lua)
+   */
+  defer(session: string, jobId: string, seq: number, promote: () => Promise<void>): void {
+    let jobs = this.deferred.get(session);
+    if (!jobs) {
+      jobs = new Map();
+      this.deferred.set(session, jobs);
+    }
+    jobs.set(jobId, { seq, promote });
+  }
+
+  /** Forgets a deferred job (it was fetched again, or promoted). */
+  settled(session: string, jobId: string): void {
+    const jobs = this.deferred.get(session);
+    if (!jobs?.delete(jobId) || jobs.size > 0) return;
+    this.deferred.delete(session);
   }
 
   private sleep(session: string, signal: AbortSignal, ms: number): Promise<void> {

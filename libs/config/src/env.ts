@@ -84,6 +84,13 @@ export const EnvSchema = Type.Object({
    * waits behind it; younger ones may still be on their way to the queue.
    */
   PI_FLEET_LOST_RUN_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 10_000 }),
+  /**
+   * A fetched run whose session has an older open run waits for it in the worker for 500 ms,
+   * then gives its queue slot back: it is deferred (delayed in the project queue) for this long
+   * (ms) before it is fetched again, unless the end of the older run on the owner promotes it
+   * first. Only runs that end elsewhere (a queued run cancelled through a gateway) rely on it.
+   */
+  PI_FLEET_DEFER_RETRY_MS: Type.Integer({ minimum: 10, maximum: 600_000, default: 100 }),
   /** On SIGTERM, running runs may finish for this long (ms) before they are interrupted. */
   PI_FLEET_DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 30_000 }),
   /** Port of the worker's own endpoints (`/healthz`, `/readyz`, `/metrics`); unset = none. */
