@@ -1,28 +1,23 @@
 /**
  * Everything a worker does for one project it owns: a BullMQ Worker on the project's queue
  * (concurrency = sessions that may run at once), the project's pi sessions, and the run executor.
- * It exists exactly as long as the project lease. On start it reconciles what a previous owner
- * left: runs still marked `running` under an older epoch become `run_interrupted` (never re-run),
- * and the previous owner's stalled jobs are failed by BullMQ (`maxStalledCount: 0`) and handled
- * the same way, or re-queued if they never started. After a clean release (the lease says so)
- * there is nothing to reconcile and the consumer starts at once (docs/leases.md).
+ * It exists exactly as long as the project lease. On start it repairs what earlier owners left
+ * (takeover.ts): runs still marked `running` under an older epoch become `run_interrupted` (never
+ * re-run), and their stalled jobs are failed by BullMQ (`maxStalledCount: 0`) and handled the same
+ * way, or re-queued if they never started. After a clean release (the lease says so) there is
+ * nothing to repair and the consumer starts at once (docs/leases.md).
  */
 
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
-import {
-  isHeavyRunJob,
-  projectQueueOptions,
-  queueOptions,
-  type RunJobData,
-  runJobOptions,
-} from "@pi-fleet/queue";
+import { projectQueueOptions, queueOptions, type RunJobData } from "@pi-fleet/queue";
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { EagerStart } from "./eager-start.ts";
 import { RunExecutor } from "./run-executor.ts";
 import { WorkerSessionFiles } from "./session-files.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
+import { Takeover } from "./takeover.ts";
 import type { UiAnswerOutcome } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
@@ -52,6 +47,8 @@ export class ProjectRunner {
   private worker: Worker<RunJobData> | undefined;
   /** Producer-side handle on the project queue (counts, re-queueing). */
   private readonly queue: Queue<RunJobData>;
+  /** Repairs what earlier owners left (takeover.ts). */
+  private readonly takeover: Takeover;
   private resolveDone!: (reason: StopReason) => void;
   /** Resolves when the runner should end; the owner then closes it. */
   readonly done: Promise<StopReason>;
@@ -81,6 +78,7 @@ export class ProjectRunner {
       connection: ctx.bullmq,
       ...projectQueueOptions(ctx.keys.queuePrefix),
     });
+    this.takeover = new Takeover(ctx, lease, this.queue);
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -97,7 +95,7 @@ export class ProjectRunner {
    * consuming the project queue.
    */
   async start(): Promise<void> {
-    this.reconciled = this.lease.previousClean || (await this.reconcile());
+    this.reconciled = this.lease.previousClean || (await this.takeover.reconcile());
     // Up to PI_FLEET_PROJECT_MAX_RUNS runs at once; a run reaching an idle project starts without
     // BullMQ's look-ahead fetch first (eager-start.ts).
     const eager = new EagerStart(this.ctx.env.PI_FLEET_PROJECT_MAX_RUNS);
@@ -116,7 +114,7 @@ export class ProjectRunner {
       },
     );
     worker.on("failed", (job, err) => {
-      if (job && /stalled/i.test(err.message)) void this.handleStalled(job);
+      if (job && /stalled/i.test(err.message)) void this.takeover.handleStalled(job);
     });
     worker.on("error", (err) =>
       this.ctx.logger.warn({ err: err.message, project: this.project }, "project worker error"),
@@ -259,7 +257,7 @@ export class ProjectRunner {
     // Not its session's turn yet (retry shortly), or its org is at its run quota (retry later).
     const headFailed =
       outcome === "defer" &&
-      (await this.failLostHead(job.data).catch((err: Error) => {
+      (await this.takeover.failLostHead(job.data).catch((err: Error) => {
         this.ctx.logger.warn({ err: err.message, project: this.project }, "could not check for a lost run");
         return false;
       }));
@@ -286,142 +284,6 @@ export class ProjectRunner {
       this.stop("yielded");
     }
     throw new DelayedError();
-  }
-
-  /**
-   * The run `d` waits behind may be lost: recorded `queued` by a gateway that died before it added
-   * the run's job (docs/leases.md, failure table). Such a run would hold its session forever. It is
-   * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and no job of it exists in the
-   * queue: neither its own (id = run id, in any state) nor a retry an owner queued for it
-   * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs' ids,
-   * a rare path bounded by the project's queue cap).
-   * @returns true when it recorded the head run failed
-   */
-  private async failLostHead(d: RunJobData): Promise<boolean> {
-    const ref = { org: this.org, project: this.project, session: d.sessionId };
-    const [head] = await this.ctx.events.openRuns(ref);
-    if (!head || head === d.runId) return false;
-    const run = await this.ctx.events.getRun(this.org, this.project, head);
-    if (run?.status !== "queued" || Date.now() - run.createdAt < this.ctx.env.PI_FLEET_LOST_RUN_MS)
-      return false;
-    const jobs = await Promise.all([
-      this.queue.getJob(head),
-      this.queue.getJob(`${head}-e${this.lease.epoch}`),
-    ]);
-    if (jobs.some((job) => job !== undefined)) return false;
-    // Ids only (a job's data may carry images): retry ids are `<runId>-e<epoch>`.
-    const open = await this.queue.getRanges(["wait", "delayed", "prioritized", "active"], 0, -1);
-    if (open.some((id) => id.startsWith(`${head}-e`))) return false;
-    const error = "the run never reached the queue (the gateway failed while queueing it)";
-    const res = await this.ctx.events.transitionRun(
-      ref,
-      head,
-      this.lease.token,
-      ["queued"],
-      "failed",
-      { type: "run_failed", runId: head, sessionId: d.sessionId, error },
-      { error },
-    );
-    if (!("offset" in res)) return false;
-    this.ctx.logger.warn({ org: this.org, project: this.project, session: d.sessionId, runId: head }, error);
-    return true;
-  }
-
-  /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */
-  private async handleStalled(job: Job<RunJobData>): Promise<void> {
-    const d = job.data;
-    const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
-    if (!run) return;
-    // Started by an earlier owner: interrupted with it. Started under this lease (by the retry
-    // `reconcile` queued, or by this owner's own job whose lock lapsed): it is alive here.
-    if (run.status === "running" && run.epoch !== this.lease.epoch) {
-      await this.interrupt(d.sessionId, d.runId, "worker_lost");
-    }
-    if (run.status === "queued") await this.retryFetched(d);
-  }
-
-  /**
-   * Queues again a run that an earlier owner fetched but never started. The job id is fixed for
-   * this ownership (`<runId>-e<epoch>`), so the reconcile at takeover and the stalled handler add it
-   * once; a duplicate in a later ownership is harmless (start-run starts a run once).
-   */
-  private async retryFetched(d: RunJobData): Promise<void> {
-    await this.queue.add("run", d, {
-      ...runJobOptions(d.runId, isHeavyRunJob(d)),
-      jobId: `${d.runId}-e${this.lease.epoch}`,
-    });
-  }
-
-  /**
-   * Runs recorded `running` under an older epoch were interrupted by their owner's death, and
-   * the extension dialogs it left pending can never be answered: they are withdrawn. Sessions are
-   * independent, so their checks go out together (a cold start is one round trip per step, not per
-   * session: it sits on the cold-dispatch path).
-   */
-  private async reconcile(): Promise<boolean> {
-    const [sessions] = await Promise.all([this.reconcileSessions(), this.retryFetchedJobs()]);
-    if (sessions.interrupted) this.ctx.metrics.failovers.inc();
-    return sessions.complete;
-  }
-
-  /**
-   * Jobs still active in the queue now were fetched by an earlier owner (this owner's consumer has
-   * not started). BullMQ would hand them back only after its stalled check saw them twice
-   * (`stalledInterval` apart, after their lock expired): a run among them that never started is
-   * retried at once, so runs queued behind a dead owner's run continue as soon as the lease moves.
-   */
-  private async retryFetchedJobs(): Promise<void> {
-    const fetched = await this.queue.getJobs(["active"]);
-    await Promise.all(
-      fetched.map(async (job) => {
-        const d = job.data;
-        const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
-        if (run?.status === "queued") await this.retryFetched(d);
-      }),
-    );
-  }
-
-  /**
-   * @returns interrupted: whether a run of an earlier owner was interrupted; complete: false when
-   *   an interruption could not be recorded (the next owner must reconcile again)
-   */
-  private async reconcileSessions(): Promise<{ interrupted: boolean; complete: boolean }> {
-    const { org, project } = this;
-    const sessions = await this.ctx.redis.zrange(this.ctx.keys.sessions(org, project), "0", "-1");
-    const outcomes = await Promise.all(
-      sessions.map(async (sessionId) => {
-        const [, record] = await Promise.all([
-          this.ctx.registry.clearPendingUi(org, project, sessionId),
-          this.ctx.registry.getSession(org, project, sessionId),
-        ]);
-        if (!record?.activeRun) return "none";
-        const run = await this.ctx.events.getRun(org, project, record.activeRun);
-        if (run?.status !== "running" || run.epoch === this.lease.epoch) return "none";
-        return (await this.interrupt(sessionId, run.id, "worker_lost")) ? "interrupted" : "failed";
-      }),
-    );
-    return { interrupted: outcomes.includes("interrupted"), complete: !outcomes.includes("failed") };
-  }
-
-  /** Records a run of an earlier owner `interrupted`; false when that could not be written. */
-  private async interrupt(sessionId: string, runId: string, reason: string): Promise<boolean> {
-    return this.ctx.events
-      .transitionRun(
-        { org: this.org, project: this.project, session: sessionId },
-        runId,
-        this.lease.token,
-        ["running"],
-        "interrupted",
-        { type: "run_interrupted", runId, sessionId, reason },
-        { reason },
-      )
-      .then(
-        () => true,
-        (err: Error) => {
-          this.ctx.logger.warn({ err: err.message }, "could not mark run interrupted");
-          return false;
-        },
-      );
   }
 }
 
