@@ -4,7 +4,7 @@
  * module never builds paths. Secrets (provider keys) are sealed with the injected SecretSealer
  * before they reach Redis and opened only by a registry that was given an opener (workers).
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import type { ThinkingLevel } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import {
@@ -50,6 +50,8 @@ export class Registry {
    * process, and `plain:`/legacy values are plaintext, so an unkeyed hash would fingerprint keys.
    */
   readonly #digestSalt = randomBytes(32);
+  /** The last catalog read, frozen, with the revision it was read under (see catalog()). */
+  #catalogCache: { revision: string; doc: CatalogDocument } | undefined;
 
   /**
    * @param secrets seals secrets on write; with `open` (workers) it also opens them. Without it,
@@ -440,16 +442,32 @@ export class Registry {
     };
   }
 
-  /** Publishes the built-in model catalog (workers, at boot). */
+  /**
+   * Publishes the built-in model catalog (workers, at boot): the document, then its revision (a
+   * digest of the JSON), in this order on one connection, so a reader that sees a revision reads
+   * a document at least that new.
+   */
   async publishCatalog(doc: CatalogDocument): Promise<void> {
-    await this.redis.set(this.keys.catalog, JSON.stringify(doc));
+    const raw = JSON.stringify(doc);
+    const revision = createHash("sha256").update(raw).digest("hex").slice(0, 32);
+    await this.redis.pipeline().set(this.keys.catalog, raw).set(this.keys.catalogRevision, revision).exec();
   }
 
-  /** The published catalog, or an empty one when no worker has published yet. */
+  /**
+   * The published catalog, or an empty one when no worker has published yet. The parsed document
+   * is kept while the revision is unchanged (one small GET instead of the ~360 KB document and its
+   * parse); it is frozen, callers must not modify it. A catalog without a revision (published by
+   * an older worker) is read every time.
+   */
   async catalog(): Promise<CatalogDocument> {
+    const revision = await this.redis.get(this.keys.catalogRevision);
+    const cached = this.#catalogCache;
+    if (revision !== null && cached?.revision === revision) return cached.doc;
     const raw = await this.redis.get(this.keys.catalog);
     if (!raw) return { models: [], envProviders: [], publishedAt: "" };
-    return JSON.parse(raw) as CatalogDocument;
+    const doc = deepFreeze(JSON.parse(raw) as CatalogDocument);
+    if (revision !== null) this.#catalogCache = { revision, doc };
+    return doc;
   }
 
   /**
@@ -488,6 +506,15 @@ export class Registry {
       throw new Error(`the stored key of ${what} cannot be decrypted: ${reason}`);
     }
   }
+}
+
+/** Freezes a parsed JSON value and everything in it (a cached document callers share). */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function parseCredential(provider: string, json: string): StoredCredential {
