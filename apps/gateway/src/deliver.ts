@@ -73,7 +73,7 @@ async function deliverToRun(
   const offset = (await s.redis.hget(meta, "last")) ?? "0";
   let imagesKey: string | undefined;
   if (input.images?.length) {
-    imagesKey = `${s.keys.prefix}:ctl-input:${randomUUID()}`;
+    imagesKey = s.keys.controlInput(randomUUID());
     await s.redis.set(imagesKey, JSON.stringify(input.images), "PX", STORED_INPUT_TTL_MS);
   }
   try {

@@ -48,7 +48,7 @@ export class ControlInbox {
    * the key is not a control-input key of this deployment, expired, or holds something else.
    */
   private async takeImages(key: unknown): Promise<PromptImage[] | null> {
-    if (typeof key !== "string" || !key.startsWith(`${this.ctx.keys.prefix}:ctl-input:`)) return null;
+    if (typeof key !== "string" || !this.ctx.keys.isControlInput(key)) return null;
     const raw = await this.ctx.redis.getdel(key);
     if (raw === null) return null;
     let parsed: unknown;
@@ -73,8 +73,7 @@ export class ControlInbox {
     } catch {
       return;
     }
-    if (typeof req.replyTo !== "string" || !req.replyTo.startsWith(`${this.ctx.keys.prefix}:ctl-reply:`))
-      return;
+    if (typeof req.replyTo !== "string" || !this.ctx.keys.isGatewayReplies(req.replyTo)) return;
     const reply = (ok: boolean, result?: unknown, error?: string) =>
       this.ctx.redis.publish(req.replyTo, JSON.stringify({ id: req.id, ok, result, error })).catch(() => 0);
     const runner = this.ownership.runner(req.org, req.project);

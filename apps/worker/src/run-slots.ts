@@ -1,6 +1,7 @@
 /**
  * Worker-wide cap on concurrent runs (`PI_FLEET_MAX_RUNS`), across all owned projects: a FIFO
- * semaphore. A run takes a slot after its session's turn came and before it is marked running.
+ * semaphore. A run takes a slot just before the start-run script (which checks its session's turn
+ * and its org's quota, and marks it running) and gives it back at once when it did not start.
  */
 
 /** A counting semaphore with FIFO waiters and abortable waits. */

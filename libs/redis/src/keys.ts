@@ -86,6 +86,15 @@ export interface Keys {
   workerInbox(workerId: string): string;
   /** Pub/sub channel on which a gateway receives control replies. */
   gatewayReplies(gatewayId: string): string;
+  /** True when `channel` is some gateway's reply channel of this deployment (a worker checks `replyTo`). */
+  isGatewayReplies(channel: string): boolean;
+  /**
+   * String (short PX): the images of a steer / follow-up, too large for a control message, stored
+   * by the gateway under a random `id` and taken (GETDEL) by the owner.
+   */
+  controlInput(id: string): string;
+  /** True when `key` is a {@link Keys.controlInput} key of this deployment. */
+  isControlInput(key: string): boolean;
   /** ZSET of live workers scored by last heartbeat (ms). */
   readonly workers: string;
   /** ZSET of org ids scored by creation time (ms); `default` is implicit and never stored. */
@@ -147,6 +156,9 @@ export function createKeys(prefix: string): Keys {
     ownerAnnounce: (o, p) => `${prefix}:owned:${tag(o, p)}`,
     workerInbox: (w) => `${prefix}:ctl:${w}`,
     gatewayReplies: (g) => `${prefix}:ctl-reply:${g}`,
+    isGatewayReplies: (c) => c.startsWith(`${prefix}:ctl-reply:`),
+    controlInput: (id) => `${prefix}:ctl-input:${id}`,
+    isControlInput: (k) => k.startsWith(`${prefix}:ctl-input:`),
     workers: `${prefix}:workers`,
     orgs: `${prefix}:orgs`,
     org: (o) => `${prefix}:org:${o}`,
