@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
+import { FRAME_ENVELOPE_BYTES } from "../../apps/gateway/src/ws/websocket-plugin.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 
 const ADMIN = "rpc-operator-token-0123456789abcdef";
@@ -196,15 +197,18 @@ describe("pi RPC over WebSocket", () => {
     c.ws.close();
   });
 
-  it("caps frames at the prompt route's body limit", async () => {
+  it("caps frames at the prompt route's body limit plus a frame envelope", async () => {
     const c = await connect(rpcUrl("rpcp", session), keys.member);
     // Body limit of the prompt route: MAX_BODY + the base64 size of one MAX_IMAGE image + 128.
     const limit = MAX_BODY + 4 * Math.ceil(MAX_IMAGE / 3) + 128;
     // Within the frame limit but over the commands route's body limit: that route's 413 text.
     c.send({ id: "big", type: "get_state", pad: "x".repeat(limit - 60) });
     expect(await c.response("big")).toMatchObject({ command: "get_state", success: false });
+    // Over every route's body limit but within the envelope: still an answer, not a closed socket.
+    c.send({ id: "bigger", type: "get_state", pad: "x".repeat(limit + 1000) });
+    expect(await c.response("bigger")).toMatchObject({ command: "get_state", success: false });
     expect(c.ws.readyState).toBe(WebSocket.OPEN);
-    c.send("x".repeat(limit + 1));
+    c.send("x".repeat(limit + FRAME_ENVELOPE_BYTES + 1));
     expect((await c.closed).code).toBe(1009);
   });
 

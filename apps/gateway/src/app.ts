@@ -21,11 +21,12 @@ import { eventRoutes, openStreams } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { providerRoutes } from "./routes/providers.ts";
-import { rpcRoutes } from "./routes/rpc.ts";
+import { openRpcSockets, rpcRoutes } from "./routes/rpc.ts";
 import { runRoutes } from "./routes/runs.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { openSockets, wsRoutes } from "./routes/ws.ts";
 import type { GatewayServices } from "./services.ts";
+import { registerWebSockets } from "./ws/websocket-plugin.ts";
 
 /** Builds the app around ready services. The caller listens and closes. */
 export async function buildApp(services: GatewayServices, logger: Logger): Promise<FastifyInstance> {
@@ -69,7 +70,10 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
     services.state.draining = true;
     for (const stream of [...openStreams]) stream.end();
     for (const socket of [...openSockets]) socket.close(1001, "gateway shutting down");
+    for (const socket of [...openRpcSockets]) socket.close(1001, "gateway shutting down");
   });
+  // After the hook above: the plugin's own preClose closes sockets without a code.
+  await registerWebSockets(app);
   await registerOpenApi(app);
   await app.register(healthRoutes);
   await app.register(adminRoutes);

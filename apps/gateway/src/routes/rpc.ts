@@ -2,16 +2,13 @@
  * `GET /v1/projects/{projectId}/sessions/{id}/rpc`: pi's RPC protocol over a WebSocket, one
  * session per socket (see rpc/rpc-connection.ts). Auth is REST's (the upgrade request carries
  * `Authorization: Bearer`); an unknown session, or another org's, is a 404 before the upgrade.
- * Frames are capped at the prompt route's body limit (a prompt frame may carry images); sockets
- * close with 1001 when the gateway shuts down, 1008 when their credential is revoked.
+ * Frames are capped like the prompt route's body (ws/websocket-plugin.ts; a prompt frame may carry
+ * images); sockets close with 1001 when the gateway shuts down (app.ts), 1008 when their
+ * credential is revoked.
  */
-import { EventEmitter } from "node:events";
-import type { Server } from "node:http";
-import websocket from "@fastify/websocket";
 import { ApiError, ErrorResponse, SessionParams } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
 import { requireSession } from "../lookups.ts";
-import { inputBodyLimit } from "../prompt-input.ts";
 import { RpcConnection } from "../rpc/rpc-connection.ts";
 
 /** Open RPC sockets of this process. */
@@ -24,28 +21,6 @@ type Params = { projectId: string; id: string };
 
 export async function rpcRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
-  // First, so it runs before the plugin's own preClose (which closes without a code).
-  app.addHook("preClose", async () => {
-    for (const socket of [...openRpcSockets]) socket.close(1001, "gateway shutting down");
-  });
-  // `/v1/ws` (routes/ws.ts) registers @fastify/websocket on the HTTP server, and its `upgrade`
-  // listener dispatches every upgrade through Fastify's router, this route's included. This
-  // context's instance only handles its own route (its WebSocketServer, its frame limit), so it
-  // listens on an inert emitter: a second listener on the server would dispatch each upgrade twice.
-  await app.register(websocket, {
-    options: { server: new EventEmitter() as unknown as Server, maxPayload: inputBodyLimit(s.env) },
-    // A client error (an oversized frame: ws has already closed with 1009), not a server fault.
-    errorHandler: (err, socket, request) => {
-      request.log.debug({ err: err.message }, "rpc socket error");
-      socket.terminate();
-    },
-  });
-  // An upgrade refused with an HTTP answer (401 from the auth hook, 404, …) never reaches a
-  // handler; the plugin closes its socket only when its own onRequest hook ran, which the root's
-  // auth hook precedes. End it here, or it lingers (and holds up the server's close).
-  app.addHook("onResponse", async (request) => {
-    if (String(request.headers.upgrade).toLowerCase() === "websocket") request.raw.socket?.destroy();
-  });
   app.route({
     method: "GET",
     url: "/v1/projects/:projectId/sessions/:id/rpc",

@@ -1,8 +1,8 @@
 /**
- * `GET /v1/ws`: the multiplexed WebSocket (see ws/ws-connection.ts). Frames are capped at the
- * body limit; sockets close with 1001 when the gateway shuts down.
+ * `GET /v1/ws`: the multiplexed WebSocket (see ws/ws-connection.ts). Frames are capped like the
+ * REST routes that take images (ws/websocket-plugin.ts); sockets close with 1001 when the gateway
+ * shuts down.
  */
-import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { WsConnection } from "../ws/ws-connection.ts";
 
@@ -11,13 +11,6 @@ export const openSockets = new Set<WsConnection>();
 
 export async function wsRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
-  await app.register(websocket, { options: { maxPayload: s.env.PI_FLEET_MAX_BODY_BYTES } });
-  // An upgrade refused with an HTTP answer (401 from the auth hook, 429, …) never reaches the
-  // handler, and the plugin only ends sockets it saw; end it here, or it lingers (and holds up the
-  // server's close).
-  app.addHook("onResponse", async (request) => {
-    if (String(request.headers.upgrade).toLowerCase() === "websocket") request.raw.socket?.destroy();
-  });
   app.get("/v1/ws", { websocket: true }, (socket, request) => {
     const headers: Record<string, string> = {};
     if (typeof request.headers.authorization === "string")

@@ -1,0 +1,88 @@
+// Frame limits of `/v1/ws` match the REST routes its requests stand for: a prompt request carrying
+// images, larger than PI_FLEET_MAX_BODY_BYTES but within the prompt route's body limit, is queued
+// as over REST (it closed the socket with 1009 when /v1/ws was capped at the plain body limit); a
+// request over the route's limit gets the route's 413 in its response; only a frame beyond the
+// prompt limit plus the frame envelope closes the socket with 1009.
+import { waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { FRAME_ENVELOPE_BYTES } from "../../apps/gateway/src/ws/websocket-plugin.ts";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+const MAX_BODY = 2048;
+const MAX_IMAGE = 4096;
+let stack: InProcessStack;
+let session = "";
+
+type Frame = { kind: string; [key: string]: unknown };
+
+async function connect(url: string) {
+  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
+  const frames: Frame[] = [];
+  ws.addEventListener("message", (m) => frames.push(JSON.parse(String(m.data)) as Frame));
+  const closed = new Promise<CloseEvent>((resolve) => ws.addEventListener("close", resolve));
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve());
+    ws.addEventListener("error", () => reject(new Error("websocket failed")));
+  });
+  ws.send(JSON.stringify({ kind: "hello", protocol: 1 }));
+  await waitFor(() => frames.find((f) => f.kind === "welcome"));
+  return { ws, frames, closed };
+}
+
+/** An image of `bytes` decoded bytes (the gateway checks base64 and size, not pixels). */
+const image = (bytes: number) => ({ data: Buffer.alloc(bytes, 7).toString("base64"), mimeType: "image/png" });
+
+beforeAll(async () => {
+  stack = await startInProcessStack(inject("redisUrl"), "websocket-frames", {
+    env: {
+      PI_FLEET_MAX_BODY_BYTES: String(MAX_BODY),
+      PI_FLEET_MAX_IMAGE_BYTES: String(MAX_IMAGE),
+      PI_FLEET_MAX_IMAGES: "2",
+    },
+  });
+  await stack.call("POST", "/v1/projects", { name: "frames" });
+  session = ((await stack.call("POST", "/v1/projects/frames/sessions", {})).json as { id: string }).id;
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("/v1/ws frame limits", () => {
+  it("queues a prompt with images larger than the plain body limit, as REST does", async () => {
+    const { ws, frames } = await connect(stack.gateway.url);
+    const params = {
+      projectId: "frames",
+      sessionId: session,
+      text: "[[reply:seen]]",
+      images: [image(MAX_IMAGE)],
+    };
+    const frame = JSON.stringify({ kind: "request", id: 1, method: "prompt", params });
+    expect(frame.length).toBeGreaterThan(MAX_BODY);
+    ws.send(frame);
+    const response = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 1));
+    expect(response).toMatchObject({ ok: true });
+    const runId = (response.result as { runId: string }).runId;
+    const run = async () =>
+      (await stack.call("GET", `/v1/projects/frames/sessions/${session}/runs/${runId}`)).json as {
+        status: string;
+      };
+    await waitFor(async () => (await run()).status === "finished", { timeoutMs: 15_000 });
+    ws.close();
+  });
+
+  it("answers a request over the route's limit with its 413 and closes only beyond the envelope", async () => {
+    const { ws, frames, closed } = await connect(stack.gateway.url);
+    // Three images where two are allowed, each at the size limit: the prompt route refuses it.
+    const images = [image(MAX_IMAGE), image(MAX_IMAGE), image(MAX_IMAGE)];
+    const params = { projectId: "frames", sessionId: session, text: "x", images };
+    ws.send(JSON.stringify({ kind: "request", id: 2, method: "prompt", params }));
+    const refused = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 2));
+    expect(refused).toMatchObject({ ok: false, status: 413 });
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+
+    const promptLimit = MAX_BODY + 2 * (4 * Math.ceil(MAX_IMAGE / 3) + 128);
+    ws.send("x".repeat(promptLimit + FRAME_ENVELOPE_BYTES + 1));
+    expect((await closed).code).toBe(1009);
+  });
+});
