@@ -96,7 +96,10 @@ export class Takeover {
    * Runs recorded `running` under an older epoch were interrupted by their owner's death, and
    * the extension dialogs it left pending can never be answered: they are withdrawn. Sessions are
    * independent, so their checks go out together (a cold start is one round trip per step, not per
-   * session: it sits on the cold-dispatch path).
+   * session: it sits on the cold-dispatch path). Jobs an earlier owner fetched but never started
+   * are queued again.
+   * @returns false when something could not be recorded (the next owner must reconcile again,
+   *   so this ownership may not release as clean)
    */
   async reconcile(): Promise<boolean> {
     const [sessions] = await Promise.all([this.reconcileSessions(), this.retryFetchedJobs()]);
