@@ -7,26 +7,19 @@ import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FRAME_ENVELOPE_BYTES } from "../../apps/gateway/src/ws/websocket-plugin.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+import { connectWs } from "./helpers/ws-client.ts";
 
 const MAX_BODY = 2048;
 const MAX_IMAGE = 4096;
 let stack: InProcessStack;
 let session = "";
 
-type Frame = { kind: string; [key: string]: unknown };
-
+/** An open socket past hello / welcome. */
 async function connect(url: string) {
-  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
-  const frames: Frame[] = [];
-  ws.addEventListener("message", (m) => frames.push(JSON.parse(String(m.data)) as Frame));
-  const closed = new Promise<CloseEvent>((resolve) => ws.addEventListener("close", resolve));
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener("open", () => resolve());
-    ws.addEventListener("error", () => reject(new Error("websocket failed")));
-  });
-  ws.send(JSON.stringify({ kind: "hello", protocol: 1 }));
-  await waitFor(() => frames.find((f) => f.kind === "welcome"));
-  return { ws, frames, closed };
+  const client = await connectWs(url);
+  client.send({ kind: "hello", protocol: 1 });
+  await waitFor(() => client.frames.find((f) => f.kind === "welcome"));
+  return client;
 }
 
 /** An image of `bytes` decoded bytes (the gateway checks base64 and size, not pixels). */

@@ -4,28 +4,12 @@
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+import { connectWs, type WsFrame } from "./helpers/ws-client.ts";
 
 let stack: InProcessStack;
 let session = "";
 
-type Frame = { kind: string; [key: string]: unknown };
-
-/** A test client that records every frame. */
-async function connect(
-  url: string,
-): Promise<{ ws: WebSocket; frames: Frame[]; closed: Promise<CloseEvent> }> {
-  const ws = new WebSocket(url.replace("http", "ws") + "/v1/ws");
-  const frames: Frame[] = [];
-  ws.addEventListener("message", (m) => frames.push(JSON.parse(String(m.data)) as Frame));
-  const closed = new Promise<CloseEvent>((resolve) => ws.addEventListener("close", resolve));
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener("open", () => resolve());
-    ws.addEventListener("error", () => reject(new Error("websocket failed")));
-  });
-  return { ws, frames, closed };
-}
-
-const send = (ws: WebSocket, frame: Frame) => ws.send(JSON.stringify(frame));
+const send = (ws: WebSocket, frame: WsFrame) => ws.send(JSON.stringify(frame));
 
 beforeAll(async () => {
   stack = await startInProcessStack(inject("redisUrl"), "websocket");
@@ -39,7 +23,7 @@ afterAll(async () => {
 
 describe("/v1/ws", () => {
   it("greets, subscribes, runs a prompt by request and streams its events in order", async () => {
-    const { ws, frames } = await connect(stack.gateway.url);
+    const { ws, frames } = await connectWs(stack.gateway.url);
     send(ws, { kind: "subscribe", projectId: "wsp", sessionId: session });
     await waitFor(() => frames.find((f) => f.kind === "error"));
     expect(frames[0]).toMatchObject({ kind: "error", error: "send hello first" });
@@ -149,8 +133,8 @@ describe("/v1/ws", () => {
   });
 
   it("resumes a subscription after an offset with no gap and no duplicate", async () => {
-    const replay = async (after: string, until: (frames: Frame[]) => boolean) => {
-      const c = await connect(stack.gateway.url);
+    const replay = async (after: string, until: (frames: WsFrame[]) => boolean) => {
+      const c = await connectWs(stack.gateway.url);
       send(c.ws, { kind: "hello", protocol: 1 });
       send(c.ws, { kind: "subscribe", projectId: "wsp", sessionId: session, after });
       await waitFor(() => until(c.frames.filter((f) => f.kind === "event")));
@@ -169,7 +153,7 @@ describe("/v1/ws", () => {
 
   it("closes sockets with 1001 when the gateway shuts down", async () => {
     const own = await startInProcessStack(inject("redisUrl"), "websocket-close");
-    const { ws, frames, closed } = await connect(own.gateway.url);
+    const { ws, frames, closed } = await connectWs(own.gateway.url);
     send(ws, { kind: "hello", protocol: 1 });
     await waitFor(() => frames.find((f) => f.kind === "welcome"));
     await own.close();
