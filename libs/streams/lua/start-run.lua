@@ -3,7 +3,7 @@
 -- concurrent-run quota (then the run holds a slot). Appends `run_started`.
 -- KEYS: 1 lease, 2 run record, 3 session open-runs zset, 4 stream, 5 stream meta, 6 session hash,
 --       7 project activity stream, 8 activity meta, 9 the org's running-runs zset (holder -> expiry
---       in ms; shared with quota-acquire.lua of libs/leases)
+--       in ms; refreshed and released by RunQuota of libs/leases)
 -- ARGV: 1 lease token, 2 retention "<maxlen>:<maxAgeMs>", 3 channel, 4 epoch seed, 5 event json,
 --       6 now (ms), 7 activity channel, 8 org quota (0 = none), 9 quota holder TTL (ms),
 --       then field/value pairs to set on the run record
