@@ -20,6 +20,7 @@ import { errorMessage, PiRuntimeError } from "./errors.ts";
 import { createExtensionUiContext, extensionErrorEvent } from "./extension-ui.ts";
 import { resolveSessionModel } from "./model-selection.ts";
 import { piModelRuntime } from "./org-runtime.ts";
+import { OverflowLogs } from "./overflow-logs.ts";
 import { PiAgentSession } from "./pi-session.ts";
 import { readProjectAgentsFile } from "./project-context.ts";
 import { createPolicyResourceLoader } from "./resource-policy.ts";
@@ -76,10 +77,13 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
           }
         : {}),
     });
-    const bash = createBashToolDefinition(spec.projectDir, {
-      operations: bashOperations,
-      exposeSessionEnvironment: false,
-    });
+    const overflowLogs = new OverflowLogs(tmpDir, sandbox !== undefined);
+    const bash = overflowLogs.wrapBashTool(
+      createBashToolDefinition(spec.projectDir, {
+        operations: bashOperations,
+        exposeSessionEnvironment: false,
+      }),
+    );
     // Per session and in memory: pi's "global" settings writes (steering mode, auto compaction,
     // auto retry; hazard H10) stay inside this session. Never trusted: no project packages,
     // npmCommand or shell settings, even for orgs whose project extensions load (H1).
@@ -127,6 +131,7 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       rt,
       bashOperations,
       tmpDir,
+      overflowLogs,
       skillRoots,
       // Events outside runs take the UI host's ordered out-of-band path (the worker: the stream).
       ...(ui ? { outOfRun: (event: WireEvent) => ui.notify(event) } : {}),

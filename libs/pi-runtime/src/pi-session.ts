@@ -7,6 +7,7 @@ import type { AgentSession, BashOperations, ModelRuntime } from "@earendil-works
 import { THINKING_LEVELS, type ThinkingLevel, type WireEvent } from "@pi-fleet/contracts";
 import { runCommand } from "./commands/index.ts";
 import { errorMessage, firstLine, PiRuntimeError } from "./errors.ts";
+import type { OverflowLogs } from "./overflow-logs.ts";
 import { RunTracker } from "./run-tracker.ts";
 import { publicMessages } from "./sanitize.ts";
 import { expandSkillCommand } from "./skill-command.ts";
@@ -42,6 +43,8 @@ export interface PiAgentSessionParts {
   bashOperations: BashOperations;
   /** The bash TMPDIR of this session, removed on dispose. */
   tmpDir: string;
+  /** The session's bash overflow logs (overflow-logs.ts), deleted on dispose. */
+  overflowLogs: OverflowLogs;
   /** Real paths the session's skills were loaded from (`/skill:` reads stay inside them). */
   skillRoots: readonly string[];
   /**
@@ -59,6 +62,7 @@ export class PiAgentSession implements PiSession {
   readonly #rt: ModelRuntime;
   readonly #bashOperations: BashOperations;
   readonly #tmpDir: string;
+  readonly #overflowLogs: OverflowLogs;
   readonly #skillRoots: readonly string[];
   readonly #outOfRun: ((event: WireEvent) => void) | undefined;
   readonly #unsubscribe: () => void;
@@ -71,6 +75,7 @@ export class PiAgentSession implements PiSession {
     this.#rt = parts.rt;
     this.#bashOperations = parts.bashOperations;
     this.#tmpDir = parts.tmpDir;
+    this.#overflowLogs = parts.overflowLogs;
     this.#skillRoots = parts.skillRoots;
     this.#outOfRun = parts.outOfRun;
     this.#unsubscribe = this.#session.subscribe((event) => {
@@ -156,6 +161,7 @@ export class PiAgentSession implements PiSession {
         runtime: this.#runtime,
         rt: this.#rt,
         bashOperations: this.#bashOperations,
+        overflowLogs: this.#overflowLogs,
         busy: this.#run !== undefined || this.#session.isStreaming,
         ...(files ? { files } : {}),
       },
@@ -214,7 +220,10 @@ export class PiAgentSession implements PiSession {
     } finally {
       this.#unsubscribe();
       this.#session.dispose();
-      await rm(this.#tmpDir, { recursive: true, force: true }).catch(() => {});
+      await Promise.all([
+        rm(this.#tmpDir, { recursive: true, force: true }).catch(() => {}),
+        this.#overflowLogs.dispose(),
+      ]);
     }
   }
 

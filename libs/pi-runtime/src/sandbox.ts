@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { accessSync, constants as fsConstants, lstatSync, readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 
 /** `none`: bash runs on the host with the minimal env; `bwrap`: inside bubblewrap. */
 export type SandboxMode = "none" | "bwrap";
@@ -35,7 +35,11 @@ export interface BwrapCommandSpec {
   bwrapPath: string;
   /** Absolute; mounted read-write at the same path and used as the cwd. */
   projectDir: string;
-  /** Absolute host dir mounted read-write as the sandbox's /tmp (the session's bash temp dir). */
+  /**
+   * Absolute host dir mounted read-write as the sandbox's /tmp (the session's bash temp dir), and
+   * also at the worker's os.tmpdir() when that is another path: pi names bash overflow logs after
+   * it (overflow-logs.ts moves them into this dir).
+   */
   tmpDir: string;
   /** The command's complete env (set after `--clearenv`). */
   env: Record<string, string>;
@@ -114,7 +118,8 @@ function rootDirArgs(): string[] {
  * The bwrap argv for `<shell> -c <command>` (an argv array: no shell quoting anywhere). Mounts,
  * in order: read-only /usr, the root link dirs, the {@link ETC_ENTRIES} that exist, a generated
  * /etc/passwd and /etc/group naming the sandbox user (uid {@link SANDBOX_UID}, home = project
- * dir), a fresh /proc of the PID namespace, a minimal /dev, `tmpDir` as /tmp, the project dir
+ * dir), a fresh /proc of the PID namespace, a minimal /dev, `tmpDir` as /tmp (and at the worker's
+ * os.tmpdir() when that differs), the project dir
  * at its own path; then the root is remounted read-only. `--unshare-all --unshare-user`
  * (`--share-net` when `network`), `--cap-drop ALL`, `--die-with-parent`, `--new-session`,
  * `--clearenv` and the env of `spec`. NUL characters cannot be passed and are dropped.
@@ -131,8 +136,12 @@ export function bwrapInvocation(spec: BwrapCommandSpec, shell: string, command: 
   args.push("--perms", "0444", "--ro-bind-data", "4", "/etc/passwd");
   args.push("--perms", "0444", "--ro-bind-data", "5", "/etc/group");
   args.push("--proc", "/proc", "--dev", "/dev");
-  // /tmp before the project: a project dir below /tmp (tests) must stay visible.
+  // The temp mounts before the project: a project dir below them (tests) must stay visible.
   args.push("--bind", spec.tmpDir, "/tmp");
+  const workerTmp = tmpdir();
+  if (workerTmp !== "/tmp" && isAbsolute(workerTmp) && workerTmp !== "/") {
+    args.push("--bind", spec.tmpDir, workerTmp);
+  }
   args.push("--bind", spec.projectDir, spec.projectDir);
   args.push("--remount-ro", "/", "--chdir", spec.projectDir);
   const passwd = `agent:x:${uid}:${uid}:pi agent:${spec.projectDir}:${shell}\n`;

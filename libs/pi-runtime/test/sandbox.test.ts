@@ -196,4 +196,23 @@ describe("probeSandbox", () => {
     expect(opts.join(" ")).not.toContain("/etc/ssl/private");
     expect(inv.fdData[1]).toContain("agent:x:1000:1000");
   });
+
+  it("also mounts the session temp dir at the worker's os.tmpdir() when that is not /tmp", () => {
+    const spec = { bwrapPath: "/usr/bin/bwrap", projectDir: "/w/o/p", tmpDir: "/t/s", env: {} };
+    const saved = process.env.TMPDIR;
+    try {
+      // pi names overflow logs after os.tmpdir() (overflow-logs.ts); Node reads TMPDIR per call.
+      process.env.TMPDIR = "/var/spool/worker-tmp";
+      expect(bwrapInvocation(spec, "/bin/bash", "true").options.join(" ")).toContain(
+        "--bind /t/s /tmp --bind /t/s /var/spool/worker-tmp --bind /w/o/p /w/o/p",
+      );
+      process.env.TMPDIR = "/tmp";
+      expect(bwrapInvocation(spec, "/bin/bash", "true").options.join(" ")).toContain(
+        "--bind /t/s /tmp --bind /w/o/p /w/o/p",
+      );
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
 });

@@ -6,21 +6,24 @@ import { type CommandHandler, nonEmptyStringArg, ok, optionalBooleanArg } from "
 
 /**
  * `bash {command, excludeFromContext?}` → `{output, exitCode, cancelled, truncated}` (pi's
- * BashResult without `fullOutputPath`; `exitCode` is absent when cancelled). Allowed during a
+ * BashResult without `fullOutputPath`; `exitCode` is absent when cancelled). An overflow log
+ * (truncated output) goes to the session's OverflowLogs: the model, told its path in the
+ * recorded message, can read it. Allowed during a
  * run (pi records the result after it). A string `id` on the request tags pi's
  * bash_execution_update events. Hitting the time cap fails with "Command timed out after N
  * seconds".
  */
-const bash: CommandHandler = async ({ session, bashOperations }, request) => {
+const bash: CommandHandler = async ({ session, bashOperations, overflowLogs }, request) => {
   const command = nonEmptyStringArg(request, "command");
   const excludeFromContext = optionalBooleanArg(request, "excludeFromContext");
   const id = typeof request.id === "string" ? request.id : undefined;
   try {
-    const { fullOutputPath: _path, ...result } = await session.executeBash(command, undefined, {
+    const { fullOutputPath, ...result } = await session.executeBash(command, undefined, {
       operations: bashOperations,
       ...(excludeFromContext !== undefined ? { excludeFromContext } : {}),
       ...(id !== undefined ? { id } : {}),
     });
+    await overflowLogs.adopt(fullOutputPath);
     return ok(result);
   } catch (err) {
     const timeout = /^timeout:(\d+)$/.exec(errorMessage(err));

@@ -1,6 +1,7 @@
 // Shared pieces of the command handlers: what a handler may touch, result builders and argument
 // readers that turn a malformed request into a CommandArgError ("invalid").
 import type { AgentSession, BashOperations, ModelRuntime } from "@earendil-works/pi-coding-agent";
+import type { OverflowLogs } from "../overflow-logs.ts";
 import type { CommandRequest, CommandResult, OrgRuntime, SessionFiles } from "../types.ts";
 
 /** What a command handler works on (built by PiAgentSession per call). */
@@ -10,6 +11,8 @@ export interface CommandContext {
   readonly rt: ModelRuntime;
   /** The session's confined spawner (the bash tool's), for user bash commands. */
   readonly bashOperations: BashOperations;
+  /** Where a user bash command's overflow log goes once the command ended. */
+  readonly overflowLogs: OverflowLogs;
   /** A run is active: run() is in pi's preflight or pi is streaming. */
   readonly busy: boolean;
   /** The fleet's session-file operations (fork, clone, new_session); absent: those are unsupported. */
