@@ -1,6 +1,7 @@
 // SessionGate's deferred runs: when a run of a session ends on its owner, the session's deferred
 // run with the lowest seq (the next in line) is promoted once; later ones stay deferred, other
-// sessions are untouched, and a promotion that fails (the job left the delayed set) is ignored.
+// sessions are untouched, a promotion that fails (the job left the delayed set) is ignored, and a
+// run that is already its session's head when deferred is promoted at once.
 // The turn-taking itself (waitTurn against Redis) is exercised by the integration and chaos tests;
 // test/integration/defer-promotion.test.ts covers the promotion end to end.
 import type { EventLog } from "@pi-fleet/streams";
@@ -52,6 +53,29 @@ describe("SessionGate deferred runs", () => {
     gate.wake("s1");
     gate.wake("s1");
     expect(promoted).toEqual(["run-b-second"]);
+  });
+
+  it("promotes a just-deferred run at once when it is already its session's head", async () => {
+    // The run it waited for ended between the turn wait's timeout and the move to delayed.
+    let open = ["run-a", "run-b"];
+    const log = { openRuns: async () => open } as unknown as EventLog;
+    const gate = new SessionGate(log);
+    const { promoted, promote } = recorder();
+    const ref = { org: "o", project: "p", session: "s1" };
+    gate.defer("s1", "run-b", 5, promote("run-b"));
+    await gate.recheckDeferred(ref, "run-b");
+    expect(promoted).toEqual([]);
+    open = ["run-b"];
+    await gate.recheckDeferred(ref, "run-b");
+    expect(promoted).toEqual(["run-b"]);
+    // A failed read leaves the run to its timer.
+    gate.defer("s1", "run-c", 6, promote("run-c"));
+    const failing = new SessionGate({
+      openRuns: async () => Promise.reject(new Error("down")),
+    } as unknown as EventLog);
+    failing.defer("s1", "run-c", 6, promote("run-c"));
+    await expect(failing.recheckDeferred(ref, "run-c")).resolves.toBeUndefined();
+    expect(promoted).toEqual(["run-b"]);
   });
 
   it("ignores a promotion that fails", async () => {

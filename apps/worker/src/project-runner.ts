@@ -266,11 +266,15 @@ export class ProjectRunner {
       token,
     );
     // Deferred behind its session's open run: the end of that run here promotes it (session-gate.ts).
-    // A run that ends between the turn wait's timeout and this line leaves it to its timer.
     if (outcome === "defer") {
       this.gate.defer(job.data.sessionId, jobId, job.data.seq, () => job.promote());
-      // The run it waited for was lost and has just been ended here: go on at once.
+      // The run it waited for was lost and has just been ended here: go on at once. Otherwise
+      // look once whether it ended while this job was being moved (nothing promoted it then).
       if (headFailed) this.gate.wake(job.data.sessionId);
+      else {
+        const ref = { org: this.org, project: this.project, session: job.data.sessionId };
+        await this.gate.recheckDeferred(ref, job.data.runId);
+      }
     }
     // An org at its quota must not sit on owners' project slots while other orgs' projects wait
     // for an owner: with nothing of this project running here, hand the project back. The owner

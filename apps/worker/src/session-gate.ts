@@ -7,7 +7,8 @@
  *
  * A run that waited too long gives its queue slot back and is deferred (a delayed BullMQ job): the
  * gate also remembers how to promote it, so the run that ends before its delay does wakes the next
- * deferred run of its session at once instead of leaving it to its timer.
+ * deferred run of its session at once instead of leaving it to its timer, and a run that ended
+ * while the job was being deferred is caught by one look at the session's head right after.
  */
 import type { EventLog, SessionRef } from "@pi-fleet/streams";
 
@@ -81,6 +82,17 @@ export class SessionGate {
       this.deferred.set(session, jobs);
     }
     jobs.set(jobId, { seq, promote });
+  }
+
+  /**
+   * Call right after deferring `runId`: if it is already the oldest open run of its session (the
+   * run it waited for ended between the turn wait's timeout and the move to the delayed set, so
+   * that end promoted nothing), wakes the session at once instead of leaving it to its timer.
+   * One read of the session's open runs; a failed read leaves the run to its timer.
+   */
+  async recheckDeferred(ref: SessionRef, runId: string): Promise<void> {
+    const open = await this.log.openRuns(ref).catch(() => undefined);
+    if (open?.[0] === runId) this.wake(ref.session);
   }
 
   /** Forgets a deferred job (it was fetched again, or promoted). */
