@@ -28,7 +28,10 @@ export interface WorkerContext {
   leases: LeaseManager;
   runtimes: RuntimeCache;
   paths: WorkspacePaths;
-  /** Worker-private directory for pi's agentDir and per-session temp dirs. */
+  /**
+   * Worker-private directory, pi's agentDir (`WORKSPACE_DIR/../.agents/<worker id>`). Sessions'
+   * bash temp dirs are made in os.tmpdir() (pi-runtime open-session.ts).
+   */
   agentDir: string;
   /** Worker-wide run capacity (`PI_FLEET_MAX_RUNS`). */
   slots: RunSlots;

@@ -5,7 +5,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { ConfigError, type Env } from "@pi-fleet/config";
 import { LeaseManager, RunQuota } from "@pi-fleet/leases";
 import { type Logger, scrape } from "@pi-fleet/observability";
@@ -76,7 +76,7 @@ export async function startWorker(
   const warning = unencryptedSecretsWarning(secretBox);
   if (warning) logger.warn({ workerId }, warning);
   const agentDir = resolve(env.WORKSPACE_DIR, "..", ".agents", workerId);
-  await mkdir(join(agentDir, "tmp"), { recursive: true });
+  await mkdir(agentDir, { recursive: true });
   preparePiProcess(agentDir);
   const keys = createKeys(env.PI_FLEET_KEY_PREFIX);
   const [redis, bullmq, inboxSub] = await Promise.all([
