@@ -165,6 +165,15 @@ describe("pi RPC over WebSocket", () => {
     expect((await c.response("t")).data).toEqual({ text: "over rpc" });
     c.send({ id: "n", type: "set_session_name", name: "   " });
     expect((await c.response("n")).error).toBe("Session name cannot be empty");
+    // Nesting that JSON.stringify cannot echo back (it stopped the gateway): a parse error.
+    c.send(`{"type":"nope","id":${"[".repeat(10_000)}${"]".repeat(10_000)}}`);
+    await waitFor(() => c.records.filter((r) => r.command === "parse").length === 2);
+    expect(c.records.filter((r) => r.command === "parse")[1]).toEqual({
+      type: "response",
+      command: "parse",
+      success: false,
+      error: "Failed to parse command: JSON nested deeper than 64 levels",
+    });
     c.ws.close();
   });
 

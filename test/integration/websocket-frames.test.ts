@@ -64,6 +64,35 @@ describe("/v1/ws frame limits", () => {
     ws.close();
   });
 
+  it("refuses a frame nested too deep with an error frame; socket and gateway stay up", async () => {
+    // 20 KB of nested arrays: JSON.parse takes it, but JSON.stringify of it (forwarding the
+    // request to its route) overflowed the stack and the unhandled rejection stopped the gateway.
+    const { ws, frames } = await connect(stack.gateway.url);
+    const deep = `${"[".repeat(10_000)}${"]".repeat(10_000)}`;
+    ws.send(
+      `{"kind":"request","id":"deep","method":"prompt","params":{"projectId":"frames","sessionId":"${session}","text":${deep}}}`,
+    );
+    const refused = await waitFor(() =>
+      frames.find((f) => f.kind === "error" && f.code === "PF_ERR_REQUEST_INVALID"),
+    );
+    expect(refused.error).toContain("nested deeper than 64 levels");
+    ws.send(JSON.stringify({ kind: "ping", id: "still-open" }));
+    await waitFor(() => frames.find((f) => f.kind === "pong" && f.id === "still-open"));
+    expect((await stack.call("GET", "/v1/readyz")).status).toBe(200);
+    // REST refuses such nesting as bad input (100 levels: within this stack's body limit).
+    const rest = await fetch(`${stack.gateway.url}/v1/projects`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: `{"name":${"[".repeat(100)}${"]".repeat(100)}}`,
+    });
+    expect(rest.status).toBe(400);
+    expect(await rest.json()).toMatchObject({
+      code: "PF_ERR_REQUEST_INVALID",
+      error: "JSON nested deeper than 64 levels",
+    });
+    ws.close();
+  });
+
   it("answers a request over the route's limit with its 413 and closes only beyond the envelope", async () => {
     const { ws, frames, closed } = await connect(stack.gateway.url);
     // Three images where two are allowed, each at the size limit: the prompt route refuses it.

@@ -10,6 +10,7 @@ import { installKeyUseAudit } from "./auth/audit.ts";
 import { installAuth } from "./auth/authenticate.ts";
 import { frameworkErrorHandler, installErrorHandlers } from "./error-handler.ts";
 import { registerHttpPolicy } from "./http-policy.ts";
+import { TOO_DEEP_MESSAGE, tooDeep } from "./json-depth.ts";
 import { registerRateLimit } from "./limits/rate-limit.ts";
 import { installMetrics } from "./metrics.ts";
 import { registerOpenApi } from "./openapi.ts";
@@ -43,13 +44,17 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
     frameworkErrors: frameworkErrorHandler,
   });
   app.decorate("services", services);
-  // JSON only: any other content type is a 415, never parsed.
+  // JSON only: any other content type is a 415, never parsed. Bodies nested deeper than
+  // MAX_JSON_DEPTH are a 400 (json-depth.ts).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    "application/json",
-    { parseAs: "string" },
-    app.getDefaultJsonParser("error", "error") as Parameters<typeof app.addContentTypeParser>[2],
-  );
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, text, done) => {
+    parseJson(request, text as string, (err, value) => {
+      if (err) return done(err);
+      if (tooDeep(value)) return done(Object.assign(new Error(TOO_DEEP_MESSAGE), { statusCode: 400 }));
+      done(null, value);
+    });
+  });
   // Routes whose body is optional (seed: `POST …/sessions` has none) validate an absent body as `{}`.
   app.addHook("preValidation", async (request) => {
     if (request.body === undefined && request.routeOptions.config?.optionalBody) request.body = {};

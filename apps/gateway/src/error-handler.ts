@@ -72,7 +72,8 @@ export function installErrorHandlers(app: FastifyInstance): void {
   });
 }
 
-function isRedisUnavailable(err: Error): boolean {
+/** True for the errors ioredis gives while Redis cannot be reached (answered as 503). */
+export function isRedisUnavailable(err: Error): boolean {
   return (
     err.name === "MaxRetriesPerRequestError" ||
     /ECONNREFUSED|Connection is closed|max retries per request|Stream isn't writeable|ETIMEDOUT/i.test(

@@ -13,7 +13,9 @@ import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
+import { isRedisUnavailable } from "../error-handler.ts";
 import { injectRoute } from "../inject-route.ts";
+import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
 import { requestRoute } from "./ws-requests.ts";
@@ -55,7 +57,10 @@ export class WsConnection {
     this.s = app.services;
     this.headers = headers;
     this.limits = limits;
-    socket.on("message", (data, isBinary) => void this.onMessage(isBinary ? null : data.toString()));
+    socket.on("message", (data, isBinary) => {
+      const text = isBinary ? null : data.toString();
+      this.onMessage(text).catch((err: unknown) => this.failedFrame(text, err));
+    });
     socket.on("close", () => void this.dispose());
     socket.on("error", () => void this.dispose());
   }
@@ -75,6 +80,14 @@ export class WsConnection {
       frame = JSON.parse(text);
     } catch {
       this.send({ kind: "error", code: "PF_ERR_REQUEST_MALFORMED_JSON", error: "frames are JSON text" });
+      return;
+    }
+    if (tooDeep(frame)) {
+      this.send({
+        kind: "error",
+        code: "PF_ERR_REQUEST_INVALID",
+        error: `invalid frame: ${TOO_DEEP_MESSAGE}`,
+      });
       return;
     }
     if (!validate.Check(frame)) {
@@ -206,6 +219,32 @@ export class WsConnection {
     const { status, body } = await injectRoute(this.app, this.headers, requestRoute(f.method, f.params));
     if (status < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
     else this.send({ kind: "response", id: f.id, ok: false, status, error: body });
+  }
+
+  /**
+   * A frame whose handling failed (Redis unreachable, a bug): an error frame answers it (with its
+   * id when it had one), the socket stays open, the failure is logged. Never throws.
+   */
+  private failedFrame(text: string | null, err: unknown): void {
+    let id: unknown;
+    try {
+      id = text === null ? undefined : (JSON.parse(text) as { id?: unknown } | null)?.id;
+    } catch {
+      id = undefined;
+    }
+    const unavailable = err instanceof Error && isRedisUnavailable(err);
+    if (unavailable) this.app.log.warn({ err: (err as Error).message }, "ws frame failed: redis unavailable");
+    else this.app.log.error({ err }, "ws frame failed");
+    try {
+      this.send({
+        kind: "error",
+        ...(typeof id === "string" || typeof id === "number" ? { id } : {}),
+        code: unavailable ? "PF_ERR_SERVICE_UNAVAILABLE" : "PF_ERR_INTERNAL",
+        error: unavailable ? "service temporarily unavailable" : "internal error",
+      });
+    } catch {
+      this.close(1011, "internal error");
+    }
   }
 
   /** Replay backpressure: waits while the socket holds more than a quarter of the client limit. */
