@@ -1,7 +1,9 @@
 // Limits and HTTP policy in keyed mode on real gateways + Redis: the per-org request budget is
 // shared by every gateway and answered with 429 + Retry-After; open streams are capped per key;
-// a revoked key loses its open SSE and WebSocket streams within about a second; security headers
+// a client that hangs up during the set-up gives its slot back; a revoked key loses its open SSE
+// and WebSocket streams within about a second; security headers
 // are set and CORS answers only the configured origins.
+import { connect } from "node:net";
 import { loadEnv } from "@pi-fleet/config";
 import { type Gateway, startGateway } from "@pi-fleet/gateway";
 import { createLogger } from "@pi-fleet/observability";
@@ -88,6 +90,40 @@ describe("limits", () => {
     await waitFor(() => s1.ended && s2.ended, { timeoutMs: 3000 });
     expect(await wsClosed).toBe(1008);
     expect(Date.now() - t0).toBeLessThan(2500);
+  });
+
+  it("gives back the stream slot of a client that hung up while its stream was being set up", async () => {
+    // The client's socket closed during the auth and lookup reads, before the stream watched its
+    // response: the slot and the hub listener were never given back (the key was locked out).
+    const k = await newOrgKey("streams-b");
+    const project = (await stack.call("POST", "/v1/projects", { name: "p" }, k.key)).json as { id: string };
+    const { port } = new URL(stack.gateway.url);
+    for (let i = 0; i < 6; i++) {
+      const socket = connect(Number(port), "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(
+        `GET /v1/projects/${project.id}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${k.key}\r\n\r\n`,
+      );
+      socket.destroy();
+    }
+    // Once the gateway has handled the six requests, a new stream gets a slot (a leaked slot is
+    // never given back: 429 for ever)...
+    const url = `${stack.gateway.url}/v1/projects/${project.id}/events`;
+    const s = await waitFor(
+      async () => {
+        const attempt = await openSse(url, { headers: { authorization: `Bearer ${k.key}` } });
+        if (attempt.status === 200) return attempt;
+        attempt.close();
+        return undefined;
+      },
+      { timeoutMs: 3000, message: "a stream slot for the key" },
+    );
+    s.close();
+    // ...and once that one closed too, nothing of the six is left in the hub.
+    const { services } = stack.gateway;
+    await waitFor(() => services.state.sseClients === 0 && services.hub.listenerCount === 0, {
+      message: "every stream and hub listener given back",
+    });
   });
 
   it("sets security headers and answers CORS only for configured origins", async () => {

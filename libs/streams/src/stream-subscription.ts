@@ -90,7 +90,13 @@ export class StreamSubscription implements HubListener {
    * buffered until `catchUp()` runs. Rejects if Redis fails.
    */
   async open(): Promise<void> {
-    this.unwatch = await this.hub.watch(this.log.address(this.ref).channel, this);
+    const unwatch = await this.hub.watch(this.log.address(this.ref).channel, this);
+    if (this.closed) {
+      // Closed while the watch was being set up (the client left): close() found nothing to undo.
+      await unwatch();
+      return;
+    }
+    this.unwatch = unwatch;
     const { first, last, epoch } = await this.log.bounds(this.ref);
     this.epoch = epoch;
     if (this.cursor === undefined) {

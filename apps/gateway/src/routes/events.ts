@@ -73,7 +73,10 @@ async function serveSse(
     stream.end();
     return;
   }
-  if (res.destroyed) return;
+  if (res.destroyed) {
+    stream.end(); // the client left while subscribing: give back its slot and its subscription
+    return;
+  }
   res.writeHead(200, {
     ...(reply.getHeaders() as Record<string, string>),
     "content-type": "text/event-stream; charset=utf-8",

@@ -49,6 +49,8 @@ export class SseStream implements SubscriptionSink {
     this.res = res;
     this.opts = opts;
     res.on("close", () => this.finish());
+    // A client that hung up before this stream existed: its "close" has already fired.
+    if (res.destroyed) queueMicrotask(() => this.finish());
   }
 
   /** Sends `retry:` and the frames held so far, then writes through. Call after the head is sent. */
