@@ -1,6 +1,7 @@
 // `/v1/ws`: hello/welcome, subscriptions with replay and live events (sessions and project
-// activity), requests executed like the REST routes, ping/pong, frame validation, and 1001 on
-// gateway shutdown. Uses Node's built-in WebSocket client.
+// activity), requests executed like the REST routes, ping/pong, frame validation, 1001 on
+// gateway shutdown, and one subscription per stream however subscribes race. Uses Node's
+// built-in WebSocket client.
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -158,5 +159,40 @@ describe("/v1/ws", () => {
     await waitFor(() => frames.find((f) => f.kind === "welcome"));
     await own.close();
     expect((await closed).code).toBe(1001);
+  });
+
+  it("holds one subscription per stream when subscribes race, and none after the socket closed", async () => {
+    // Frames are handled concurrently: 50 pipelined subscribes to one stream all passed the
+    // "already subscribed" check before the first lookup returned (50 hub listeners, 49 left
+    // behind after close), and a subscribe racing the close registered after dispose.
+    const hub = stack.gateway.services.hub;
+    const before = hub.listenerCount;
+    const { ws, frames, closed } = await connectWs(stack.gateway.url);
+    send(ws, { kind: "hello", protocol: 1 });
+    await waitFor(() => frames.find((f) => f.kind === "welcome"));
+    for (let i = 0; i < 50; i++)
+      send(ws, { kind: "subscribe", id: `d${i}`, projectId: "wsp", sessionId: session });
+    await waitFor(() => frames.filter((f) => f.kind === "subscribed" || f.kind === "error").length === 50);
+    expect(frames.filter((f) => f.kind === "subscribed")).toHaveLength(1);
+    expect(frames.filter((f) => f.kind === "error" && f.error === "already subscribed")).toHaveLength(49);
+    expect(hub.listenerCount).toBe(before + 1);
+    ws.close();
+    await closed;
+    await waitFor(() => hub.listenerCount <= before, { message: "hub listeners given back" });
+
+    for (let i = 0; i < 10; i++) {
+      const c = await connectWs(stack.gateway.url);
+      c.send({ kind: "hello", protocol: 1 });
+      c.send({ kind: "subscribe", projectId: "wsp", sessionId: session });
+      c.ws.close();
+    }
+    // A later subscribe's lookup answers after theirs (one Redis connection, in order): once it
+    // is subscribed, nothing of the ten closed sockets may be in the hub.
+    const last = await connectWs(stack.gateway.url);
+    last.send({ kind: "hello", protocol: 1 });
+    last.send({ kind: "subscribe", projectId: "wsp", sessionId: session });
+    await waitFor(() => last.frames.find((f) => f.kind === "subscribed"));
+    await waitFor(() => hub.listenerCount <= before + 1, { message: "no listener of a closed socket" });
+    last.ws.close();
   });
 });

@@ -41,6 +41,8 @@ export class WsConnection {
   /** Who authenticated the upgrade request; subscriptions are scoped to its org. */
   readonly auth: RequestAuth;
   private readonly subscriptions = new Map<string, StreamSubscription>();
+  /** Streams whose subscribe is looking up its project or session (see subscribe()). */
+  private readonly subscribing = new Set<string>();
   private greeted = false;
   private closed = false;
 
@@ -140,16 +142,27 @@ export class WsConnection {
     const fail = (code: string, error: string) => this.send({ kind: "error", id: f.id, code, error });
     if (f.after !== undefined && !isOffset(f.after))
       return fail("PF_ERR_STREAM_CURSOR_INVALID", "invalid stream offset");
-    if (this.subscriptions.has(key)) return fail("PF_ERR_REQUEST_INVALID", "already subscribed");
-    if (this.subscriptions.size >= this.limits.maxSubscriptions) {
+    if (this.subscriptions.has(key) || this.subscribing.has(key))
+      return fail("PF_ERR_REQUEST_INVALID", "already subscribed");
+    if (this.subscriptions.size + this.subscribing.size >= this.limits.maxSubscriptions) {
       return fail(
         "PF_ERR_REQUEST_TOO_LARGE",
         `at most ${this.limits.maxSubscriptions} subscriptions per connection`,
       );
     }
-    const exists = f.sessionId
-      ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
-      : await this.s.registry.getProject(this.auth.org, f.projectId);
+    // Reserved while the lookup is in flight: frames are handled concurrently, so a second
+    // subscribe to the same stream (or past the cap) must see this one.
+    this.subscribing.add(key);
+    let exists: unknown;
+    try {
+      exists = f.sessionId
+        ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
+        : await this.s.registry.getProject(this.auth.org, f.projectId);
+    } finally {
+      this.subscribing.delete(key);
+    }
+    // The socket closed during the lookup: dispose() has run, nothing may be added now.
+    if (this.closed) return;
     if (!exists) {
       return fail(
         f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
