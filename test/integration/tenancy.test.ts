@@ -260,6 +260,19 @@ describe("keyed mode", () => {
     expect(entries[0]?.action).toBe("org.update");
     expect(JSON.stringify(entries)).not.toContain("globex");
     expect((await stack.call("GET", "/v1/audit", undefined, keys.acmeViewer)).status).toBe(403);
+    // Paging: older than an entry; nothing is older than 0-0; ids Redis refuses are bad input.
+    const older = await stack.call("GET", `/v1/audit?before=${entries[0]?.id}`, undefined, keys.acmeAdmin);
+    expect((older.json as { entries: Json[] }).entries[0]?.id).toBe(entries[1]?.id);
+    const none = await stack.call("GET", "/v1/audit?before=0-0", undefined, keys.acmeAdmin);
+    expect([none.status, (none.json as { entries: Json[] }).entries]).toEqual([200, []]);
+    for (const before of ["18446744073709551616-0", "1-99999999999999999999"]) {
+      for (const path of [`/v1/audit?before=${before}`, `/v1/admin/orgs/acme/audit?before=${before}`]) {
+        const res = path.startsWith("/v1/admin")
+          ? await admin("GET", path)
+          : await stack.call("GET", path, undefined, keys.acmeAdmin);
+        expect([path, res.status, (res.json as Json).code]).toEqual([path, 400, "PF_ERR_REQUEST_INVALID"]);
+      }
+    }
   });
 
   it("deletes an org with its keys, projects, streams and secrets", async () => {

@@ -116,6 +116,11 @@ describe("/v1/ws", () => {
     await waitFor(() =>
       frames.find((f) => f.kind === "error" && f.id === "u" && f.code === "PF_ERR_SESSION_NOT_FOUND"),
     );
+    // An offset past Redis's 64-bit entry ids is refused; it closed the socket with 1011.
+    send(ws, { kind: "subscribe", id: "big", projectId: "wsp", after: "1-99999999999999999999" });
+    await waitFor(() =>
+      frames.find((f) => f.kind === "error" && f.id === "big" && f.code === "PF_ERR_STREAM_CURSOR_INVALID"),
+    );
 
     send(ws, { kind: "unsubscribe", id: "x", projectId: "wsp", sessionId: session });
     await waitFor(() => frames.find((f) => f.kind === "unsubscribed" && f.id === "x"));

@@ -1,5 +1,5 @@
 // Ids are validated slugs and every workspace path stays under the root.
-import { isEntityId, isOffset, isSlug, slugify } from "@pi-fleet/contracts";
+import { isEntityId, isOffset, isSlug, isStreamId, slugify } from "@pi-fleet/contracts";
 import { UnsafePathError, WorkspacePaths } from "@pi-fleet/security";
 import { describe, expect, it } from "vitest";
 
@@ -20,6 +20,12 @@ describe("ids", () => {
     expect(isOffset("1795264225262-3")).toBe(true);
     expect(isOffset("1795264225262")).toBe(false);
     expect(isOffset("$")).toBe(false);
+    // Redis entry id parts are unsigned 64-bit: 2^64 - 1 is the largest.
+    expect(isOffset("18446744073709551615-18446744073709551615")).toBe(true);
+    expect(isOffset("18446744073709551616-0")).toBe(false);
+    expect(isOffset("1-99999999999999999999")).toBe(false);
+    expect(isStreamId("0-0")).toBe(true);
+    expect(isStreamId("0")).toBe(false);
   });
 });
 

@@ -27,9 +27,22 @@ export function isEntityId(value: string): boolean {
   return entityRe.test(value);
 }
 
-/** True when `value` is a valid stream offset (`0` or `<ms>-<seq>`). */
+/** Largest part of a Redis stream entry id: both `<ms>` and `<seq>` are unsigned 64-bit. */
+const STREAM_ID_PART_MAX = 18446744073709551615n;
+
+/**
+ * True when `value` is an entry id Redis accepts (`<ms>-<seq>`, each part at most 2^64 − 1;
+ * Redis answers "Invalid stream ID" beyond that, so such a value must be refused as bad input).
+ */
+export function isStreamId(value: string): boolean {
+  if (value === "0" || !offsetRe.test(value)) return false;
+  const [ms = "", seq = ""] = value.split("-");
+  return BigInt(ms) <= STREAM_ID_PART_MAX && BigInt(seq) <= STREAM_ID_PART_MAX;
+}
+
+/** True when `value` is a valid stream offset (`0`, or an entry id as {@link isStreamId}). */
 export function isOffset(value: string): boolean {
-  return offsetRe.test(value);
+  return value === "0" || isStreamId(value);
 }
 
 /**

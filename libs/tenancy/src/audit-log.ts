@@ -38,8 +38,12 @@ export class AuditLog {
     await this.#redis.xadd(this.#keys.audit(org), "MAXLEN", "~", AUDIT_MAXLEN, "*", "d", body);
   }
 
-  /** Newest first: up to `limit` entries older than `before` (an entry id), or the newest. */
+  /**
+   * Newest first: up to `limit` entries older than `before` (an entry id, checked with
+   * `isStreamId` by the caller), or the newest. Nothing is older than `0-0`.
+   */
   async list(org: string, opts: { limit: number; before?: string }): Promise<AuditEntry[]> {
+    if (opts.before === "0-0") return []; // Redis refuses the exclusive bound "(0-0"
     const end = opts.before ? `(${opts.before}` : "+";
     const rows = await this.#redis.xrevrange(this.#keys.audit(org), end, "-", "COUNT", opts.limit);
     return rows.map(([id, fields]) => {

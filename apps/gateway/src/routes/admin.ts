@@ -13,6 +13,7 @@ import {
   CreateApiKeyResponse,
   CreateOrgRequest,
   ErrorResponse,
+  isStreamId,
   KeyParams,
   ListApiKeysResponse,
   ListOrgsResponse,
@@ -202,13 +203,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const { orgId } = request.params as { orgId: string };
       await requireOrg(orgId);
-      const q = request.query as { limit?: string; before?: string };
-      return {
-        entries: await s.tenancy.audit.list(orgId, {
-          limit: Number(q.limit ?? 100),
-          ...(q.before ? { before: q.before } : {}),
-        }),
-      };
+      return { entries: await s.tenancy.audit.list(orgId, auditPage(request)) };
     },
   );
 
@@ -270,13 +265,22 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const q = request.query as { limit?: string; before?: string };
-      return {
-        entries: await s.tenancy.audit.list(request.auth.org, {
-          limit: Number(q.limit ?? 100),
-          ...(q.before ? { before: q.before } : {}),
-        }),
-      };
+      return { entries: await s.tenancy.audit.list(request.auth.org, auditPage(request)) };
     },
   );
+}
+
+/**
+ * The page an audit query asks for (`limit` 1–1000, default 100; `before` an entry id).
+ * @throws ApiError 400 when `before` is beyond Redis's 64-bit entry ids (its pattern passed)
+ */
+function auditPage(request: FastifyRequest): { limit: number; before?: string } {
+  const q = request.query as { limit?: string; before?: string };
+  if (q.before !== undefined && !isStreamId(q.before)) {
+    throw new ApiError(
+      "PF_ERR_REQUEST_INVALID",
+      "before: not a stream entry id (each part at most 2^64 - 1)",
+    );
+  }
+  return { limit: Number(q.limit ?? 100), ...(q.before ? { before: q.before } : {}) };
 }
