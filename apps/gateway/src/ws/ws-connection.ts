@@ -22,6 +22,9 @@ import { requestRoute } from "./ws-requests.ts";
 
 const validate = Compile(WsClientFrame);
 
+/** A replay that makes no progress for this long (ms) is cut with `stream_lagging` (as SSE's). */
+const REPLAY_STALL_MS = 10_000;
+
 /** Limits of one connection. */
 export interface WsLimits {
   maxBufferedBytes: number;
@@ -260,14 +263,26 @@ export class WsConnection {
     }
   }
 
-  /** Replay backpressure: waits while the socket holds more than a quarter of the client limit. */
+  /**
+   * Replay backpressure: waits while the socket holds more than a quarter of the client limit. A
+   * client that reads nothing for {@link REPLAY_STALL_MS} is cut as lagging (as SSE does).
+   */
   private congested(): Promise<void> | undefined {
     const highWater = Math.min(256 * 1024, Math.floor(this.limits.maxBufferedBytes / 4));
     if (this.closed || this.socket.bufferedAmount <= highWater) return undefined;
+    let buffered = this.socket.bufferedAmount;
+    let progressAt = performance.now();
     return new Promise((resolve) => {
       const check = () => {
-        if (this.closed || this.socket.bufferedAmount <= highWater) resolve();
-        else setTimeout(check, 10);
+        if (this.closed || this.socket.bufferedAmount <= highWater) return resolve();
+        if (this.socket.bufferedAmount < buffered) {
+          buffered = this.socket.bufferedAmount;
+          progressAt = performance.now();
+        } else if (performance.now() - progressAt > REPLAY_STALL_MS) {
+          this.cutLagging();
+          return resolve();
+        }
+        setTimeout(check, 10);
       };
       setTimeout(check, 10);
     });
@@ -280,23 +295,28 @@ export class WsConnection {
   private sendRaw(text: string): void {
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
     if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
-      // Too slow: one final lagging event per subscription, then close; the client resumes with its offsets.
-      this.s.metrics.lagging.ws++;
-      for (const [key, subscription] of this.subscriptions) {
-        const [projectId, sessionId] = key.split("/");
-        this.socket.send(
-          JSON.stringify({
-            kind: "event",
-            projectId,
-            ...(sessionId ? { sessionId } : {}),
-            event: { type: "stream_lagging", lastOffset: subscription.offset },
-          }),
-        );
-      }
-      this.close(1013, "client too slow");
+      this.cutLagging();
       return;
     }
     this.socket.send(text);
+  }
+
+  /** Too slow: one final lagging event per subscription, then close; the client resumes with its offsets. */
+  private cutLagging(): void {
+    if (this.closed) return;
+    this.s.metrics.lagging.ws++;
+    for (const [key, subscription] of this.subscriptions) {
+      const [projectId, sessionId] = key.split("/");
+      this.socket.send(
+        JSON.stringify({
+          kind: "event",
+          projectId,
+          ...(sessionId ? { sessionId } : {}),
+          event: { type: "stream_lagging", lastOffset: subscription.offset },
+        }),
+      );
+    }
+    this.close(1013, "client too slow");
   }
 
   private async dispose(): Promise<void> {
