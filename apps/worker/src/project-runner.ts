@@ -78,7 +78,7 @@ export class ProjectRunner {
       connection: ctx.bullmq,
       ...projectQueueOptions(ctx.keys.queuePrefix),
     });
-    this.takeover = new Takeover(ctx, lease, this.queue);
+    this.takeover = new Takeover(ctx, lease, this.queue, (runId) => this.executor.isLive(runId));
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -114,7 +114,13 @@ export class ProjectRunner {
       },
     );
     worker.on("failed", (job, err) => {
-      if (job && /stalled/i.test(err.message)) void this.takeover.handleStalled(job);
+      if (job && /stalled/i.test(err.message)) {
+        void this.takeover
+          .handleStalled(job)
+          .catch((e: Error) =>
+            this.ctx.logger.warn({ err: e.message, project: this.project }, "could not handle a stalled job"),
+          );
+      }
     });
     worker.on("error", (err) =>
       this.ctx.logger.warn({ err: err.message, project: this.project }, "project worker error"),

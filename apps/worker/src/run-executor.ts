@@ -9,7 +9,7 @@ import type { ProjectLease } from "@pi-fleet/leases";
 import { withLogContext } from "@pi-fleet/observability";
 import type { PiSession, RunOutcome } from "@pi-fleet/pi-runtime";
 import type { RunJobData } from "@pi-fleet/queue";
-import { FencedError, type SessionRef } from "@pi-fleet/streams";
+import { type EventLog, FencedError, type SessionRef } from "@pi-fleet/streams";
 import { EventPublisher } from "./event-publisher.ts";
 import type { SessionGate } from "./session-gate.ts";
 import type { SessionHost } from "./session-host.ts";
@@ -25,6 +25,9 @@ export type ExecuteOutcome = "done" | "requeue" | "defer" | "throttle";
 
 /** How long a fetched run waits for its session's turn before giving its slot back (ms). */
 const TURN_WAIT_MS = 500;
+/** Attempts, and the first backoff (ms, doubling), to record a run's end through a Redis blip. */
+const FINISH_ATTEMPTS = 4;
+const FINISH_BACKOFF_MS = 250;
 
 /** A run in progress on this worker. */
 export interface ActiveRun {
@@ -60,10 +63,21 @@ export class RunExecutor {
   private readonly startedAt = new Map<string, number>();
   /** Runs started here whose end is not recorded in Redis (yet, or because the write failed). */
   private readonly unrecorded = new Set<string>();
+  /** Runs whose start-run call is in flight (it may already have marked them running). */
+  private readonly starting = new Set<string>();
 
   /** True when every run started here has its end recorded (clean release, see ProjectRunner.leftClean). */
   get allRecorded(): boolean {
     return this.unrecorded.size === 0;
+  }
+
+  /**
+   * True while `runId` is being started or runs here. A run recorded `running` under this lease
+   * that is not live here was stranded by a Redis error (its start's answer or its end's write was
+   * lost): see Takeover.failLostHead.
+   */
+  isLive(runId: string): boolean {
+    return this.starting.has(runId) || this.startedAt.has(runId);
   }
 
   constructor(ctx: WorkerContext, lease: ProjectLease, host: SessionHost, gate: SessionGate) {
@@ -84,23 +98,40 @@ export class RunExecutor {
         // if it is the oldest open run of its session and its org is below PI_FLEET_ORG_MAX_RUNS
         // (the fleet-wide cap: at it, the run waits in the queue while other orgs run).
         if (!(await this.ctx.slots.acquire(stop))) return "requeue";
-        let started: Awaited<ReturnType<typeof this.ctx.events.startRun>>;
+        let started: Awaited<ReturnType<typeof this.ctx.events.startRun>> | { failed: Error };
         try {
           if (!this.lease.held) return "requeue";
-          started = await this.ctx.events.startRun(
-            ref,
-            data.runId,
-            this.lease.token,
-            {
-              type: "run_started",
-              runId: data.runId,
-              sessionId: data.sessionId,
-              workerId: this.ctx.workerId,
-              epoch: this.lease.epoch,
-            },
-            { workerId: this.ctx.workerId, epoch: this.lease.epoch },
-            this.ctx.quota.terms,
-          );
+          this.starting.add(data.runId);
+          started = await this.ctx.events
+            .startRun(
+              ref,
+              data.runId,
+              this.lease.token,
+              {
+                type: "run_started",
+                runId: data.runId,
+                sessionId: data.sessionId,
+                workerId: this.ctx.workerId,
+                epoch: this.lease.epoch,
+              },
+              { workerId: this.ctx.workerId, epoch: this.lease.epoch },
+              this.ctx.quota.terms,
+            )
+            .catch((err: unknown): { failed: Error } => {
+              if (err instanceof FencedError) throw err;
+              return { failed: err instanceof Error ? err : new Error(String(err)) };
+            })
+            .finally(() => this.starting.delete(data.runId));
+          if ("failed" in started) {
+            // Redis failed before the run started (a blip past the command connection's
+            // retries): try again shortly, never fail the job (a failed job's run would stay
+            // queued for ever and hold its session). Had the start been recorded after all, the
+            // run is stranded `running`: unrecorded makes the next owner reconcile it, and a
+            // later run's deferral ends it sooner (Takeover.failLostHead).
+            this.unrecorded.add(data.runId);
+            this.ctx.logger.warn({ err: started.failed.message, runId: data.runId }, "could not start run");
+            return "defer";
+          }
           if ("throttled" in started) return "throttle";
           if ("offset" in started) {
             this.ctx.quota.adopt(data.org, data.runId);
@@ -126,7 +157,10 @@ export class RunExecutor {
         }
         if ("rejected" in started) return "done";
         // An older run of the session is still open: wait for its end (bounded), then try again.
-        const turn = await this.gate.waitTurn(ref, data.runId, stop, TURN_WAIT_MS);
+        const turn = await this.gate.waitTurn(ref, data.runId, stop, TURN_WAIT_MS).catch((err: Error) => {
+          this.ctx.logger.warn({ err: err.message, runId: data.runId }, "could not check the session's turn");
+          return "timeout" as const;
+        });
         if (turn === "gone") return "done";
         if (turn === "stopped") return "requeue";
         if (turn === "timeout") return "defer";
@@ -265,15 +299,8 @@ export class RunExecutor {
     fields: { usage?: RunUsage; error?: string; reason?: string },
   ): Promise<void> {
     try {
-      const res = await this.ctx.events.transitionRun(
-        ref,
-        data.runId,
-        this.lease.token,
-        ["running"],
-        status,
-        { ...event, runId: data.runId, sessionId: data.sessionId },
-        fields,
-      );
+      const res = await this.recordEnd(ref, data, status, event, fields);
+      if (!res) return;
       // Recorded, or no longer `running` (ended by someone else): either way nothing is left open.
       this.unrecorded.delete(data.runId);
       const t0 = this.startedAt.get(data.runId);
@@ -287,6 +314,44 @@ export class RunExecutor {
       if (!(err instanceof FencedError)) throw err;
     } finally {
       this.gate.wake(data.sessionId);
+    }
+  }
+
+  /**
+   * The fenced transition that records a run's end, retried through a Redis blip
+   * ({@link FINISH_ATTEMPTS} attempts, backoff from {@link FINISH_BACKOFF_MS} doubling) while the
+   * lease is held.
+   * @returns the transition's result, or undefined when it could not be recorded (the run stays
+   *   `running` and in `unrecorded`: the next owner's reconcile, or a later run's deferral in this
+   *   ownership, ends it — Takeover.failLostHead)
+   * @throws FencedError when the lease was lost
+   */
+  private async recordEnd(
+    ref: SessionRef,
+    data: RunJobData,
+    status: RunStatus,
+    event: WireEvent,
+    fields: { usage?: RunUsage; error?: string; reason?: string },
+  ): Promise<Awaited<ReturnType<EventLog["transitionRun"]>> | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.ctx.events.transitionRun(
+          ref,
+          data.runId,
+          this.lease.token,
+          ["running"],
+          status,
+          { ...event, runId: data.runId, sessionId: data.sessionId },
+          fields,
+        );
+      } catch (err) {
+        if (err instanceof FencedError) throw err;
+        if (attempt >= FINISH_ATTEMPTS || !this.lease.held) {
+          this.ctx.logger.error({ err: (err as Error).message, status }, "could not record the run's end");
+          return undefined;
+        }
+        await new Promise((resolve) => setTimeout(resolve, FINISH_BACKOFF_MS * 2 ** (attempt - 1)));
+      }
     }
   }
 }

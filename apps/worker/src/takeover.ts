@@ -18,30 +18,47 @@ export class Takeover {
   private readonly queue: Queue<RunJobData>;
   private readonly org: string;
   private readonly project: string;
+  private readonly isLive: (runId: string) => boolean;
 
-  /** @param queue producer-side handle on the project's run queue */
-  constructor(ctx: WorkerContext, lease: ProjectLease, queue: Queue<RunJobData>) {
+  /**
+   * @param queue producer-side handle on the project's run queue
+   * @param isLive whether a run is being started or runs on this owner (RunExecutor.isLive)
+   */
+  constructor(
+    ctx: WorkerContext,
+    lease: ProjectLease,
+    queue: Queue<RunJobData>,
+    isLive: (runId: string) => boolean,
+  ) {
     this.ctx = ctx;
     this.lease = lease;
     this.queue = queue;
+    this.isLive = isLive;
     this.org = lease.org;
     this.project = lease.project;
   }
 
   /**
-   * The run `d` waits behind may be lost: recorded `queued` by a gateway that died before it added
-   * the run's job (docs/leases.md, failure table). Such a run would hold its session forever. It is
-   * recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and no job of it exists in the
-   * queue: neither its own (id = run id, in any state) nor a retry an owner queued for it
-   * (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the open jobs' ids,
-   * a rare path bounded by the project's queue cap).
-   * @returns true when it recorded the head run failed
+   * The run `d` waits behind may be lost, and would hold its session forever:
+   * - recorded `queued` by a gateway that died before it added the run's job (docs/leases.md,
+   *   failure table): recorded `failed` when it is older than PI_FLEET_LOST_RUN_MS and no job of
+   *   it exists in the queue: neither its own (id = run id, in any state) nor a retry an owner
+   *   queued for it (`<runId>-e<epoch>`: this ownership's by id, an earlier one's by a scan of the
+   *   open jobs' ids, a rare path bounded by the project's queue cap);
+   * - recorded `running` under this lease but not live here: stranded by a Redis error (the answer
+   *   of its start, or every attempt to record its end, was lost): recorded `interrupted`
+   *   (`worker_error`).
+   * @returns true when it ended the head run
    */
   async failLostHead(d: RunJobData): Promise<boolean> {
     const ref = { org: this.org, project: this.project, session: d.sessionId };
     const [head] = await this.ctx.events.openRuns(ref);
     if (!head || head === d.runId) return false;
     const run = await this.ctx.events.getRun(this.org, this.project, head);
+    if (run?.status === "running" && run.epoch === this.lease.epoch && !this.isLive(head)) {
+      this.ctx.logger.warn({ org: this.org, project: this.project, runId: head }, "ending a stranded run");
+      return this.interrupt(d.sessionId, head, "worker_error");
+    }
     if (run?.status !== "queued" || Date.now() - run.createdAt < this.ctx.env.PI_FLEET_LOST_RUN_MS)
       return false;
     const jobs = await Promise.all([
@@ -67,7 +84,11 @@ export class Takeover {
     return true;
   }
 
-  /** A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it never started. */
+  /**
+   * A job of a dead owner was found stalled: report the run interrupted, or re-queue it if it
+   * never started. Rejects when Redis fails (the caller logs it; the lost-run path or the next
+   * owner's reconcile covers the run).
+   */
   async handleStalled(job: Job<RunJobData>): Promise<void> {
     const d = job.data;
     const run = await this.ctx.events.getRun(d.org, d.project, d.runId);
