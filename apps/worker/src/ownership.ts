@@ -143,6 +143,13 @@ export class Ownership {
     if (this.stopping) return;
     const lease = await this.acquire(org, project);
     if (!lease) return;
+    if (this.stopping) {
+      // close() began while the lease was being taken: it has already stopped the runners it
+      // saw and would wait for this job for ever. Give the project back at once (as clean as it
+      // was found: nothing ran).
+      await lease.release(lease.previousClean);
+      return;
+    }
     const runner = new ProjectRunner(this.ctx, lease, () => this.slotsWanted());
     this.runners.set(key(org, project), runner);
     const log = this.ctx.logger.child({ org, project, epoch: lease.epoch });
