@@ -1,6 +1,7 @@
 // Worker capacity and project release: PI_FLEET_MAX_RUNS caps concurrent runs on a worker
 // across projects, and an owner releases an idle project (lease gone, no runner) after
-// PI_FLEET_IDLE_RELEASE_MS, then takes it again on the next prompt.
+// PI_FLEET_IDLE_RELEASE_MS (runs and commands count as activity), then takes it again on the
+// next prompt.
 import { waitFor } from "@pi-fleet/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -87,5 +88,29 @@ describe("capacity", () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it("counts commands as activity: a project polled with commands keeps its owner", async () => {
+    await stack.call("POST", "/v1/projects", { name: "polled" });
+    const session = ((await stack.call("POST", "/v1/projects/polled/sessions", {})).json as { id: string })
+      .id;
+    await finished("polled", session, await prompt("polled", session, "[[reply:one]]"));
+    const worker = stack.workers[0]!;
+    const epochOf = () => worker.ownership.runner("default", "polled")?.lease.epoch;
+    const epoch = epochOf();
+    expect(epoch).toBeDefined();
+    // A UI polling get_state every 150 ms for three times PI_FLEET_IDLE_RELEASE_MS (400 ms): the
+    // project used to be released every 400 ms and taken again by the next command.
+    const until = Date.now() + 1200;
+    while (Date.now() < until) {
+      const res = await stack.call("POST", `/v1/projects/polled/sessions/${session}/commands`, {
+        type: "get_state",
+      });
+      expect(res.status).toBe(200);
+      expect(epochOf()).toBe(epoch);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    // Once the polling stops, the project is released as idle.
+    await waitFor(() => worker.ownership.runner("default", "polled") === undefined, { timeoutMs: 10_000 });
   });
 });

@@ -4,7 +4,7 @@
  * this gateway's own reply channel (one subscriber connection per gateway, not per request).
  */
 import { randomUUID } from "node:crypto";
-import type { Keys, Redis } from "@pi-fleet/redis";
+import { CONTROL_NOT_OWNER, type Keys, type Redis } from "@pi-fleet/redis";
 
 /** A control request as it travels to a worker. */
 export interface ControlRequest {
@@ -81,7 +81,10 @@ export class ControlClient {
   }
 
   /**
-   * Sends `type` to the project's lease holder and waits up to `timeoutMs` for the reply.
+   * Sends `type` to the project's lease holder and waits up to `timeoutMs` (in all) for the
+   * reply. With `ensureOwner`, a project without an owner gets one on demand, and a holder that
+   * answers it is letting the project go ({@link CONTROL_NOT_OWNER}: idle release, drain) is
+   * asked again through its next owner.
    * @throws only when Redis itself fails
    */
   async send(
@@ -92,9 +95,29 @@ export class ControlClient {
     timeoutMs = 5000,
     ensureOwner = false,
   ): Promise<ControlOutcome> {
+    const deadline = performance.now() + timeoutMs;
     let holder = await this.redis.get(this.keys.lease(org, project));
     if (!holder && ensureOwner) holder = await this.awaitOwner(org, project, timeoutMs);
-    if (!holder) return { kind: "no-owner" };
+    for (;;) {
+      if (!holder) return { kind: "no-owner" };
+      const outcome = await this.sendTo(holder, org, project, type, fields, deadline - performance.now());
+      const left = deadline - performance.now();
+      if (!ensureOwner || left <= 0 || outcome.kind !== "reply" || outcome.reply.ok) return outcome;
+      if (outcome.reply.error !== CONTROL_NOT_OWNER) return outcome;
+      // The holder is letting the project go (idle release, drain): ask its next owner.
+      holder = await this.awaitOwner(org, project, left, holder);
+    }
+  }
+
+  /** One request to the worker of lease token `holder`; see {@link send}. */
+  private async sendTo(
+    holder: string,
+    org: string,
+    project: string,
+    type: string,
+    fields: { session?: string; payload?: unknown },
+    timeoutMs: number,
+  ): Promise<ControlOutcome> {
     const workerId = holder.slice(0, holder.lastIndexOf(":"));
     const request: ControlRequest = {
       id: randomUUID(),
@@ -128,9 +151,15 @@ export class ControlClient {
 
   /**
    * Gets the project an owner on demand: listens for the owner's announcement, signals dispatch,
-   * and resolves with the lease holder's token (undefined if none appeared within `timeoutMs`).
+   * and resolves with the lease holder's token (null if none appeared within `timeoutMs`).
+   * @param notHolder a lease token that does not count (an owner letting the project go)
    */
-  private async awaitOwner(org: string, project: string, timeoutMs: number): Promise<string | null> {
+  private async awaitOwner(
+    org: string,
+    project: string,
+    timeoutMs: number,
+    notHolder?: string,
+  ): Promise<string | null> {
     const channel = this.keys.ownerAnnounce(org, project);
     let wake: () => void = () => {};
     const announced = new Promise<void>((resolve) => {
@@ -147,9 +176,10 @@ export class ControlClient {
     try {
       await this.requestOwner(org, project);
       const holder = await this.redis.get(this.keys.lease(org, project));
-      if (holder) return holder;
+      if (holder && holder !== notHolder) return holder;
       await Promise.race([announced, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-      return await this.redis.get(this.keys.lease(org, project));
+      const next = await this.redis.get(this.keys.lease(org, project));
+      return next === notHolder ? null : next;
     } finally {
       clearTimeout(timer);
       waiters.delete(wake);

@@ -5,8 +5,9 @@
  * a stale lease holder).
  */
 import type { PromptImage } from "@pi-fleet/pi-runtime";
-import type { Redis } from "@pi-fleet/redis";
+import { CONTROL_NOT_OWNER, type Redis } from "@pi-fleet/redis";
 import type { Ownership } from "./ownership.ts";
+import { ProjectReleasingError } from "./session-host.ts";
 import { isUiAnswer, UI_ALREADY_ANSWERED } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
@@ -78,7 +79,7 @@ export class ControlInbox {
       this.ctx.redis.publish(req.replyTo, JSON.stringify({ id: req.id, ok, result, error })).catch(() => 0);
     const runner = this.ownership.runner(req.org, req.project);
     if (!runner) {
-      await reply(false, undefined, "not the owner");
+      await reply(false, undefined, CONTROL_NOT_OWNER);
       return;
     }
     try {
@@ -145,7 +146,9 @@ export class ControlInbox {
           await reply(false, undefined, `unknown control request ${req.type}`);
       }
     } catch (err) {
-      await reply(false, undefined, err instanceof Error ? err.message : String(err));
+      // Letting the project go: the gateway asks the next owner.
+      if (err instanceof ProjectReleasingError) await reply(false, undefined, CONTROL_NOT_OWNER);
+      else await reply(false, undefined, err instanceof Error ? err.message : String(err));
     }
   }
 }

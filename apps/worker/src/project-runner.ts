@@ -56,6 +56,9 @@ export class ProjectRunner {
   private reconciled = false;
   /** Whether the last close() completed every step in time (set by close). */
   private closedInTime = false;
+  /** Commands running now, and when the last one started or ended (monotonic ms): idle release. */
+  private commandsInFlight = 0;
+  private lastCommandAt = 0;
 
   /**
    * @param shouldYield asked when a run is throttled by its org's quota and nothing of this project
@@ -164,17 +167,25 @@ export class ProjectRunner {
    * their new session through WorkerSessionFiles (file, registry record, activity event).
    */
   async command(sessionId: string, request: { type: string; [k: string]: unknown }): Promise<CommandResult> {
-    const session = await this.host.acquire(sessionId);
-    const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
-    if (result.success && MODEL_COMMANDS.has(request.type)) {
-      const settings = session.settings();
-      await this.ctx.registry.updateSessionSettings(this.org, this.project, sessionId, {
-        provider: settings.model?.provider,
-        modelId: settings.model?.id,
-        thinkingLevel: settings.thinkingLevel,
-      });
+    // A command keeps the project from idle release while it runs, and counts as activity.
+    this.commandsInFlight++;
+    this.lastCommandAt = performance.now();
+    try {
+      const session = await this.host.acquire(sessionId);
+      const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
+      if (result.success && MODEL_COMMANDS.has(request.type)) {
+        const settings = session.settings();
+        await this.ctx.registry.updateSessionSettings(this.org, this.project, sessionId, {
+          provider: settings.model?.provider,
+          modelId: settings.model?.id,
+          thinkingLevel: settings.thinkingLevel,
+        });
+      }
+      return result;
+    } finally {
+      this.commandsInFlight--;
+      this.lastCommandAt = performance.now();
     }
-    return result;
   }
 
   /**
@@ -240,11 +251,14 @@ export class ProjectRunner {
   }
 
   /**
-   * True when the project has had nothing to do for `idleMs`: no job in flight here and none
-   * active, waiting, delayed or prioritized in its queue (queues-and-streams.md §3.4 pitfall 1).
+   * True when the project has had nothing to do for `idleMs`: no job or command in flight here,
+   * no run or command in the last `idleMs`, and no job active, waiting, delayed or prioritized in
+   * its queue (queues-and-streams.md §3.4 pitfall 1).
    */
   async idleFor(idleMs: number): Promise<boolean> {
-    if (this.executor.inFlight > 0 || performance.now() - this.executor.lastActivity < idleMs) return false;
+    const lastActivity = Math.max(this.executor.lastActivity, this.lastCommandAt);
+    if (this.executor.inFlight > 0 || this.commandsInFlight > 0 || performance.now() - lastActivity < idleMs)
+      return false;
     const counts = await this.queue.getJobCounts("active", "wait", "delayed", "prioritized");
     return Object.values(counts).every((n) => n === 0);
   }

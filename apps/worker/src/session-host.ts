@@ -49,6 +49,14 @@ function builtinProviderIds(): Promise<ReadonlySet<string>> {
 }
 
 /** The pi sessions of one project. */
+/** The host is closing (its project is being released): no session may be opened now. */
+export class ProjectReleasingError extends Error {
+  override readonly name = "ProjectReleasingError";
+  constructor() {
+    super("the project is being released");
+  }
+}
+
 export class SessionHost {
   private readonly ctx: WorkerContext;
   private readonly org: string;
@@ -57,6 +65,8 @@ export class SessionHost {
   private readonly lease: ProjectLease;
   private readonly policy: ResourcePolicy;
   private readonly bridges = new Map<string, UiBridge>();
+  /** Set by close(): sessions opened after it would outlive the ownership (never disposed). */
+  private closed = false;
   /** The project dir preparation in flight, if any (see prepareProjectDir). */
   private projectDirReady: Promise<void> | undefined;
 
@@ -121,14 +131,16 @@ export class SessionHost {
    * The session, opened (or reopened from its transcript) on first use, with the registry's
    * model settings applied. A session opened on an older runtime of the org is disposed and
    * reopened on the current one unless it is streaming. @throws PiRuntimeError (no model,
-   * corrupt transcript, …)
+   * corrupt transcript, …); ProjectReleasingError once close() began
    */
   async acquire(sessionId: string): Promise<PiSession> {
+    if (this.closed) throw new ProjectReleasingError();
     // Independent reads: one round trip, not two, before every run.
     const [runtime, record] = await Promise.all([
       this.runtime(),
       this.ctx.registry.getSession(this.org, this.project, sessionId),
     ]);
+    if (this.closed) throw new ProjectReleasingError();
     const models = runtime.listModels();
     const chosen =
       record?.provider && record.modelId
@@ -140,6 +152,7 @@ export class SessionHost {
     const stale = this.sessions.get(sessionId);
     if (stale && stale.runtime !== runtime) {
       const previous = await stale.session.catch(() => undefined);
+      if (this.closed) throw new ProjectReleasingError();
       // Still the same entry after the await, and not in the middle of a run: reopen it.
       if (this.sessions.get(sessionId) === stale && !previous?.isStreaming) {
         const disposed = previous ? previous.dispose().catch(() => undefined) : Promise.resolve();
@@ -152,6 +165,8 @@ export class SessionHost {
       this.sessions.get(sessionId) ??
       this.host(sessionId, runtime, () => this.open(runtime, sessionId, chosen, record?.thinkingLevel));
     const session = await entry.session;
+    // close() began while it opened: close() disposes it (it was hosted), so it may not be used.
+    if (this.closed) throw new ProjectReleasingError();
     const current = session.settings();
     if (chosen && (current.model?.provider !== chosen.provider || current.model?.id !== chosen.modelId)) {
       await session.setModel(chosen.provider, chosen.modelId);
@@ -185,8 +200,9 @@ export class SessionHost {
     await closing;
   }
 
-  /** Disposes every session. */
+  /** Disposes every session; from now on acquire() refuses (ProjectReleasingError). */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.sessions.keys()].map((id) => this.forget(id)));
   }
 

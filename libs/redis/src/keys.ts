@@ -5,6 +5,12 @@
  * validated slugs before they get here; "." cannot occur in a slug, so tags never collide.
  */
 
+/**
+ * The error a worker's control inbox answers when it does not own the project, or is letting it
+ * go (its runner is closing): the gateway then waits for the next owner and asks again.
+ */
+export const CONTROL_NOT_OWNER = "not the owner";
+
 /** Key builders bound to one prefix (`PI_FLEET_KEY_PREFIX`, default `pf`). */
 export interface Keys {
   readonly prefix: string;
