@@ -89,9 +89,10 @@ export class Ownership {
     worker.on("error", (err) => this.ctx.logger.warn({ err: err.message }, "dispatch worker error"));
     this.dispatchWorker = worker;
     const idleMs = this.ctx.env.PI_FLEET_IDLE_RELEASE_MS;
+    const sessionIdleMs = this.ctx.env.PI_FLEET_SESSION_IDLE_MS;
     this.idleTimer = setInterval(
       () => void this.releaseIdle(idleMs),
-      Math.max(50, Math.min(5000, idleMs / 2)),
+      Math.max(50, Math.min(5000, idleMs / 2, sessionIdleMs / 2)),
     );
     this.idleTimer.unref();
   }
@@ -100,6 +101,7 @@ export class Ownership {
   private async releaseIdle(idleMs: number): Promise<void> {
     for (const runner of this.runners.values()) {
       if (await runner.idleFor(idleMs).catch(() => false)) runner.stop("released");
+      else await runner.evictIdleSessions(this.ctx.env.PI_FLEET_SESSION_IDLE_MS).catch(() => 0);
     }
   }
 

@@ -59,6 +59,8 @@ export class ProjectRunner {
   /** Commands running now, and when the last one started or ended (monotonic ms): idle release. */
   private commandsInFlight = 0;
   private lastCommandAt = 0;
+  /** Commands running now, by session. */
+  private readonly commandSessions = new Map<string, number>();
 
   /**
    * @param shouldYield asked when a run is throttled by its org's quota and nothing of this project
@@ -170,6 +172,7 @@ export class ProjectRunner {
     // A command keeps the project from idle release while it runs, and counts as activity.
     this.commandsInFlight++;
     this.lastCommandAt = performance.now();
+    this.commandSessions.set(sessionId, (this.commandSessions.get(sessionId) ?? 0) + 1);
     try {
       const session = await this.host.acquire(sessionId);
       const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
@@ -185,7 +188,22 @@ export class ProjectRunner {
     } finally {
       this.commandsInFlight--;
       this.lastCommandAt = performance.now();
+      const left = (this.commandSessions.get(sessionId) ?? 1) - 1;
+      if (left > 0) this.commandSessions.set(sessionId, left);
+      else this.commandSessions.delete(sessionId);
     }
+  }
+
+  /**
+   * Disposes the sessions no run or command used for `idleMs` (PI_FLEET_SESSION_IDLE_MS): a
+   * project that is never idle would otherwise keep every session it ever ran open.
+   * @returns how many were disposed
+   */
+  evictIdleSessions(idleMs: number): Promise<number> {
+    return this.host.evictIdle(
+      idleMs,
+      (sessionId) => this.executor.active.has(sessionId) || this.commandSessions.has(sessionId),
+    );
   }
 
   /**

@@ -30,6 +30,10 @@ import type { WorkerContext } from "./worker-context.ts";
 interface HostedSession {
   runtime: OrgRuntime;
   session: Promise<PiSession>;
+  /** Monotonic ms of the last acquire (see evictIdle). */
+  usedAt: number;
+  /** The session once open. */
+  opened?: PiSession;
 }
 
 let builtinIds: Promise<ReadonlySet<string>> | undefined;
@@ -48,7 +52,6 @@ function builtinProviderIds(): Promise<ReadonlySet<string>> {
   return builtinIds;
 }
 
-/** The pi sessions of one project. */
 /** The host is closing (its project is being released): no session may be opened now. */
 export class ProjectReleasingError extends Error {
   override readonly name = "ProjectReleasingError";
@@ -57,6 +60,7 @@ export class ProjectReleasingError extends Error {
   }
 }
 
+/** The pi sessions of one project. */
 export class SessionHost {
   private readonly ctx: WorkerContext;
   private readonly org: string;
@@ -164,6 +168,7 @@ export class SessionHost {
     const entry =
       this.sessions.get(sessionId) ??
       this.host(sessionId, runtime, () => this.open(runtime, sessionId, chosen, record?.thinkingLevel));
+    entry.usedAt = performance.now();
     const session = await entry.session;
     // close() began while it opened: close() disposes it (it was hosted), so it may not be used.
     if (this.closed) throw new ProjectReleasingError();
@@ -179,8 +184,14 @@ export class SessionHost {
 
   /** Records an opening session; a failed open is forgotten (if it is still the hosted one). */
   private host(sessionId: string, runtime: OrgRuntime, open: () => Promise<PiSession>): HostedSession {
-    const entry: HostedSession = { runtime, session: open() };
+    const entry: HostedSession = { runtime, session: open(), usedAt: performance.now() };
     this.sessions.set(sessionId, entry);
+    entry.session.then(
+      (session) => {
+        entry.opened = session;
+      },
+      () => undefined,
+    );
     entry.session.catch(() => {
       if (this.sessions.get(sessionId) === entry) this.sessions.delete(sessionId);
     });
@@ -198,6 +209,23 @@ export class SessionHost {
     const session = await entry?.session.catch(() => undefined);
     await session?.dispose().catch(() => undefined);
     await closing;
+  }
+
+  /**
+   * Disposes the sessions last acquired more than `idleMs` ago that are open (not opening), not
+   * streaming and not `busy` (a run or command of the caller's still uses them). Their
+   * transcripts stay; the next acquire reopens them.
+   * @returns how many were disposed
+   */
+  async evictIdle(idleMs: number, busy: (sessionId: string) => boolean): Promise<number> {
+    const cutoff = performance.now() - idleMs;
+    // Chosen and forgotten without an await in between: an acquire either came before (and
+    // marked the session used) or comes after (and opens it again).
+    const idle = [...this.sessions]
+      .filter(([id, e]) => e.usedAt <= cutoff && e.opened && !e.opened.isStreaming && !busy(id))
+      .map(([id]) => id);
+    await Promise.all(idle.map((id) => this.forget(id)));
+    return idle.length;
   }
 
   /** Disposes every session; from now on acquire() refuses (ProjectReleasingError). */

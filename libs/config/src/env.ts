@@ -79,6 +79,12 @@ export const EnvSchema = Type.Object({
   /** An owner releases a project after it had no work for this long (ms). */
   PI_FLEET_IDLE_RELEASE_MS: Type.Integer({ minimum: 100, maximum: 24 * 3600_000, default: 60_000 }),
   /**
+   * A pi session of an owned project that no run or command used for this long (ms) is disposed
+   * (its transcript stays; the next use reopens it), so a project that is never idle does not
+   * keep every session it ever ran in memory.
+   */
+  PI_FLEET_SESSION_IDLE_MS: Type.Integer({ minimum: 100, maximum: 7 * 24 * 3600_000, default: 600_000 }),
+  /**
    * A run recorded `queued` whose job never reached its project queue (the gateway died between
    * the two steps) is recorded `failed` once it is this old (ms) and a later run of its session
    * waits behind it; younger ones may still be on their way to the queue.
