@@ -206,8 +206,9 @@ export class Ownership {
         connection: this.ctx.bullmq,
         ...projectQueueOptions(this.ctx.keys.queuePrefix),
       });
-      const counts = await q.getJobCounts("active", "wait", "delayed", "prioritized");
-      await q.close();
+      const counts = await q
+        .getJobCounts("active", "wait", "delayed", "prioritized")
+        .finally(() => q.close().catch(() => undefined));
       const pending = Object.values(counts).reduce((a, b) => a + b, 0);
       if (pending > 0 && !this.runners.has(key(data.org, data.project))) {
         // (A project yielded by an org at its run quota goes to the back of the dispatch queue.)
