@@ -24,6 +24,11 @@ export const REDACT_PATHS = [
   "*.secret",
   "builtinKeys",
   "*.builtinKeys",
+  // An ioredis ReplyError carries the failed command with its arguments (a stored secret, a
+  // prompt) as `command.args`; pino's error serializer would print them.
+  "err.command.args",
+  "*.err.command.args",
+  "command.args",
 ];
 
 /**
