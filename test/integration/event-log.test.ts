@@ -103,6 +103,21 @@ describe("fencing", () => {
     expect(lostReason).toMatch(/taken over|expired/);
   });
 
+  it("deletes a lease key still its own on release after a local loss, never as clean", async () => {
+    const a = new LeaseManager(redis, keys, "worker-a", 600);
+    const res = await a.acquire("acme", "late-renewal");
+    if (!("lease" in res)) throw new Error("expected to acquire");
+    const cleanBefore = await redis.get(keys.leaseClean("acme", "late-renewal"));
+    // The local deadline passed (a stalled event loop) while a renewal was still applied in Redis.
+    (res.lease as unknown as { markLost(reason: string): void }).markLost("lease deadline passed");
+    await redis.pexpire(keys.lease("acme", "late-renewal"), 5000);
+    expect(res.lease.held).toBe(false);
+    await res.lease.release(true);
+    // The next owner takes it at once instead of waiting out the TTL; the release is not clean.
+    expect(await redis.exists(keys.lease("acme", "late-renewal"))).toBe(0);
+    expect(await redis.get(keys.leaseClean("acme", "late-renewal"))).toBe(cleanBefore);
+  });
+
   it("tells the next owner whether the previous ownership ended with a clean release", async () => {
     const a = new LeaseManager(redis, keys, "worker-a", 300);
     const b = new LeaseManager(redis, keys, "worker-b", 300);

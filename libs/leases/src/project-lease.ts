@@ -34,6 +34,8 @@ export class ProjectLease {
   private deadline: number;
   private timer: NodeJS.Timeout | undefined;
   private ended: LeaseEnd | undefined;
+  /** release() ran (once is enough: compare-and-delete). */
+  private releaseSent = false;
   private readonly lostHandlers: ((reason: string) => void)[] = [];
 
   constructor(
@@ -92,17 +94,23 @@ export class ProjectLease {
   }
 
   /**
-   * Gives the lease up (compare-and-delete). Safe to call more than once.
+   * Gives the lease up (compare-and-delete). Safe to call more than once. After a loss it still
+   * deletes the key if it is still this lease's (a renewal Redis applied after the local deadline
+   * passed): the next owner need not wait for the TTL. Such a release is never clean.
    * @param clean true when this owner leaves nothing behind (no run running, no job fetched): the
    *   next owner then skips reconciling (see {@link previousClean}). Pass it only when sure.
    */
   async release(clean = false): Promise<void> {
-    if (this.ended) return;
-    this.ended = "released";
+    if (this.releaseSent) return;
+    this.releaseSent = true;
+    const lost = this.ended === "lost";
+    this.ended ??= "released";
     clearInterval(this.timer);
-    await RELEASE.run(this.redis, [this.key, this.cleanKey], [this.token, clean ? this.epoch : ""]).catch(
-      () => {},
-    );
+    await RELEASE.run(
+      this.redis,
+      [this.key, this.cleanKey],
+      [this.token, clean && !lost ? this.epoch : ""],
+    ).catch(() => {});
   }
 
   private markLost(reason: string): void {
