@@ -13,6 +13,7 @@ import {
   type ResourceLoader,
   type SettingsManager,
 } from "@earendil-works/pi-coding-agent";
+import { confineProjectResources } from "./confined-resources.ts";
 import { firstLine } from "./errors.ts";
 import { publicExtensionPath, withoutProjectDir } from "./extension-ui.ts";
 import type { AgentsFile } from "./project-context.ts";
@@ -115,6 +116,8 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
     }),
   });
   await loader.reload();
+  // pi read the files following symlinks before the root checks above: re-read the project's.
+  await confineProjectResources(loader, projectDir);
 
   const projectRoot = `${projectDir}${sep}`;
   const projectErrors: { path: string; error: string }[] = [];
