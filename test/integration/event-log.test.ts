@@ -21,6 +21,11 @@ let redis: Redis;
 let sub: Redis;
 let hub: StreamHub;
 const ref = (session: string) => ({ org: "acme", project: "web", session });
+/** `ref(session)` of a session that exists in the registry (appends refuse a deleted session). */
+async function sessionRef(session: string) {
+  await new Registry(redis, keys).createSession("acme", "web", session, {});
+  return ref(session);
+}
 
 /** Collects what a subscription delivers. */
 function collector() {
@@ -226,7 +231,7 @@ describe("run transitions", () => {
 describe("StreamSubscription", () => {
   it("replays then goes live with no gap and no duplicate while writes race the replay", async () => {
     const log = new EventLog(redis, keys, 100_000);
-    const r = ref("merge");
+    const r = await sessionRef("merge");
     for (let i = 0; i < 600; i++) await log.append(r, "", [{ event: { type: "n", i } }]);
     const c = collector();
     const writer = (async () => {
@@ -252,7 +257,7 @@ describe("StreamSubscription", () => {
 
   it("repairs from the stream when an announcement was lost", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("gap");
+    const r = await sessionRef("gap");
     await log.append(r, "", [{ event: { type: "first" } }]);
     const c = collector();
     const subscription = new StreamSubscription(log, hub, r, undefined, c.sink);
@@ -270,7 +275,7 @@ describe("StreamSubscription", () => {
 
   it("sends stream_reset for a trimmed cursor, then the retained entries", async () => {
     const log = new EventLog(redis, keys, 100);
-    const r = ref("trim");
+    const r = await sessionRef("trim");
     const first = await log.append(r, "", [{ event: { type: "n", i: 0 } }]);
     for (let i = 1; i < 1000; i += 50) {
       await log.append(
@@ -291,7 +296,7 @@ describe("StreamSubscription", () => {
 
   it("sends stream_reset lost for a cursor ahead of the stream, and none for a current one", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("ahead");
+    const r = await sessionRef("ahead");
     const [id] = await log.append(r, "", [{ event: { type: "only" } }]);
     const ahead = collector();
     const s1 = new StreamSubscription(log, hub, r, "99999999999999-0", ahead.sink);
@@ -309,7 +314,7 @@ describe("StreamSubscription", () => {
 
   it("sends stream_reset lost when the stream was lost and recreated behind a resuming client", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("recreated");
+    const r = await sessionRef("recreated");
     const old = await log.append(r, "", [{ event: { type: "old", i: 0 } }, { event: { type: "old", i: 1 } }]);
     // Redis loses the data (no AOF, failover to a stale replica); new events arrive later.
     await redis.del(keys.stream("acme", "web", "recreated"), keys.streamMeta("acme", "web", "recreated"));
@@ -326,7 +331,7 @@ describe("StreamSubscription", () => {
 
   it("tells a live subscriber when the stream is lost under it", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("lost-live");
+    const r = await sessionRef("lost-live");
     await log.append(r, "", [{ event: { type: "a" } }, { event: { type: "b" } }]);
     const c = collector();
     const s = new StreamSubscription(log, hub, r, "0", c.sink);
@@ -341,7 +346,7 @@ describe("StreamSubscription", () => {
 
   it("accepts the synthetic offset just before an entry in the middle of the stream (a later run's prompt offset)", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("synthetic-middle");
+    const r = await sessionRef("synthetic-middle");
     await log.append(r, "", [{ event: { type: "a" } }, { event: { type: "b" } }]);
     const [c] = await log.append(r, "", [{ event: { type: "c" } }]);
     await log.append(r, "", [{ event: { type: "d" } }]);
@@ -355,7 +360,7 @@ describe("StreamSubscription", () => {
 
   it("accepts the synthetic offset just before an entry without a reset", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const r = ref("synthetic");
+    const r = await sessionRef("synthetic");
     const [a] = await log.append(r, "", [{ event: { type: "a" } }]);
     await log.append(r, "", [{ event: { type: "b" } }]);
     const c = collector();
@@ -368,7 +373,7 @@ describe("StreamSubscription", () => {
 
   it("trims entries older than the age limit on the next append", async () => {
     const log = new EventLog(redis, keys, 100_000, 50);
-    const r = ref("aged");
+    const r = await sessionRef("aged");
     await log.append(r, "", [{ event: { type: "old" } }]);
     await new Promise((resolve) => setTimeout(resolve, 120));
     await log.append(r, "", [{ event: { type: "new" } }]);

@@ -10,6 +10,7 @@
 // history without any reset.
 
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { Registry } from "@pi-fleet/registry";
 import {
   EventLog,
   type ResetReason,
@@ -25,6 +26,11 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const keys = createKeys(uniquePrefix("stream-prop"));
+
+/** Creates the session's registry record: appends refuse a session that does not exist. */
+async function registerSession(ref: SessionRef): Promise<void> {
+  await new Registry(writerRedis, keys).createSession(ref.org, ref.project, ref.session, {});
+}
 let writerRedis: Redis;
 let readerRedis: Redis;
 let sub: Redis;
@@ -99,6 +105,7 @@ function scenarioArb(): fc.Arbitrary<Scenario> {
 
 async function runScenario(s: Scenario, run: number): Promise<Figures> {
   const ref: SessionRef = { org: "acme", project: "prop", session: `s${run}` };
+  await registerSession(ref);
   const writeLog = new EventLog(writerRedis, keys, s.maxLen);
   // Reads never trim; its maxLen is irrelevant.
   const readLog = new EventLog(readerRedis, keys, s.maxLen);
@@ -446,6 +453,7 @@ describe("retention trimming while a subscription starts (deterministic)", () =>
     it(`a cursor trimmed away right before the subscription's ${at} read yields reset("trimmed", first retained)`, async () => {
       const log = new TrimmingLog(writerRedis, keys, 100_000);
       const ref: SessionRef = { org: "acme", project: "prop", session: `race-${at}` };
+      await registerSession(ref);
       const ids: string[] = [];
       for (let i = 0; i < 10; i++) ids.push(...(await log.append(ref, "", [{ event: { type: "n", i } }])));
       // The client resumes after entry 2; retention removes entries 0–5 at the chosen moment.

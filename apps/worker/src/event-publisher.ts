@@ -6,7 +6,7 @@
  */
 import type { WireEvent } from "@pi-fleet/contracts";
 import type { Logger } from "@pi-fleet/observability";
-import { type EventLog, FencedError, type SessionRef } from "@pi-fleet/streams";
+import { type EventLog, FencedError, MissingRecordError, type SessionRef } from "@pi-fleet/streams";
 
 interface Pending {
   /** The event as JSON, serialized when pushed: pi keeps mutating some objects it emitted. */
@@ -75,6 +75,13 @@ export class EventPublisher {
             this.queue = [];
             this.logger.warn("event append fenced: lease lost"); // the logger carries the run's ids
             this.onFenced();
+            return;
+          }
+          if (err instanceof MissingRecordError) {
+            // The session was deleted (its run is being aborted): its stream must stay gone.
+            this.stopped = true;
+            this.queue = [];
+            this.logger.info("session deleted: its run's remaining events are dropped");
             return;
           }
           // Redis blip: retry the same batch in order after a short pause.

@@ -205,6 +205,8 @@ export class Ownership {
       const q = new Queue(this.ctx.keys.projectTag(data.org, data.project), {
         connection: this.ctx.bullmq,
         ...projectQueueOptions(this.ctx.keys.queuePrefix),
+        // Only counts: writing the queue's meta hash would recreate it for a project deleted meanwhile.
+        skipMetasUpdate: true,
       });
       const counts = await q
         .getJobCounts("active", "wait", "delayed", "prioritized")

@@ -9,7 +9,7 @@ import type { ProjectLease } from "@pi-fleet/leases";
 import { withLogContext } from "@pi-fleet/observability";
 import type { PiSession, RunOutcome } from "@pi-fleet/pi-runtime";
 import type { RunJobData } from "@pi-fleet/queue";
-import { type EventLog, FencedError, type SessionRef } from "@pi-fleet/streams";
+import { type EventLog, FencedError, MissingRecordError, type SessionRef } from "@pi-fleet/streams";
 import { EventPublisher } from "./event-publisher.ts";
 import type { SessionGate } from "./session-gate.ts";
 import type { SessionHost } from "./session-host.ts";
@@ -117,8 +117,10 @@ export class RunExecutor {
               { workerId: this.ctx.workerId, epoch: this.lease.epoch },
               this.ctx.quota.terms,
             )
-            .catch((err: unknown): { failed: Error } => {
+            .catch((err: unknown): { failed: Error } | { rejected: RunStatus } => {
               if (err instanceof FencedError) throw err;
+              // The run's record is gone (its session was deleted): nothing to run.
+              if (err instanceof MissingRecordError) return { rejected: "cancelled" };
               return { failed: err instanceof Error ? err : new Error(String(err)) };
             })
             .finally(() => this.starting.delete(data.runId));
@@ -346,6 +348,8 @@ export class RunExecutor {
         );
       } catch (err) {
         if (err instanceof FencedError) throw err;
+        // The run's record is gone with its deleted session: nothing left to record.
+        if (err instanceof MissingRecordError) return { rejected: "cancelled" };
         if (attempt >= FINISH_ATTEMPTS || !this.lease.held) {
           this.ctx.logger.error({ err: (err as Error).message, status }, "could not record the run's end");
           return undefined;

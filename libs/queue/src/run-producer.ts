@@ -81,8 +81,10 @@ export class RunProducer {
 
   /** Removes a project's queue and all its jobs (project deletion). */
   async obliterate(org: string, project: string): Promise<void> {
-    await this.projectQueue(org, project).obliterate({ force: true });
+    const queue = this.projectQueue(org, project);
+    await queue.obliterate({ force: true });
     this.queues.delete(this.keys.projectTag(org, project));
+    await queue.close().catch(() => undefined);
   }
 
   /** Closes every queue object (not the shared connection). */

@@ -55,6 +55,8 @@ export interface Keys {
   sessionRuns(org: string, project: string, session: string): string;
   /** Per-session run sequence counter. */
   sessionSeq(org: string, project: string, session: string): string;
+  /** ZSET of every run of a session (any state) by sequence number: deleted with the session. */
+  sessionRunIds(org: string, project: string, session: string): string;
   /** Idempotency record: `Idempotency-Key` digest → runId (24 h TTL). */
   idempotency(org: string, project: string, session: string, keyDigest: string): string;
   /** Session registry hash. */
@@ -148,6 +150,7 @@ export function createKeys(prefix: string): Keys {
     projectOpenRuns: (o, p) => `${prefix}:pruns:${tag(o, p)}`,
     sessionRuns: (o, p, s) => `${prefix}:sruns:${tag(o, p)}:${s}`,
     sessionSeq: (o, p, s) => `${prefix}:sseq:${tag(o, p)}:${s}`,
+    sessionRunIds: (o, p, s) => `${prefix}:sallruns:${tag(o, p)}:${s}`,
     idempotency: (o, p, s, d) => `${prefix}:idem:${tag(o, p)}:${s}:${d}`,
     session: (o, p, s) => `${prefix}:session:${tag(o, p)}:${s}`,
     sessions: (o, p) => `${prefix}:sessions:${tag(o, p)}`,

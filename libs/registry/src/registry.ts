@@ -105,14 +105,18 @@ export class Registry {
     return rows.filter((p): p is ProjectRecord => p !== undefined);
   }
 
-  /** Removes the project record and its session index; returns the session ids it had. */
+  /**
+   * Removes the project record, its session index and its sessions' records; returns the session
+   * ids it had (their streams and runs are the caller's to delete: EventLog.deleteSessionData).
+   */
   async deleteProject(org: string, id: string): Promise<string[]> {
     const sessions = await this.redis.zrange(this.keys.sessions(org, id), "0", "-1");
-    await this.redis
+    const tx = this.redis
       .multi()
       .del(this.keys.project(org, id), this.keys.sessions(org, id))
-      .zrem(this.keys.projects(org), id)
-      .exec();
+      .zrem(this.keys.projects(org), id);
+    for (const s of sessions) tx.del(this.keys.session(org, id, s), this.keys.pendingUi(org, id, s));
+    await tx.exec();
     return sessions;
   }
 

@@ -2,7 +2,8 @@
 -- KEYS: 1 idempotency key, 2 session seq, 3 run record, 4 session open-runs zset, 5 stream,
 --       6 stream meta, 7 session hash, 8 project activity stream, 9 activity meta,
 --       10 project open-runs zset (queued + running runs of the project),
---       11 org open-runs index (zset of "<project>/<runId>", repaired by the gateway at its cap)
+--       11 org open-runs index (zset of "<project>/<runId>", repaired by the gateway at its cap),
+--       12 every run of the session (zset by seq: what a session deletion deletes)
 -- ARGV: 1 runId, 2 use idempotency ('1'|'0'), 3 idempotency ttl (s), 4 retention "<maxlen>:<maxAgeMs>", 5 channel,
 --       6 epoch seed, 7 now (ms), 8 sessionId, 9 first-message preview, 10 prompt chars,
 --       11 activity channel, 12 most open runs of the project (0 = no cap),
@@ -40,6 +41,7 @@ redis.call('HSET', KEYS[3], 'id', ARGV[1], 'sessionId', ARGV[8], 'seq', seq, 'st
   'createdAt', ARGV[7], 'updatedAt', ARGV[7], 'queuedOffset', id, 'position', position,
   'promptChars', ARGV[10])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('ZADD', KEYS[12], seq, ARGV[1])
 redis.call('ZADD', KEYS[10], now, ARGV[1])
 redis.call('ZADD', KEYS[11], now, ARGV[14])
 redis.call('HSETNX', KEYS[7], 'firstMessage', ARGV[9])

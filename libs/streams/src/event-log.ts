@@ -14,8 +14,8 @@ const luaDir = new URL("../lua/", import.meta.url);
 const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
 const script = (name: string, keys: number) =>
   new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
-const APPEND = script("append-events", 4);
-const ENQUEUE = script("enqueue-run", 11);
+const APPEND = script("append-events", 5);
+const ENQUEUE = script("enqueue-run", 12);
 const TRANSITION = script("transition-run", 9);
 const START = script("start-run", 9);
 
@@ -201,7 +201,13 @@ export class EventLog {
    */
   async appendActivity(org: string, project: string, event: WireEvent): Promise<string> {
     const a = this.address({ org, project, activity: true });
-    const keys = [this.keys.lease(org, project), a.stream, a.meta, `${a.stream}:none`];
+    const keys = [
+      this.keys.lease(org, project),
+      a.stream,
+      a.meta,
+      `${a.stream}:none`,
+      this.keys.project(org, project),
+    ];
     const args = ["", this.retention, a.channel, randomBytes(8).toString("hex"), JSON.stringify(event), ""];
     const ids = (await APPEND.run(this.redis, keys, args)) as string[];
     return ids[0] ?? "";
@@ -212,7 +218,8 @@ export class EventLog {
    * session's message list (the persisted history served by `GET …/sessions/{id}`).
    * @param token lease token `<worker>:<epoch>`, or "" for an unfenced write
    * @returns the entry ids in order
-   * @throws FencedError when `token` no longer holds the project lease (nothing was written)
+   * @throws FencedError when `token` no longer holds the project lease (nothing was written);
+   *   MissingRecordError when the session was deleted (nothing was written: its stream stays gone)
    */
   async append(
     ref: SessionRef,
@@ -231,6 +238,7 @@ export class EventLog {
       k.stream,
       k.meta,
       this.keys.messages(ref.org, ref.project, ref.session),
+      this.keys.session(ref.org, ref.project, ref.session),
     ];
     try {
       return (await APPEND.run(this.redis, keys, args)) as string[];
@@ -238,6 +246,9 @@ export class EventLog {
       if (isFenced(err)) {
         this.observer.fenced?.("append");
         throw new FencedError((err as Error).message);
+      }
+      if (err instanceof Error && err.message.includes("NOSESSION")) {
+        throw new MissingRecordError("the session was deleted");
       }
       throw err;
     }
@@ -282,6 +293,7 @@ export class EventLog {
       this.keys.activityMeta(org, project),
       this.keys.projectOpenRuns(org, project),
       this.keys.orgQueued(org),
+      this.keys.sessionRunIds(org, project, session),
     ];
     const args = [
       runId,
@@ -562,13 +574,23 @@ export class EventLog {
     return members.length - stale.length;
   }
 
-  /** Deletes a session's stream, meta, message history and counters (session deletion). */
+  /**
+   * Deletes a session's stream, meta, message history, counters and run records (session
+   * deletion; the registry record goes first). A run still writing afterwards finds neither its
+   * record (transitions: NORUN) nor the session (appends: NOSESSION), so nothing comes back.
+   */
   async deleteSessionData(ref: SessionRef): Promise<void> {
     const { org, project, session } = ref;
-    const open = await this.redis.zrange(this.keys.sessionRuns(org, project, session), "0", "-1");
+    const [open, all] = await Promise.all([
+      this.redis.zrange(this.keys.sessionRuns(org, project, session), "0", "-1"),
+      this.redis.zrange(this.keys.sessionRunIds(org, project, session), "0", "-1"),
+    ]);
     if (open.length > 0) {
       await this.redis.zrem(this.keys.projectOpenRuns(org, project), ...open);
       await this.redis.zrem(this.keys.orgQueued(org), ...open.map((r) => `${project}/${r}`));
+    }
+    for (let i = 0; i < all.length; i += 500) {
+      await this.redis.del(...all.slice(i, i + 500).map((r) => this.keys.run(org, project, r)));
     }
     await this.redis.del(
       this.keys.stream(org, project, session),
@@ -576,6 +598,8 @@ export class EventLog {
       this.keys.messages(org, project, session),
       this.keys.sessionRuns(org, project, session),
       this.keys.sessionSeq(org, project, session),
+      this.keys.sessionRunIds(org, project, session),
+      this.keys.pendingUi(org, project, session),
     );
   }
 }

@@ -1,0 +1,89 @@
+// Deleting a session or a project leaves nothing of it in Redis (run records, session records,
+// streams, history), so an id used again starts empty: a project created again under a deleted
+// one's name does not show the old sessions or runs (they came back before). A run still writing
+// after its session was deleted cannot bring the session's stream back.
+import { DEFAULT_ORG } from "@pi-fleet/contracts";
+import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { EventLog, MissingRecordError } from "@pi-fleet/streams";
+import { waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+type Json = Record<string, unknown>;
+let stack: InProcessStack;
+let redis: Redis;
+
+beforeAll(async () => {
+  stack = await startInProcessStack(inject("redisUrl"), "deletion");
+  redis = await connectRedis(inject("redisUrl"), "command", "test-deletion");
+});
+
+afterAll(async () => {
+  await stack?.close();
+  await redis?.quit();
+});
+
+/** Keys of the stack's prefix that belong to `project` (hash tag `{default.<project>}`). */
+async function projectKeys(project: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await redis.scan(
+      cursor,
+      "MATCH",
+      `${stack.prefix}:*{${DEFAULT_ORG}.${project}}*`,
+      "COUNT",
+      1000,
+    );
+    cursor = next;
+    found.push(...batch);
+  } while (cursor !== "0");
+  return found.sort();
+}
+
+async function finishedRun(base: string, text: string): Promise<string> {
+  const runId = ((await stack.call("POST", `${base}/prompt`, { text })).json as Json).runId as string;
+  await waitFor(
+    async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "finished",
+    { timeoutMs: 15_000 },
+  );
+  return runId;
+}
+
+describe("deletion", () => {
+  it("of a project leaves nothing of its sessions and runs; the name starts empty again", async () => {
+    await stack.call("POST", "/v1/projects", { name: "reused" });
+    const sid = ((await stack.call("POST", "/v1/projects/reused/sessions")).json as Json).id as string;
+    const base = `/v1/projects/reused/sessions/${sid}`;
+    const runId = await finishedRun(base, "[[reply:secret plans]]");
+    expect((await stack.call("DELETE", "/v1/projects/reused")).status).toBe(200);
+    // Only the lease bookkeeping remains (epochs only grow: a reused id must not reuse one).
+    await waitFor(async () => {
+      const left = (await projectKeys("reused")).map((k) => k.slice(stack.prefix.length + 1).split(":")[0]);
+      return left.every((k) => k === "epoch" || k === "lease-clean") ? left : undefined;
+    });
+    await stack.call("POST", "/v1/projects", { name: "reused" });
+    expect((await stack.call("GET", base)).status).toBe(404);
+    expect((await stack.call("GET", `${base}/runs/${runId}`)).status).toBe(404);
+    expect((await stack.call("GET", "/v1/projects/reused/sessions")).json).toMatchObject({ sessions: [] });
+  });
+
+  it("of a session deletes its run records, and a late write cannot bring its stream back", async () => {
+    await stack.call("POST", "/v1/projects", { name: "del-session" });
+    const sid = ((await stack.call("POST", "/v1/projects/del-session/sessions")).json as Json).id as string;
+    const base = `/v1/projects/del-session/sessions/${sid}`;
+    const runId = await finishedRun(base, "[[reply:gone soon]]");
+    expect((await stack.call("DELETE", base)).status).toBe(200);
+    const keys = createKeys(stack.prefix);
+    expect(await redis.exists(keys.run(DEFAULT_ORG, "del-session", runId))).toBe(0);
+    expect((await projectKeys("del-session")).filter((k) => k.includes(sid))).toEqual([]);
+    // A worker still publishing for that session (its run was being aborted) writes nothing.
+    const log = new EventLog(redis, keys, 1000);
+    await expect(
+      log.append({ org: DEFAULT_ORG, project: "del-session", session: sid }, "", [
+        { event: { type: "message_update" } },
+      ]),
+    ).rejects.toBeInstanceOf(MissingRecordError);
+    expect((await projectKeys("del-session")).filter((k) => k.includes(sid))).toEqual([]);
+  });
+});
