@@ -89,7 +89,13 @@ export class PiAgentSession implements PiSession {
         }
         return;
       }
-      if (event.type === "agent_start") run.started = true;
+      if (event.type === "agent_start") {
+        run.started = true;
+        // Aborted during pi's preflight (input handlers, before_agent_start, image resizing, a
+        // compaction): pi's abort() was a no-op then, as no agent was running, and pi clears its
+        // abort flag when the agent starts. Abort the agent now that there is one.
+        if (run.tracker.abortRequested) void this.#session.abort().catch(() => undefined);
+      }
       try {
         run.tracker.observe(event);
       } catch {
@@ -130,6 +136,8 @@ export class PiAgentSession implements PiSession {
     try {
       const images = toImageContent(opts?.images);
       const input = await this.#expandSkill(text);
+      // Aborted while the skill was read: pi would run the prompt anyway (see abort()).
+      if (tracker.abortRequested) return tracker.outcome();
       await this.#session.prompt(input, {
         expandPromptTemplates: invokesPromptTemplate(this.#session, input),
         ...(images ? { images } : {}),
@@ -169,6 +177,11 @@ export class PiAgentSession implements PiSession {
     );
   }
 
+  /**
+   * Aborts the running run. Before pi's agent has started (the fleet's `/skill:` read, pi's
+   * preflight) pi's own abort does nothing; the run is then stopped before pi prompts, or as soon
+   * as its agent starts (see run()).
+   */
   async abort(): Promise<void> {
     this.#run?.tracker.markAborted();
     await this.#session.abort();

@@ -16,6 +16,11 @@ export class RunTracker {
     this.#abortRequested = true;
   }
 
+  /** True once abort() was called during this run. */
+  get abortRequested(): boolean {
+    return this.#abortRequested;
+  }
+
   /** Records that pi's prompt() threw (a preflight error such as missing auth). */
   markThrown(message: string): void {
     this.#thrown = message;

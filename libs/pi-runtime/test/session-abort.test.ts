@@ -1,5 +1,5 @@
 // Aborts (mid-stream and mid-bash) and the bash tool's isolation from the worker's environment.
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fauxAssistantMessage, fauxText, fauxToolCall } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
@@ -48,6 +48,38 @@ describe("abort", () => {
     expect(session.isStreaming).toBe(false);
     const lines = readFileSync(dirs.sessionFile, "utf8").trim().split("\n");
     expect(lines.at(-1)).toContain('"stopReason":"aborted"');
+  });
+
+  it("stops a run aborted before pi's agent started: no model call, no tool, status aborted", async () => {
+    // pi's abort() is a no-op until its agent runs, and pi clears its abort flag when the agent
+    // starts: an abort during the preflight (here a slow before_agent_start handler) was lost, and
+    // the run went on in full while reporting "aborted".
+    const dirs = await sessionDirs();
+    const slow = join(dirs.root, "slow-preflight.ts");
+    writeFileSync(
+      slow,
+      'export default function (pi) { pi.on("before_agent_start", () => new Promise((r) => setTimeout(r, 300))); }\n',
+    );
+    const { runtime, faux } = await fauxRuntime();
+    const marker = join(dirs.projectDir, "tool-ran");
+    faux.setResponses([
+      fauxAssistantMessage([fauxToolCall("bash", { command: `touch ${marker}` })], { stopReason: "toolUse" }),
+      fauxAssistantMessage("done"),
+    ]);
+    const session = await openSession({ runtime, ...dirs, extensionPaths: [slow] });
+    onCleanup(() => session.dispose());
+    const calls = faux.state.callCount;
+    // During the preflight.
+    const during = session.run("go", {}, recordingSink().sink);
+    await new Promise((r) => setTimeout(r, 100));
+    await session.abort();
+    expect((await during).status).toBe("aborted");
+    // Before pi was even prompted (the fleet's /skill: read is awaited first).
+    const before = session.run("go", {}, recordingSink().sink);
+    await session.abort();
+    expect((await before).status).toBe("aborted");
+    expect(faux.state.callCount).toBe(calls);
+    expect(existsSync(marker)).toBe(false);
   });
 
   it("kills the bash process group on abort (status aborted although pi reports an error)", async () => {
