@@ -200,4 +200,34 @@ describe("/v1/ws", () => {
     await waitFor(() => hub.listenerCount <= before + 1, { message: "no listener of a closed socket" });
     last.ws.close();
   });
+
+  it("acknowledges a live subscription only once it watches the stream", async () => {
+    // A client that prompts on `subscribed` must see its run_queued, also when the gateway is slow
+    // to subscribe to the stream's channel (held back here by 200 ms).
+    const hub = stack.gateway.services.hub;
+    const watch = hub.watch.bind(hub);
+    hub.watch = async (...args: Parameters<typeof watch>) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return watch(...args);
+    };
+    try {
+      const { ws, frames } = await connectWs(stack.gateway.url);
+      send(ws, { kind: "hello", protocol: 1 });
+      send(ws, { kind: "subscribe", id: "live", projectId: "wsp", sessionId: session });
+      await waitFor(() => frames.find((f) => f.kind === "subscribed" && f.id === "live"));
+      const res = await stack.call("POST", `/v1/projects/wsp/sessions/${session}/prompt`, {
+        text: "[[reply:seen]]",
+      });
+      const runId = (res.json as { runId: string }).runId;
+      await waitFor(() =>
+        frames.find((f) => {
+          const event = f.event as { type?: string; runId?: string } | undefined;
+          return f.kind === "event" && event?.type === "run_queued" && event.runId === runId;
+        }),
+      );
+      ws.close();
+    } finally {
+      hub.watch = watch;
+    }
+  });
 });

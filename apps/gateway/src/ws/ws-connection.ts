@@ -178,29 +178,38 @@ export class WsConnection {
     const prefix = `{"kind":"event","projectId":${JSON.stringify(f.projectId)}${
       f.sessionId ? `,"sessionId":${JSON.stringify(f.sessionId)}` : ""
     }`;
+    // Frames produced while subscribing (a reset found by open()) wait for the `subscribed` ack.
+    let held: string[] | undefined = [];
+    const emit = (frame: string) => (held ? held.push(frame) : this.sendRaw(frame));
     const subscription = new StreamSubscription(this.s.events, this.s.hub, ref, f.after, {
       entry: (e: StreamEntry) => {
         this.s.metrics.frames.ws++;
-        this.sendRaw(`${prefix},"offset":${JSON.stringify(e.id)},"event":${e.data}}`);
+        emit(`${prefix},"offset":${JSON.stringify(e.id)},"event":${e.data}}`);
       },
       reset: (reason, firstOffset) => {
         this.s.metrics.frames.ws++;
-        this.sendRaw(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`);
+        emit(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`);
       },
       failed: () => this.close(1011, "stream unavailable"),
       congested: () => this.congested(),
     });
     this.subscriptions.set(key, subscription);
-    this.send({
-      kind: "subscribed",
-      id: f.id,
-      projectId: f.projectId,
-      ...(f.sessionId ? { sessionId: f.sessionId } : {}),
-    });
     try {
-      await subscription.start();
+      // Watching the stream before the ack, as SSE sends its head only after it: a client that
+      // acts on `subscribed` (prompts) misses nothing written after it.
+      await subscription.open();
+      if (this.subscriptions.get(key) !== subscription) return;
+      this.send({
+        kind: "subscribed",
+        id: f.id,
+        projectId: f.projectId,
+        ...(f.sessionId ? { sessionId: f.sessionId } : {}),
+      });
+      for (const frame of held) this.sendRaw(frame);
+      held = undefined;
+      await subscription.catchUp();
     } catch {
-      this.subscriptions.delete(key);
+      if (this.subscriptions.get(key) === subscription) this.subscriptions.delete(key);
       await subscription.close();
       fail("PF_ERR_SERVICE_UNAVAILABLE", "stream unavailable");
       return;
