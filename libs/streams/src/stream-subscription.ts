@@ -35,8 +35,15 @@ export interface SubscriptionSink {
 
 /** Entries per replay read: small enough that a paused replay holds little (events can be ~50 KB). */
 const PAGE = 50;
-/** Live entries buffered during a replay before the buffer is dropped (they are re-read from the stream). */
+/**
+ * Live entries (and their bytes) buffered during a replay before the buffer is dropped: they are
+ * re-read from the stream instead, so a slow replay never holds a busy stream's backlog.
+ */
 const MAX_BUFFERED = 10_000;
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+/** A live entry held during a replay, with the id of the entry before it in the stream. */
+type BufferedEntry = StreamEntry & { prev: string };
 
 /** Replays and tails one stream for one client. */
 export class StreamSubscription implements HubListener {
@@ -49,7 +56,10 @@ export class StreamSubscription implements HubListener {
   /** The stream epoch this subscription has delivered from (undefined until known). */
   private epoch: string | undefined;
   private buffering = true;
-  private buffer: StreamEntry[] = [];
+  private buffer: BufferedEntry[] = [];
+  private bufferedBytes = 0;
+  /** Bumped by restart(): a page read before it belongs to the lost stream and is dropped. */
+  private generation = 0;
   private repairing = false;
   private repairAgain = false;
   private closed = false;
@@ -117,7 +127,7 @@ export class StreamSubscription implements HubListener {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.buffer = [];
+    this.dropBuffer();
     await this.unwatch?.();
   }
 
@@ -131,8 +141,14 @@ export class StreamSubscription implements HubListener {
     }
     this.epoch ??= epoch;
     if (this.buffering) {
-      if (this.buffer.length < MAX_BUFFERED) this.buffer.push({ id, data });
-      else this.repairAgain = true; // too much at once: the replay re-reads it from the stream
+      if (this.buffer.length < MAX_BUFFERED && this.bufferedBytes + data.length <= MAX_BUFFERED_BYTES) {
+        this.buffer.push({ id, data, prev });
+        this.bufferedBytes += data.length;
+      } else {
+        // Too much at once: drop it all, the replay re-reads it from the stream.
+        this.dropBuffer();
+        this.repairAgain = true;
+      }
       return;
     }
     if (compareOffsets(id, this.lastSent) <= 0) return;
@@ -162,9 +178,15 @@ export class StreamSubscription implements HubListener {
 
   private restart(epoch: string | undefined): void {
     this.epoch = epoch;
-    this.buffer = [];
+    this.generation++;
+    this.dropBuffer();
     this.sink.reset("lost", "0");
     this.lastSent = ORIGIN;
+  }
+
+  private dropBuffer(): void {
+    this.buffer = [];
+    this.bufferedBytes = 0;
   }
 
   private deliver(entry: StreamEntry): void {
@@ -186,40 +208,24 @@ export class StreamSubscription implements HubListener {
     this.repairing = true;
     this.buffering = true;
     try {
-      do {
-        this.repairAgain = false;
-        for (;;) {
-          if (this.closed) return;
-          const page = await this.log.readPage(this.ref, this.lastSent, PAGE);
-          if (this.lastSent !== ORIGIN && !page.afterExists) {
-            const first = page.first;
-            const next = page.entries[0]?.id;
-            // A cursor that is no entry is fine when it is the synthetic offset just before the
-            // entry that follows it (what `POST …/prompt` returns); entries after it are complete.
-            if (next === undefined || offsetBefore(next) !== this.lastSent) {
-              // Older than the first retained entry of a trimmed stream: what followed it was
-              // trimmed. Otherwise (an empty or recreated stream, or an id inside the retained
-              // range it never had): the stream was lost. Either way, restart just before the
-              // first retained entry, so a trim racing this read yields another explicit reset.
-              const trimmed = page.trimmed && first !== undefined && compareOffsets(this.lastSent, first) < 0;
-              this.sink.reset(trimmed ? "trimmed" : "lost", first ?? "0");
-              this.lastSent = first === undefined ? ORIGIN : offsetBefore(first);
-              continue;
-            }
+      for (;;) {
+        await this.replay();
+        if (this.closed) return;
+        // The live entries that arrived meanwhile, each only if it follows the last one sent
+        // (an entry whose announcement was lost is not skipped: read the stream again instead).
+        const pending = this.buffer;
+        this.dropBuffer();
+        let gap = false;
+        for (const e of pending) {
+          if (compareOffsets(e.id, this.lastSent) <= 0) continue;
+          if (e.prev !== this.lastSent) {
+            gap = true;
+            break;
           }
-          for (const e of page.entries) {
-            if (this.closed) return;
-            if (compareOffsets(e.id, this.lastSent) <= 0) continue;
-            this.deliver(e);
-            const wait = this.sink.congested?.();
-            if (wait) await wait;
-          }
-          if (page.entries.length < PAGE) break;
+          this.deliver(e);
         }
-      } while (this.repairAgain);
-      const pending = this.buffer;
-      this.buffer = [];
-      for (const e of pending) if (compareOffsets(e.id, this.lastSent) > 0) this.deliver(e);
+        if (!gap) break;
+      }
       this.buffering = false;
     } catch (err) {
       if (!this.closed) this.sink.failed(err);
@@ -227,5 +233,49 @@ export class StreamSubscription implements HubListener {
     } finally {
       this.repairing = false;
     }
+  }
+
+  /** Reads pages after `lastSent` until caught up (and again while live entries overflowed). */
+  private async replay(): Promise<void> {
+    do {
+      this.repairAgain = false;
+      for (;;) {
+        if (this.closed) return;
+        const generation = this.generation;
+        const page = await this.log.readPage(this.ref, this.lastSent, PAGE);
+        // The stream was lost meanwhile (restart() reset the cursor): this page is stale.
+        if (generation !== this.generation) continue;
+        if (this.lastSent !== ORIGIN && !page.afterExists) {
+          const first = page.first;
+          const next = page.entries[0]?.id;
+          // A cursor that is no entry is fine when it is the synthetic offset just before the
+          // entry that follows it (what `POST …/prompt` returns); entries after it are complete.
+          if (next === undefined || offsetBefore(next) !== this.lastSent) {
+            // Older than the first retained entry of a trimmed stream: what followed it was
+            // trimmed. Otherwise (an empty or recreated stream, or an id inside the retained
+            // range it never had): the stream was lost. Either way, restart just before the
+            // first retained entry, so a trim racing this read yields another explicit reset.
+            const trimmed = page.trimmed && first !== undefined && compareOffsets(this.lastSent, first) < 0;
+            this.sink.reset(trimmed ? "trimmed" : "lost", first ?? "0");
+            this.lastSent = first === undefined ? ORIGIN : offsetBefore(first);
+            continue;
+          }
+        }
+        let stale = false;
+        for (const e of page.entries) {
+          if (this.closed) return;
+          if (compareOffsets(e.id, this.lastSent) <= 0) continue;
+          this.deliver(e);
+          const wait = this.sink.congested?.();
+          if (wait) await wait;
+          // Lost while the client drained: the rest of this page belongs to the old stream.
+          if (generation !== this.generation) {
+            stale = true;
+            break;
+          }
+        }
+        if (!stale && page.entries.length < PAGE) break;
+      }
+    } while (this.repairAgain);
   }
 }
