@@ -63,7 +63,11 @@ export class Registry {
     this.#secrets = secrets;
   }
 
-  /** Creates the project, or returns the existing one (`created: false`); `deployment` updates. */
+  /**
+   * Creates the project, or returns the existing one (`created: false`); `deployment` updates.
+   * Every field is set if absent in one transaction, so a concurrent create (another gateway)
+   * never sees a half-written record.
+   */
   async upsertProject(
     org: string,
     id: string,
@@ -72,14 +76,16 @@ export class Registry {
   ): Promise<{ project: ProjectRecord; created: boolean }> {
     const key = this.keys.project(org, id);
     const now = new Date();
-    const created = (await this.redis.hsetnx(key, "createdAt", now.toISOString())) === 1;
-    if (created) {
-      await this.redis
-        .multi()
-        .hset(key, "id", id, "name", name)
-        .zadd(this.keys.projects(org), now.getTime(), id)
-        .exec();
-    }
+    const results = await this.redis
+      .multi()
+      .hsetnx(key, "createdAt", now.toISOString())
+      .hsetnx(key, "id", id)
+      .hsetnx(key, "name", name)
+      .zadd(this.keys.projects(org), "NX", now.getTime(), id)
+      .exec();
+    const first = results?.[0];
+    if (!first || first[0]) throw first?.[0] ?? new Error("project upsert was not executed");
+    const created = first[1] === 1;
     if (deployment !== undefined) await this.redis.hset(key, "deployment", JSON.stringify(deployment));
     const project = await this.getProject(org, id);
     if (!project) throw new Error("project vanished during upsert");
