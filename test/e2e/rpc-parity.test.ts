@@ -321,6 +321,11 @@ const ALLOWED: Allowed[] = [
     why: "timing, and a known fleet defect: pi's assistant message_start carries the live partial message; pi writes it at once (responseId present or not depending on the first chunk), the worker's EventPublisher serializes it a tick later, when text deltas may already be in it",
   },
   {
+    where:
+      /^event (message_(start|end)\(system\)\.message|agent_end\.messages\[\d+\])\.(sections|toolsAdded): only pi$/,
+    why: "pi's system message names the project's path and pi's install paths: the fleet's events show it blank (role, empty content, timestamp), as its history does (sanitize.ts publicEventMessage)",
+  },
+  {
     where: /^event message_update:[a-z_]+\.usage: only pi$/,
     why: "the fleet's lean wire form drops message_update.usage (pi's RPC form carries the partial usage); the final usage arrives with message_end",
   },

@@ -18,6 +18,15 @@ function publicMessage(message: AgentMessage): AgentMessage {
 }
 
 /**
+ * A message as live events show it: a `system` message keeps only `role`, empty `content` and
+ * `timestamp` (it names the cwd and pi's install paths), a `bashExecution` loses `fullOutputPath`.
+ */
+export function publicEventMessage(message: AgentMessage): AgentMessage {
+  if (message.role === "system") return { role: "system", content: "", timestamp: message.timestamp };
+  return publicMessage(message);
+}
+
+/**
  * A session entry without server paths. System message entries keep their place in the tree
  * (ids and parentIds stay valid) but only `role`, empty `content` and `timestamp`; compaction
  * entries lose `systemMessage`.

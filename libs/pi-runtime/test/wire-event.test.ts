@@ -48,4 +48,32 @@ describe("toWireEvent", () => {
     expect(() => toWireEvent(null)).toThrow(TypeError);
     expect(() => toWireEvent({ type: 1 })).toThrow(TypeError);
   });
+
+  it("shows messages without server paths: a blank system message, no bash overflow path", () => {
+    const system = {
+      role: "system",
+      content: "cwd: /srv/ws/acme/projects/web, docs: /opt/pi/docs",
+      timestamp: 1,
+    };
+    const user = { role: "user", content: "hi", timestamp: 2 };
+    const bash = {
+      role: "bashExecution",
+      command: "seq 9",
+      output: "…",
+      fullOutputPath: "/tmp/pi-bash-1.log",
+      timestamp: 3,
+    };
+    for (const type of ["message_start", "message_end"]) {
+      expect(toWireEvent({ type, message: system })).toEqual({
+        type,
+        message: { role: "system", content: "", timestamp: 1 },
+      });
+      const plain = { type, message: user };
+      expect(toWireEvent(plain)).toBe(plain);
+      expect(JSON.stringify(toWireEvent({ type, message: bash }))).not.toContain("pi-bash-1.log");
+    }
+    const end = toWireEvent({ type: "agent_end", messages: [system, user, bash] });
+    expect(JSON.stringify(end)).not.toMatch(/\/srv\/ws|\/opt\/pi|pi-bash-1/);
+    expect((end as unknown as { messages: unknown[] }).messages).toHaveLength(3);
+  });
 });
