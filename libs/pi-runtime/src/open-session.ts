@@ -60,23 +60,28 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
   const agentsFile = await readProjectAgentsFile(spec.projectDir);
   const tmpDir = await mkdtemp(join(tmpdir(), "pf-bash-"));
   try {
-    // One spawner for the agent's bash tool and the user's bash command.
+    // The same spawner for the agent's bash tool and the user's bash command, one instance each:
+    // an abort kills every process group of its instance, and a run abort must not kill a user
+    // command (nor `abort_bash` the agent's tool call).
     const sandbox = spec.sandbox?.mode === "bwrap" ? spec.sandbox : undefined;
-    const bashOperations = createHostBashOperations({
-      cwd: spec.projectDir,
-      // In the sandbox, tmpDir is mounted as /tmp.
-      env: minimalBashEnv(spec.projectDir, sandbox ? "/tmp" : tmpDir, spec.bashEnv),
-      maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
-      ...(sandbox
-        ? {
-            sandbox: {
-              bwrapPath: sandbox.bwrapPath ?? DEFAULT_BWRAP_PATH,
-              tmpDir,
-              network: !!sandbox.network,
-            },
-          }
-        : {}),
-    });
+    const spawner = () =>
+      createHostBashOperations({
+        cwd: spec.projectDir,
+        // In the sandbox, tmpDir is mounted as /tmp.
+        env: minimalBashEnv(spec.projectDir, sandbox ? "/tmp" : tmpDir, spec.bashEnv),
+        maxTimeoutMs: spec.bashTimeoutMs ?? DEFAULT_BASH_TIMEOUT_MS,
+        ...(sandbox
+          ? {
+              sandbox: {
+                bwrapPath: sandbox.bwrapPath ?? DEFAULT_BWRAP_PATH,
+                tmpDir,
+                network: !!sandbox.network,
+              },
+            }
+          : {}),
+      });
+    const bashOperations = spawner();
+    const userBashOperations = spawner();
     const overflowLogs = new OverflowLogs(tmpDir, sandbox !== undefined);
     const bash = overflowLogs.wrapBashTool(
       createBashToolDefinition(spec.projectDir, {
@@ -129,7 +134,7 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       session,
       runtime: spec.runtime,
       rt,
-      bashOperations,
+      bashOperations: userBashOperations,
       tmpDir,
       overflowLogs,
       skillRoots,
@@ -138,7 +143,11 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
     });
     // Background children of finished commands (on the host) die with the session.
     const dispose = piSession.dispose.bind(piSession);
-    piSession.dispose = () => dispose().finally(() => bashOperations.killAll());
+    piSession.dispose = () =>
+      dispose().finally(() => {
+        bashOperations.killAll();
+        userBashOperations.killAll();
+      });
     return piSession;
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});

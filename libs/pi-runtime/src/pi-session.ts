@@ -39,7 +39,7 @@ export interface PiAgentSessionParts {
   runtime: OrgRuntime;
   /** The pi runtime behind `runtime`. */
   rt: ModelRuntime;
-  /** The bash tool's confined spawner; user bash commands run through it too. */
+  /** The confined spawner user bash commands run through (the bash tool's, as its own instance). */
   bashOperations: BashOperations;
   /** The bash TMPDIR of this session, removed on dispose. */
   tmpDir: string;

@@ -2,7 +2,7 @@
 // process-group kill, time cap), and settings commands stay inside their session.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { fauxAssistantMessage } from "@earendil-works/pi-ai";
+import { fauxAssistantMessage, fauxToolCall } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession } from "../src/index.ts";
 import { fauxRuntime, onCleanup, recordingSink, sessionDirs } from "./helpers.ts";
@@ -61,6 +61,30 @@ describe("command: bash", () => {
     expect(result).toMatchObject({ success: true, data: { truncated: true } });
     expect((result as { data: object }).data).not.toHaveProperty("fullOutputPath");
     expect(session.messages().at(-1)).not.toHaveProperty("fullOutputPath");
+  });
+
+  it("abort_bash kills the user's commands, not the agent's running bash tool", async () => {
+    // They shared one spawner, whose abort kills every process group it started: abort_bash
+    // ended the agent's running bash tool call (exit 137) too.
+    const dirs = await sessionDirs();
+    const { runtime, faux } = await fauxRuntime();
+    faux.setResponses([
+      fauxAssistantMessage([fauxToolCall("bash", { command: "sleep 1; touch tool-done" })], {
+        stopReason: "toolUse",
+      }),
+      fauxAssistantMessage("done"),
+    ]);
+    const session = await openSession({ runtime, ...dirs });
+    onCleanup(() => session.dispose());
+    const { sink, waitFor } = recordingSink();
+    const run = session.run("go", {}, sink);
+    await waitFor((e) => e.type === "tool_execution_start");
+    const user = session.command({ type: "bash", command: "sleep 30" });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await session.command({ type: "abort_bash" })).toEqual({ success: true });
+    expect(await user).toMatchObject({ success: true, data: { cancelled: true } });
+    expect((await run).status).toBe("finished");
+    expect(existsSync(join(dirs.projectDir, "tool-done"))).toBe(true);
   });
 
   it("abort_bash cancels a running command", async () => {

@@ -9,7 +9,7 @@ export interface CommandContext {
   readonly session: AgentSession;
   readonly runtime: OrgRuntime;
   readonly rt: ModelRuntime;
-  /** The session's confined spawner (the bash tool's), for user bash commands. */
+  /** The session's confined spawner for user bash commands (the bash tool's, its own instance). */
   readonly bashOperations: BashOperations;
   /** Where a user bash command's overflow log goes once the command ended. */
   readonly overflowLogs: OverflowLogs;
