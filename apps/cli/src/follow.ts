@@ -10,6 +10,9 @@ import type { Context } from "./context.ts";
 import { toCliError } from "./errors.ts";
 import { EventRenderer, isDialog, type RenderOptions, type RunOutcome, runOutcome } from "./render-events.ts";
 
+/** Run states that end a run (a run's record, as `GET …/runs/{runId}` answers). */
+const TERMINAL_STATUSES = new Set(["finished", "failed", "aborted", "interrupted", "cancelled"]);
+
 /** What to follow and when to stop. */
 export interface FollowOptions {
   /** Start after this offset (`"0"`: everything retained). */
@@ -143,6 +146,20 @@ export async function follow(
         dialogsSeen.add(id);
       }
       if (relevant(event)) show(item);
+      if (runId !== undefined && event.type === "stream_reset") {
+        // Events were trimmed or lost: the run's start or end may be among them. Ask the run.
+        const run = await ctx.call("cannot read the run", (api) =>
+          api.GET("/v1/projects/{projectId}/sessions/{id}/runs/{runId}", {
+            params: { path: { projectId, id: sessionId, runId } },
+          }),
+        );
+        const status = String(run.status);
+        if (TERMINAL_STATUSES.has(status)) {
+          outcome = status as RunOutcome;
+          break;
+        }
+        active = status === "running";
+      }
       const ended = runOutcome(event);
       if (runId !== undefined && ended !== undefined && event.runId === runId) {
         outcome = ended;
