@@ -2,6 +2,8 @@
 // roles gate what a key may do, revocation, expiry and disabling take effect on the next request,
 // org B never sees org A's data, every change is audited, and deleting an org removes everything.
 
+import { createKeys } from "@pi-fleet/redis";
+import { EventLog } from "@pi-fleet/streams";
 import { waitFor } from "@pi-fleet/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -242,6 +244,33 @@ describe("keyed mode", () => {
     expect((await stack.call("GET", "/v1/projects", undefined, keys.acmeAdmin)).status).toBe(401);
     expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: false })).status).toBe(200);
     expect((await stack.call("GET", "/v1/projects", undefined, keys.acmeAdmin)).status).toBe(200);
+  });
+
+  it("cancels a disabled org's queued runs instead of starting them", async () => {
+    // Disabling shut the org's keys out, but its queued runs still started (and spent credits).
+    const token = keys.acmeMember;
+    await stack.call("POST", "/v1/projects", { name: "disabled-runs" }, token);
+    const sid = ((await stack.call("POST", "/v1/projects/disabled-runs/sessions", {}, token)).json as Json)
+      .id as string;
+    const base = `/v1/projects/disabled-runs/sessions/${sid}`;
+    const runIds: string[] = [];
+    for (const text of ["[[delay:400]] [[deltas:3]]", "[[reply:second]]", "[[reply:third]]"]) {
+      runIds.push(
+        ((await stack.call("POST", `${base}/prompt`, { text }, token)).json as Json).runId as string,
+      );
+    }
+    const log = new EventLog(redis, createKeys(stack.prefix), 1000);
+    const status = async (runId: string) => (await log.getRun("acme", "disabled-runs", runId))?.status;
+    await waitFor(async () => (await status(runIds[0]!)) === "running", { timeoutMs: 10_000 });
+    expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: true })).status).toBe(200);
+    try {
+      await waitFor(async () => (await status(runIds[0]!)) === "finished", { timeoutMs: 15_000 });
+      await waitFor(async () => (await status(runIds[2]!)) === "cancelled", { timeoutMs: 15_000 });
+      expect(await status(runIds[1]!)).toBe("cancelled");
+      expect((await log.getRun("acme", "disabled-runs", runIds[1]!))?.reason).toBe("org_disabled");
+    } finally {
+      expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: false })).status).toBe(200);
+    }
   });
 
   it("audits admin actions and key use, readable by the org's admins only", async () => {

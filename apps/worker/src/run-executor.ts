@@ -135,6 +135,33 @@ export class RunExecutor {
             return "defer";
           }
           if ("throttled" in started) return "throttle";
+          if ("orgDisabled" in started) {
+            // An operator disabled the org: its queued runs do not start (nor spend its credits).
+            await this.ctx.events
+              .transitionRun(
+                ref,
+                data.runId,
+                this.lease.token,
+                ["queued"],
+                "cancelled",
+                {
+                  type: "run_cancelled",
+                  runId: data.runId,
+                  sessionId: data.sessionId,
+                  reason: "org_disabled",
+                },
+                { reason: "org_disabled" },
+              )
+              .catch((err: unknown) => {
+                if (err instanceof FencedError) throw err;
+                this.ctx.logger.warn(
+                  { err: (err as Error).message },
+                  "could not cancel a disabled org's run",
+                );
+              });
+            this.gate.wake(data.sessionId);
+            return "done";
+          }
           if ("offset" in started) {
             this.ctx.quota.adopt(data.org, data.runId);
             this.unrecorded.add(data.runId);

@@ -3,18 +3,19 @@
 -- concurrent-run quota (then the run holds a slot). Appends `run_started`.
 -- KEYS: 1 lease, 2 run record, 3 session open-runs zset, 4 stream, 5 stream meta, 6 session hash,
 --       7 project activity stream, 8 activity meta, 9 the org's running-runs zset (holder -> expiry
---       in ms; refreshed and released by RunQuota of libs/leases)
+--       in ms; refreshed and released by RunQuota of libs/leases), 10 the org's record (tenancy)
 -- ARGV: 1 lease token, 2 retention "<maxlen>:<maxAgeMs>", 3 channel, 4 epoch seed, 5 event json,
 --       6 now (ms), 7 activity channel, 8 org quota (0 = none), 9 quota holder TTL (ms),
 --       then field/value pairs to set on the run record
 -- Returns {1, entryId} when started, {0, "not_head"} when an older run of the session is still
--- open, {0, "quota"} when the org runs its quota already, {0, <state>} when the run is no longer
--- queued; errors "FENCED …" / "NORUN".
+-- open, {0, "quota"} when the org runs its quota already, {0, "org_disabled"} when an operator
+-- disabled the org, {0, <state>} when the run is no longer queued; errors "FENCED …" / "NORUN".
 local fenced = pf_fence(KEYS[1], ARGV[1])
 if fenced then return fenced end
 local state = redis.call('HGET', KEYS[2], 'status')
 if not state then return redis.error_reply('NORUN') end
 if state ~= 'queued' then return {0, state} end
+if redis.call('HGET', KEYS[10], 'disabled') == '1' then return {0, 'org_disabled'} end
 local runId = redis.call('HGET', KEYS[2], 'id')
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head ~= runId then return {0, 'not_head'} end

@@ -17,7 +17,7 @@ const script = (name: string, keys: number) =>
 const APPEND = script("append-events", 5);
 const ENQUEUE = script("enqueue-run", 12);
 const TRANSITION = script("transition-run", 9);
-const START = script("start-run", 9);
+const START = script("start-run", 10);
 
 /** Identifies one session stream. */
 export interface SessionRef {
@@ -397,6 +397,7 @@ export class EventLog {
    *   semaphore RunQuota (libs/leases) refreshes and releases
    * @returns `{offset}` when started; `{notHead: true}` when an older run of the session is still
    *   open (wait and retry); `{throttled: true}` when the org runs its quota already (retry later);
+   *   `{orgDisabled: true}` when an operator disabled the org (the caller cancels the run);
    *   `{rejected: state}` when the run is no longer queued
    * @throws FencedError when `token` no longer holds the lease; MissingRecordError if no record
    */
@@ -407,10 +408,16 @@ export class EventLog {
     event: WireEvent,
     fields: RunFields = {},
     quota: { capacity: number; holderTtlMs: number } = { capacity: 0, holderTtlMs: 0 },
-  ): Promise<{ offset: string } | { notHead: true } | { throttled: true } | { rejected: RunStatus }> {
+  ): Promise<
+    | { offset: string }
+    | { notHead: true }
+    | { throttled: true }
+    | { orgDisabled: true }
+    | { rejected: RunStatus }
+  > {
     const { org, project } = ref;
     const k = this.streamKeys(ref);
-    const keys = [...this.runScriptKeys(ref, runId), this.keys.orgRunning(org)];
+    const keys = [...this.runScriptKeys(ref, runId), this.keys.orgRunning(org), this.keys.org(org)];
     const args = [
       token,
       this.retention,
@@ -437,6 +444,7 @@ export class EventLog {
     if (res[0] === 1) return { offset: String(res[1]) };
     if (res[1] === "not_head") return { notHead: true };
     if (res[1] === "quota") return { throttled: true };
+    if (res[1] === "org_disabled") return { orgDisabled: true };
     return { rejected: String(res[1]) as RunStatus };
   }
 
