@@ -26,8 +26,15 @@ export class RunTracker {
     this.#thrown = message;
   }
 
-  /** Feeds one pi event; only assistant `message_end` events matter (usage, stopReason). */
-  observe(event: { type: string; message?: unknown }): void {
+  /**
+   * Feeds one pi event: assistant `message_end` events (usage, stopReason), and `compaction_end`
+   * (the usage of the summary pi generated inside the run, which pi counts in the session's stats).
+   */
+  observe(event: { type: string; message?: unknown; result?: unknown }): void {
+    if (event.type === "compaction_end") {
+      addUsage(this.#usage, (event.result as { usage?: unknown } | undefined)?.usage);
+      return;
+    }
     if (event.type !== "message_end") return;
     const message = event.message as
       | { role?: unknown; stopReason?: unknown; errorMessage?: unknown; usage?: unknown }

@@ -1,4 +1,4 @@
-// RunTracker: outcome classification and usage sums from pi's message_end events.
+// RunTracker: outcome classification and usage sums from pi's message_end and compaction_end events.
 import { describe, expect, it } from "vitest";
 import { RunTracker } from "../src/run-tracker.ts";
 
@@ -23,6 +23,28 @@ describe("RunTracker", () => {
       status: "finished",
       stopReason: "length",
       usage: { input: 20, output: 10, cacheRead: 4, cacheWrite: 2, totalTokens: 36, cost: 0.5 },
+    });
+  });
+
+  it("adds the usage of a compaction summary generated during the run", () => {
+    const t = new RunTracker();
+    t.observe(assistantEnd("toolUse"));
+    t.observe({
+      type: "compaction_end",
+      result: {
+        summary: "…",
+        usage: { input: 100, output: 20, cacheRead: 0, cacheWrite: 0, totalTokens: 120, cost: { total: 1 } },
+      },
+    });
+    t.observe({ type: "compaction_end", result: undefined }); // an aborted compaction: nothing
+    t.observe(assistantEnd("stop"));
+    expect(t.outcome().usage).toEqual({
+      input: 120,
+      output: 30,
+      cacheRead: 4,
+      cacheWrite: 2,
+      totalTokens: 156,
+      cost: 1.5,
     });
   });
 
