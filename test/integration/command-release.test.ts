@@ -5,12 +5,11 @@
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { SessionHost } from "../../apps/worker/src/session-host.ts";
 import type { WorkerContext } from "../../apps/worker/src/worker-context.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+import { countPiSessions } from "./helpers/pi-session-count.ts";
 
 type Json = Record<string, unknown>;
-type Open = (...args: unknown[]) => Promise<{ dispose(): Promise<void> }>;
 let stack: InProcessStack;
 
 beforeAll(async () => {
@@ -23,20 +22,7 @@ afterAll(async () => {
 
 describe("a command during a release", () => {
   it("is answered by the next owner; the releasing one leaves no session open", async () => {
-    const proto = SessionHost.prototype as unknown as { open: Open };
-    const open = proto.open;
-    let opened = 0;
-    let disposed = 0;
-    proto.open = async function (this: SessionHost, ...args: unknown[]) {
-      const session = await open.apply(this, args);
-      opened++;
-      const dispose = session.dispose.bind(session);
-      session.dispose = () => {
-        disposed++;
-        return dispose();
-      };
-      return session;
-    };
+    const sessions = countPiSessions();
     const worker = stack.workers[0];
     if (!worker) throw new Error("no worker");
     const registry = (worker.ownership as unknown as { ctx: WorkerContext }).ctx.registry;
@@ -51,7 +37,7 @@ describe("a command during a release", () => {
           ((await stack.call("GET", `${base}/runs/${run.runId}`)).json as Json).status === "finished",
         { timeoutMs: 15_000 },
       );
-      expect(opened).toBe(1);
+      expect(sessions.opened).toBe(1);
 
       // The worker's next session lookup waits until the release has begun.
       let entered = 0;
@@ -66,7 +52,7 @@ describe("a command during a release", () => {
       const command = stack.call("POST", `${base}/commands`, { type: "get_state" });
       await waitFor(() => entered > 0, { message: "the command reached the worker" });
       expect(worker.ownership.release(DEFAULT_ORG, "cmd-rel")).toBe(true);
-      await waitFor(() => disposed === 1, { message: "the releasing owner disposed its session" });
+      await waitFor(() => sessions.disposed === 1, { message: "the releasing owner disposed its session" });
       proceed();
       const res = await command;
       expect(res.status).toBe(200);
@@ -76,9 +62,11 @@ describe("a command during a release", () => {
       await waitFor(() => worker.ownership.runner(DEFAULT_ORG, "cmd-rel") !== undefined);
       expect(worker.ownership.release(DEFAULT_ORG, "cmd-rel")).toBe(true);
       await waitFor(() => worker.ownership.runner(DEFAULT_ORG, "cmd-rel") === undefined);
-      await waitFor(() => opened === disposed, { message: `opened ${opened}, disposed ${disposed}` });
+      await waitFor(() => sessions.opened === sessions.disposed, {
+        message: `opened ${sessions.opened}, disposed ${sessions.disposed}`,
+      });
     } finally {
-      proto.open = open;
+      sessions.restore();
       registry.getSession = getSession;
     }
   });

@@ -9,6 +9,7 @@ import {
   FencedError,
   offsetBefore,
   type ResetReason,
+  type SessionRef,
   type StreamEntry,
   StreamHub,
   StreamSubscription,
@@ -25,6 +26,29 @@ const ref = (session: string) => ({ org: "acme", project: "web", session });
 async function sessionRef(session: string) {
   await new Registry(redis, keys).createSession("acme", "web", session, {});
   return ref(session);
+}
+
+/**
+ * A subscription from the start of `r` whose replay pauses (the client's socket congested) once
+ * `after` entries were delivered, until `release()`.
+ */
+function pausedReplay(log: EventLog, r: SessionRef, c: ReturnType<typeof collector>, after: number) {
+  let release: () => void = () => {};
+  let pausedNow: () => void = () => {};
+  const paused = new Promise<void>((resolve) => {
+    pausedNow = resolve;
+  });
+  const s = new StreamSubscription(log, hub, r, "0", {
+    ...c.sink,
+    congested: () =>
+      c.entries.length === after
+        ? new Promise<void>((resolve) => {
+            release = resolve;
+            pausedNow();
+          })
+        : undefined,
+  });
+  return { s, started: s.start(), paused, release: () => release() };
 }
 
 /** Collects what a subscription delivers. */
@@ -335,23 +359,8 @@ describe("StreamSubscription", () => {
     const r = await sessionRef("lost-mid-page");
     for (let i = 0; i < 120; i++) await log.append(r, "", [{ event: { type: "old", i } }]);
     const c = collector();
-    let release: () => void = () => {};
-    let paused: () => void = () => {};
-    const atTen = new Promise<void>((resolve) => {
-      paused = resolve;
-    });
-    const s = new StreamSubscription(log, hub, r, "0", {
-      ...c.sink,
-      congested: () =>
-        c.entries.length === 10
-          ? new Promise<void>((resolve) => {
-              release = resolve;
-              paused();
-            })
-          : undefined,
-    });
-    const started = s.start();
-    await atTen;
+    const { s, started, paused, release } = pausedReplay(log, r, c, 10);
+    await paused;
     await redis.del(
       keys.stream("acme", "web", "lost-mid-page"),
       keys.streamMeta("acme", "web", "lost-mid-page"),
@@ -374,29 +383,22 @@ describe("StreamSubscription", () => {
     const r = await sessionRef("big-live");
     await log.append(r, "", [{ event: { type: "first" } }]);
     const c = collector();
-    let release: () => void = () => {};
-    let paused: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      paused = resolve;
-    });
-    const s = new StreamSubscription(log, hub, r, "0", {
-      ...c.sink,
-      congested: () =>
-        c.entries.length === 1
-          ? new Promise<void>((resolve) => {
-              release = resolve;
-              paused();
-            })
-          : undefined,
-    });
-    const started = s.start();
-    await held;
+    const { s, started, paused, release } = pausedReplay(log, r, c, 1);
+    await paused;
     // 200 live entries of 50 KB (10 MB) while the replay waits for the client.
+    let announced = 0;
+    let peak = 0;
+    const onEntry = s.onEntry.bind(s);
+    s.onEntry = (...args) => {
+      onEntry(...args);
+      announced++;
+      peak = Math.max(peak, (s as unknown as { bufferedBytes: number }).bufferedBytes);
+    };
     const text = "x".repeat(50_000);
     for (let i = 0; i < 200; i++) await log.append(r, "", [{ event: { type: "big", i, text } }]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const buffered = (s as unknown as { bufferedBytes: number }).bufferedBytes;
-    expect(buffered).toBeLessThanOrEqual(4 * 1024 * 1024);
+    await waitFor(() => announced === 200, { message: `${announced} of 200 announcements` });
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(4 * 1024 * 1024);
     release();
     await started;
     // Nothing was lost: what was dropped from the buffer is read from the stream.

@@ -5,11 +5,10 @@
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { SessionHost } from "../../apps/worker/src/session-host.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+import { countPiSessions } from "./helpers/pi-session-count.ts";
 
 type Json = Record<string, unknown>;
-type Open = (...args: unknown[]) => Promise<{ dispose(): Promise<void> }>;
 let stack: InProcessStack;
 
 beforeAll(async () => {
@@ -32,20 +31,7 @@ async function runPrompt(base: string, text: string): Promise<void> {
 
 describe("idle sessions of an owned project", () => {
   it("are disposed after PI_FLEET_SESSION_IDLE_MS and reopened with their history", async () => {
-    const proto = SessionHost.prototype as unknown as { open: Open };
-    const open = proto.open;
-    let opened = 0;
-    let disposed = 0;
-    proto.open = async function (this: SessionHost, ...args: unknown[]) {
-      const session = await open.apply(this, args);
-      opened++;
-      const dispose = session.dispose.bind(session);
-      session.dispose = () => {
-        disposed++;
-        return dispose();
-      };
-      return session;
-    };
+    const sessions = countPiSessions();
     try {
       await stack.call("POST", "/v1/projects", { name: "evict" });
       const bases: string[] = [];
@@ -54,26 +40,29 @@ describe("idle sessions of an owned project", () => {
         bases.push(`/v1/projects/evict/sessions/${sid}`);
       }
       for (const [i, base] of bases.entries()) await runPrompt(base, `[[reply:answer ${i}]]`);
-      expect(opened).toBe(3);
+      expect(sessions.opened).toBe(3);
       const worker = stack.workers[0];
       if (!worker) throw new Error("no worker");
       const epoch = worker.ownership.runner(DEFAULT_ORG, "evict")?.lease.epoch;
 
-      await waitFor(() => disposed === 3, { timeoutMs: 5000, message: `disposed ${disposed} of 3` });
+      await waitFor(() => sessions.disposed === 3, {
+        timeoutMs: 5000,
+        message: `disposed ${sessions.disposed} of 3`,
+      });
       // The project itself stayed with its owner.
       expect(worker.ownership.runner(DEFAULT_ORG, "evict")?.lease.epoch).toBe(epoch);
 
       // The next use reopens the session from its transcript, history included.
       const [first] = bases;
       const res = await stack.call("POST", `${first}/commands`, { type: "get_messages" });
-      expect(opened).toBe(4);
+      expect(sessions.opened).toBe(4);
       const text = JSON.stringify((res.json as Json).data);
       expect(text).toContain("answer 0");
       await runPrompt(first as string, "[[reply:again]]");
       const after = await stack.call("POST", `${first}/commands`, { type: "get_messages" });
       expect(JSON.stringify((after.json as Json).data)).toMatch(/answer 0[\s\S]*again/);
     } finally {
-      proto.open = open;
+      sessions.restore();
     }
   });
 });
