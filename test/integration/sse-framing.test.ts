@@ -1,6 +1,7 @@
 // The SSE response on the wire, read from a raw TCP socket (what proxies and minimal clients see):
 // an HTTP/1.1 request gets well-formed chunked transfer encoding carrying `retry:` and the frames
-// in order; an HTTP/1.0 request (no chunked encoding) gets the frames unframed.
+// in order; an HTTP/1.0 request (no chunked encoding) gets the frames unframed; a live-only
+// request's first frame names the offset the stream starts after.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -91,5 +92,18 @@ describe("SSE framing on the wire", () => {
     expect(head.toLowerCase()).not.toContain("transfer-encoding");
     expect(body.startsWith("retry: 1000\n\nid: ")).toBe(true);
     expect(body).toContain('"type":"run_finished"');
+  });
+
+  it("live only: the first frame names the offset the stream starts after", async () => {
+    const text = await rawRequest(`GET ${path} HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n`, (t) =>
+      /retry: 1000\nid: [0-9]+-[0-9]+\n\n/.test(t),
+    );
+    const body = text.slice(text.indexOf("\r\n\r\n") + 4);
+    const start = /^retry: 1000\nid: ([0-9]+-[0-9]+)\n\n/.exec(body)?.[1];
+    // The stream's newest entry: a reconnect after it misses nothing written since the request.
+    const state = (await stack.call("GET", path.replace(/\/events$/, "/state"))).json as {
+      lastOffset: string;
+    };
+    expect(start).toBe(state.lastOffset);
   });
 });

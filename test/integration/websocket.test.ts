@@ -214,7 +214,9 @@ describe("/v1/ws", () => {
       const { ws, frames } = await connectWs(stack.gateway.url);
       send(ws, { kind: "hello", protocol: 1 });
       send(ws, { kind: "subscribe", id: "live", projectId: "wsp", sessionId: session });
-      await waitFor(() => frames.find((f) => f.kind === "subscribed" && f.id === "live"));
+      const ack = await waitFor(() => frames.find((f) => f.kind === "subscribed" && f.id === "live"));
+      // Live only: the ack names where the stream starts (a resubscribe after it misses nothing).
+      expect(ack.offset).toMatch(/^[0-9]+-[0-9]+$/);
       const res = await stack.call("POST", `/v1/projects/wsp/sessions/${session}/prompt`, {
         text: "[[reply:seen]]",
       });

@@ -37,6 +37,14 @@ export class Cursor {
     this.offset = after;
   }
 
+  /**
+   * Seeds a live-only cursor (no offset yet) with the offset the gateway says the stream started
+   * after, so a reconnect before the first event resumes from there. Ignored once an offset is known.
+   */
+  seed(offset: string): void {
+    if (this.offset === undefined && offset !== "") this.offset = offset;
+  }
+
   /** The item to deliver for an incoming event, or undefined to drop it (duplicate, lagging). */
   accept(offset: string | undefined, event: WireEvent): StreamItem | undefined {
     if (event.type === "stream_lagging") return undefined;

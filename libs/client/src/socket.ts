@@ -391,7 +391,8 @@ class SocketImpl implements PiFleetSocket {
     else if (frame.kind === "event") this.onEvent(frame);
     else if (frame.kind === "response") this.onResponse(frame);
     else if (frame.kind === "error") this.onError(frame);
-    // subscribed, unsubscribed, pong: nothing to do (any frame counts for the keepalive)
+    else if (frame.kind === "subscribed") this.onSubscribed(frame);
+    // unsubscribed, pong: nothing to do (any frame counts for the keepalive)
   }
 
   private onWelcome(frame: Frame): void {
@@ -413,6 +414,13 @@ class SocketImpl implements PiFleetSocket {
     if (frame.event.type === "stream_lagging") this.lagging = true;
     const item = sub.cursor.accept(typeof frame.offset === "string" ? frame.offset : undefined, frame.event);
     if (item) sub.push(item);
+  }
+
+  /** A live-only subscription learns where its stream started (see Cursor.seed). */
+  private onSubscribed(frame: Frame): void {
+    const sessionId = typeof frame.sessionId === "string" ? frame.sessionId : "";
+    const sub = this.subscriptions.get(`${String(frame.projectId)}/${sessionId}`);
+    if (sub && typeof frame.offset === "string") sub.cursor.seed(frame.offset);
   }
 
   private onResponse(frame: Frame): void {

@@ -73,8 +73,14 @@ export async function* sseEvents(
       } else {
         const pending: StreamItem[] = [];
         let lagging = false;
+        // An `id:` without data (the gateway's first frame for a live-only stream) seeds the cursor.
+        let idOnly: string | undefined;
         const parser = createParser({
+          onId: (id) => {
+            idOnly = id;
+          },
           onEvent: (message) => {
+            idOnly = undefined;
             let event: unknown;
             try {
               event = JSON.parse(message.data);
@@ -95,6 +101,10 @@ export async function* sseEvents(
             const { value, done } = await reader.read();
             if (done) break;
             parser.feed(decoder.decode(value, { stream: true }));
+            if (idOnly !== undefined) {
+              cursor.seed(idOnly);
+              idOnly = undefined;
+            }
             if (pending.length > 0) attempt = 0;
             clearTimeout(idleTimer); // a slow consumer is not an idle server
             while (pending.length > 0) yield pending.shift()!;

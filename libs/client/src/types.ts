@@ -75,8 +75,9 @@ export interface StreamOptions {
   /**
    * Start after this offset: a previous item's `offset`, the `offset` of a prompt response (starts
    * exactly at that run), `lastOffset` of `GET …/state`, or `"0"` for everything retained.
-   * Absent: live only — nothing before the first connection is replayed, and until the first
-   * event arrives a reconnect is live only too (pass an offset to rule out any gap).
+   * Absent: live only — nothing before the first connection is replayed; the gateway tells where
+   * the stream started (SSE: an `id:` on its first frame; WebSocket: `offset` on `subscribed`),
+   * so a reconnect before the first event resumes from there, with no gap.
    */
   after?: string;
   /** Stops the stream: iteration ends normally (no error) when it aborts. */

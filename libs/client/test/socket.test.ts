@@ -122,6 +122,25 @@ describe("PiFleetSocket", () => {
     socket.close();
   });
 
+  it("resubscribes a live-only subscription from the offset its ack named", async () => {
+    const { socket, next } = harness();
+    const first = await next(1);
+    const sub = socket.subscribe("p", "s");
+    first.welcome("c1");
+    await socket.ready();
+    expect(first.sent[1]).toMatchObject({ kind: "subscribe", projectId: "p", sessionId: "s" });
+    expect(first.sent[1]).not.toHaveProperty("after");
+    first.push({ kind: "subscribed", projectId: "p", sessionId: "s", offset: "4-2" });
+    first.drop(1001);
+    const second = await next(2);
+    second.welcome("c2");
+    await tick();
+    // It used to resubscribe live only, missing what was written while it was away.
+    expect(second.sent[1]).toMatchObject({ kind: "subscribe", projectId: "p", sessionId: "s", after: "4-2" });
+    sub.close();
+    socket.close();
+  });
+
   it("re-sends prompt with the same idempotency key and rejects unsafe requests on disconnect", async () => {
     const { socket, next } = harness();
     const first = await next(1);

@@ -109,6 +109,19 @@ describe("events()", () => {
     expect(reconnects).toMatchObject([{ reason: "lagging", delayMs: 0, cursor: "1-2" }]);
   });
 
+  it("a live-only stream resumes from where the gateway said it started", async () => {
+    // The gateway's first frame names the start (`id:` without data); a disconnect before the
+    // first event used to reconnect live only, missing what was written meanwhile.
+    const { fetch, calls } = scriptedFetch([
+      { frames: ["retry: 1000\nid: 7-3\n\n"] },
+      { frames: [frame("7-4", { type: "a" })] },
+    ]);
+    const client = createPiFleetClient({ baseUrl: "http://gw.test", fetch });
+    const items = await take(client.events("p", "s", { reconnect: { initialDelayMs: 1 } }), 1);
+    expect(items).toEqual([{ offset: "7-4", event: { type: "a" } }]);
+    expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "7-3"]);
+  });
+
   it("yields stream_reset and accepts the lower offsets that follow it", async () => {
     const { fetch, calls } = scriptedFetch([
       { frames: [frame(undefined, { type: "stream_reset", reason: "lost", firstOffset: "1-1" })] },

@@ -85,7 +85,7 @@ async function serveSse(
     "x-accel-buffering": "no",
   });
   res.flushHeaders(); // the head goes out now, not with the first replayed frame
-  stream.open();
+  stream.open(cursor === undefined ? subscription.offset : undefined);
   await subscription.catchUp();
   if ("session" in ref) {
     // Dialogs still waiting for an answer, re-sent after the replay as frames without an id (the

@@ -53,11 +53,16 @@ export class SseStream implements SubscriptionSink {
     if (res.destroyed) queueMicrotask(() => this.finish());
   }
 
-  /** Sends `retry:` and the frames held so far, then writes through. Call after the head is sent. */
-  open(): void {
+  /**
+   * Sends `retry:` and the frames held so far, then writes through. Call after the head is sent.
+   * @param startOffset for a live-only client, the offset it starts after: sent as the `id:` of
+   *   the `retry:` frame (no data), so a reconnect before its first event resumes from it
+   *   (EventSource keeps it as its last event id; the SDK seeds its cursor).
+   */
+  open(startOffset?: string): void {
     const held = this.held ?? [];
     this.held = undefined;
-    this.frame(`retry: ${this.opts.retryMs}\n\n`);
+    this.frame(`retry: ${this.opts.retryMs}\n${startOffset === undefined ? "" : `id: ${startOffset}\n`}\n`);
     for (const frame of held) this.frame(frame);
     this.heartbeat = setInterval(() => this.frame(": heartbeat\n\n"), this.opts.heartbeatMs);
     this.heartbeat.unref();

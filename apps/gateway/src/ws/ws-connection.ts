@@ -204,6 +204,8 @@ export class WsConnection {
         id: f.id,
         projectId: f.projectId,
         ...(f.sessionId ? { sessionId: f.sessionId } : {}),
+        // Live only: where it starts, so a resubscribe before the first event misses nothing.
+        ...(f.after === undefined ? { offset: subscription.offset } : {}),
       });
       for (const frame of held) this.sendRaw(frame);
       held = undefined;
