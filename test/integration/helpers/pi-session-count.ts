@@ -16,7 +16,13 @@ export interface PiSessionCount {
 export function countPiSessions(): PiSessionCount {
   const proto = SessionHost.prototype as unknown as { open: Open };
   const open = proto.open;
-  const count = { opened: 0, disposed: 0, restore: () => void (proto.open = open) };
+  const count = {
+    opened: 0,
+    disposed: 0,
+    restore: () => {
+      proto.open = open;
+    },
+  };
   proto.open = async function (this: SessionHost, ...args: unknown[]) {
     const session = await open.apply(this, args);
     count.opened++;
