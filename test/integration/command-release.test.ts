@@ -5,6 +5,7 @@
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ProjectReleasingError, SessionHost } from "../../apps/worker/src/session-host.ts";
 import type { WorkerContext } from "../../apps/worker/src/worker-context.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 import { countPiSessions } from "./helpers/pi-session-count.ts";
@@ -68,6 +69,33 @@ describe("a command during a release", () => {
     } finally {
       sessions.restore();
       registry.getSession = getSession;
+    }
+  });
+
+  it("a run that starts while its owner disposes the sessions ends interrupted (released), not failed", async () => {
+    // SessionHost refuses to open a session once its project is being released; a run that got
+    // its start recorded just then did not run.
+    const acquire = SessionHost.prototype.acquire;
+    let refused = 0;
+    SessionHost.prototype.acquire = async function (this: SessionHost, ...args) {
+      if (refused++ === 0) throw new ProjectReleasingError();
+      return acquire.apply(this, args);
+    };
+    try {
+      await stack.call("POST", "/v1/projects", { name: "run-release" });
+      const sid = ((await stack.call("POST", "/v1/projects/run-release/sessions")).json as Json).id as string;
+      const base = `/v1/projects/run-release/sessions/${sid}`;
+      const run = (await stack.call("POST", `${base}/prompt`, { text: "[[reply:never]]" })).json as Json;
+      const ended = await waitFor(
+        async () => {
+          const r = (await stack.call("GET", `${base}/runs/${run.runId}`)).json as Json;
+          return ["queued", "running"].includes(r.status as string) ? undefined : r;
+        },
+        { timeoutMs: 15_000 },
+      );
+      expect(ended).toMatchObject({ status: "interrupted", reason: "released" });
+    } finally {
+      SessionHost.prototype.acquire = acquire;
     }
   });
 });

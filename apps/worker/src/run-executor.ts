@@ -12,7 +12,7 @@ import type { RunJobData } from "@pi-fleet/queue";
 import { type EventLog, FencedError, MissingRecordError, type SessionRef } from "@pi-fleet/streams";
 import { EventPublisher } from "./event-publisher.ts";
 import type { SessionGate } from "./session-gate.ts";
-import type { SessionHost } from "./session-host.ts";
+import { ProjectReleasingError, type SessionHost } from "./session-host.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 /**
@@ -214,6 +214,17 @@ export class RunExecutor {
     try {
       session = await this.host.acquire(data.sessionId);
     } catch (err) {
+      if (err instanceof ProjectReleasingError) {
+        // Started as the owner let the project go (its sessions are being disposed): it did not run.
+        await this.finish(
+          ref,
+          data,
+          "interrupted",
+          { type: "run_interrupted", reason: "released" },
+          { reason: "released", usage: ZERO_USAGE },
+        );
+        return "done";
+      }
       const error = err instanceof Error ? err.message : String(err);
       log.warn({ error }, "could not open session");
       await this.finish(ref, data, "failed", { type: "run_failed", error }, { error, usage: ZERO_USAGE });
