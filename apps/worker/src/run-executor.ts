@@ -361,9 +361,10 @@ export class RunExecutor {
    * The fenced transition that records a run's end, retried through a Redis blip
    * ({@link FINISH_ATTEMPTS} attempts, backoff from {@link FINISH_BACKOFF_MS} doubling) while the
    * lease is held.
-   * @returns the transition's result, or undefined when it could not be recorded (the run stays
-   *   `running` and in `unrecorded`: the next owner's reconcile, or a later run's deferral in this
-   *   ownership, ends it — Takeover.failLostHead)
+   * @returns the transition's result (`{rejected: "cancelled"}` when the run's record went with
+   *   its deleted session: nothing is left to record), or undefined when it could not be recorded
+   *   (the run stays `running` and in `unrecorded`: the next owner's reconcile, or a later run's
+   *   deferral in this ownership, ends it — Takeover.failLostHead)
    * @throws FencedError when the lease was lost
    */
   private async recordEnd(
