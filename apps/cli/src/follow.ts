@@ -8,10 +8,14 @@
 import { compareOffsets, type StreamItem, type WireEvent } from "@pi-fleet/client";
 import type { Context } from "./context.ts";
 import { toCliError } from "./errors.ts";
-import { EventRenderer, isDialog, type RenderOptions, type RunOutcome, runOutcome } from "./render-events.ts";
-
-/** Run states that end a run (a run's record, as `GET …/runs/{runId}` answers). */
-const TERMINAL_STATUSES = new Set(["finished", "failed", "aborted", "interrupted", "cancelled"]);
+import {
+  EventRenderer,
+  isDialog,
+  outcomeOfStatus,
+  type RenderOptions,
+  type RunOutcome,
+  runOutcome,
+} from "./render-events.ts";
 
 /** What to follow and when to stop. */
 export interface FollowOptions {
@@ -154,8 +158,9 @@ export async function follow(
           }),
         );
         const status = String(run.status);
-        if (TERMINAL_STATUSES.has(status)) {
-          outcome = status as RunOutcome;
+        const ended = outcomeOfStatus(status);
+        if (ended !== undefined) {
+          outcome = ended;
           break;
         }
         active = status === "running";

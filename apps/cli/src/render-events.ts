@@ -42,6 +42,11 @@ const OUTCOMES: Record<string, RunOutcome> = {
   run_cancelled: "cancelled",
 };
 
+/** The outcome a run's status (`GET …/runs/{runId}`) names when it has ended, else undefined. */
+export function outcomeOfStatus(status: string): RunOutcome | undefined {
+  return (Object.values(OUTCOMES) as string[]).includes(status) ? (status as RunOutcome) : undefined;
+}
+
 /** The outcome a terminal run event reports, or undefined for any other event. */
 export function runOutcome(event: WireEvent): RunOutcome | undefined {
   return OUTCOMES[event.type];
