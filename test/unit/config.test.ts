@@ -11,6 +11,8 @@ describe("loadEnv", () => {
     expect(env.WORKSPACE_DIR).toBe("./.pi-fleet/workspace");
     expect(env.PI_FLEET_KEY_PREFIX).toBe("pf");
     expect(env.LOG_LEVEL).toBe("info");
+    expect(env.PI_FLEET_GATEWAY_PROCESSES).toBe(1);
+    expect(loadEnv({ PI_FLEET_GATEWAY_PROCESSES: "4" }).PI_FLEET_GATEWAY_PROCESSES).toBe(4);
   });
 
   it("fails with one line naming the variable", () => {
@@ -20,6 +22,9 @@ describe("loadEnv", () => {
       ["REDIS_URL", "http://x"],
       ["PI_FLEET_KEY_PREFIX", "a:b"],
       ["LOG_LEVEL", "loud"],
+      ["PI_FLEET_GATEWAY_PROCESSES", "0"],
+      ["PI_FLEET_GATEWAY_PROCESSES", "65"],
+      ["PI_FLEET_GATEWAY_PROCESSES", "two"],
     ] as const) {
       let error: unknown;
       try {

@@ -4,10 +4,11 @@
  * Used by the gateway's own entry and by single-node mode.
  */
 
+import cluster from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Env } from "@pi-fleet/config";
-import type { Logger } from "@pi-fleet/observability";
+import { clusterWorkerMetrics, type Logger } from "@pi-fleet/observability";
 import { RunProducer } from "@pi-fleet/queue";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
@@ -62,6 +63,9 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
   const metrics = new GatewayMetrics({ sseClients: () => state.sseClients, redis, keys });
   for (const [name, conn] of Object.entries({ command: redis, bullmq, hub: hubSub, control: controlSub }))
     metrics.watchRedis(conn, name);
+  // One process of a multi-process gateway (gateway-processes.ts): /metrics answers for all of them.
+  if (cluster.isWorker && env.PI_FLEET_GATEWAY_PROCESSES > 1)
+    metrics.scrape = clusterWorkerMetrics(metrics.registry);
   const producer = new RunProducer(bullmq, keys);
   const control = new ControlClient(redis, controlSub, keys, gatewayId, (org, project) =>
     producer.requestOwner(org, project),
@@ -105,7 +109,7 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
   const metricsListener =
     env.PI_FLEET_METRICS_PORT === undefined
       ? undefined
-      : await startMetricsListener(env.PI_FLEET_METRICS_PORT, env.HOST, metrics.registry);
+      : await startMetricsListener(env.PI_FLEET_METRICS_PORT, env.HOST, () => metrics.scrape());
   const metricsAddress = metricsListener?.address();
   const metricsUrl =
     metricsAddress && typeof metricsAddress === "object"

@@ -19,6 +19,7 @@ import {
   METRIC_PREFIX,
   type Registry,
   redisErrorCounter,
+  type Scrape,
   scrape,
 } from "@pi-fleet/observability";
 import type { Keys, Redis } from "@pi-fleet/redis";
@@ -48,6 +49,12 @@ export class GatewayMetrics {
     TERMINAL_RUN_STATUSES.map((s) => [s, 0]),
   );
   private readonly redisErrors: ReturnType<typeof redisErrorCounter>;
+  /**
+   * Reads the exposition served at `/metrics`: this registry and the process metrics, or, in a
+   * gateway of several processes (`PI_FLEET_GATEWAY_PROCESSES`), the sum over all of them
+   * (replaced by `clusterWorkerMetrics` in gateway.ts).
+   */
+  scrape: () => Promise<Scrape> = () => scrape(this.registry);
 
   /**
    * @param sources what is sampled on scrape: open SSE streams, and the Redis connection and
@@ -120,6 +127,8 @@ export class GatewayMetrics {
       name: `${P}dispatch_waiting`,
       help: "Projects waiting for an owner (LLEN of the dispatch wait list), sampled on scrape; -1 when Redis did not answer.",
       registers: [registry],
+      // One Redis list, read by each process of a multi-process gateway: not a sum.
+      aggregator: "max",
       async collect() {
         this.set(await sources.redis.llen(sources.keys.dispatchWaitList).catch(() => -1));
       },
@@ -161,7 +170,7 @@ export function installMetrics(app: FastifyInstance): void {
       onRequest: operatorOnly(s.env.PI_FLEET_ADMIN_TOKEN, "pi-fleet metrics"),
     },
     async (_request, reply) => {
-      const { contentType, body } = await scrape(metrics.registry);
+      const { contentType, body } = await metrics.scrape();
       return reply.header("content-type", contentType).header("cache-control", "no-store").send(body);
     },
   );
@@ -171,14 +180,18 @@ export function installMetrics(app: FastifyInstance): void {
  * The unauthenticated metrics listener of `PI_FLEET_METRICS_PORT` (GET /metrics only). Bind it
  * where only the scraper reaches it (NetworkPolicy); it serves nothing else.
  */
-export async function startMetricsListener(port: number, host: string, registry: Registry): Promise<Server> {
+export async function startMetricsListener(
+  port: number,
+  host: string,
+  read: () => Promise<Scrape>,
+): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
       res.writeHead(404, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: "no such route", code: "PF_ERR_ROUTE_NOT_FOUND" }));
       return;
     }
-    scrape(registry).then(
+    read().then(
       ({ contentType, body }) => {
         res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
         res.end(body);

@@ -106,6 +106,12 @@ export const EnvSchema = Type.Object({
    * that should not hold the operator token; unset = none (`/metrics` on PORT still works).
    */
   PI_FLEET_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  /**
+   * Gateway only (`apps/gateway`): processes serving PORT (and PI_FLEET_METRICS_PORT) together
+   * through node:cluster, each with its own stream hub and Redis connections; `1` = one process.
+   * A gateway process is one JavaScript thread, so this is how one gateway uses several cores.
+   */
+  PI_FLEET_GATEWAY_PROCESSES: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   /** Gateway only: serve the read-only Bull Board at `/v1/admin/queues/` (operator only in keyed mode). */
   PI_FLEET_QUEUE_BOARD: Type.Boolean({ default: true }),
   /** Project lease TTL in ms; renewed every TTL/3. */

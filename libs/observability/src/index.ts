@@ -1,3 +1,4 @@
+export * from "./cluster-metrics.ts";
 export * from "./log-context.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";

@@ -34,7 +34,7 @@ let processRegistry: Registry | undefined;
  * Node's process metrics (`process_*`, `nodejs_*`: CPU, memory, event loop lag, GC; unprefixed so
  * standard dashboards work), collected once per process whatever the number of instances in it.
  */
-function processMetrics(): Registry {
+export function processMetrics(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry });
@@ -98,8 +98,14 @@ export function redisErrorCounter(registry: Registry): {
   };
 }
 
+/** A scrape's answer: the Prometheus exposition text and its content type. */
+export interface Scrape {
+  contentType: string;
+  body: string;
+}
+
 /** The text exposition of an instance's registry followed by the process metrics. */
-export async function scrape(registry: Registry): Promise<{ contentType: string; body: string }> {
+export async function scrape(registry: Registry): Promise<Scrape> {
   const [own, proc] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
   return { contentType: registry.contentType, body: `${own}\n${proc}` };
 }

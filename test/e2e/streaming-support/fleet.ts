@@ -225,6 +225,22 @@ export class Fleet {
     return g;
   }
 
+  /**
+   * Spawns a gateway on a free port with `env` on top of the fleet's, without waiting for it to be
+   * ready (for start-up failures); not listed in `gateways`.
+   */
+  async spawnGateway(env: Record<string, string> = {}): Promise<GatewayProc> {
+    const index = this.nextGateway++;
+    const port = String(await findFreePort());
+    const proc = spawnNode(
+      "apps/gateway/src/main.ts",
+      `gateway-${String.fromCharCode(65 + index)}`,
+      { ...this.baseEnv(), ...this.opts.gatewayEnv, ...env, PORT: port },
+      this.root,
+    );
+    return Object.assign(proc, { url: `http://127.0.0.1:${port}` });
+  }
+
   /** Starts a gateway on a free port and waits for `/v1/readyz`. */
   async startGateway(): Promise<GatewayProc> {
     const index = this.nextGateway++;
