@@ -1,12 +1,14 @@
 /**
- * Child process of `bench/stream.ts`: many SSE subscribers in one process. Each is a plain
- * `node:http` GET with its own socket (`agent: false`), read by a minimal parser for the
- * gateway's frames (`retry:`, `id:` + `data:`, `:` comments). A connection counts as open once
+ * Child process of `bench/stream.ts`: many SSE subscribers in one process. Each is an HTTP/1.1
+ * GET written on its own `node:net` socket and read by a minimal response parser (status line,
+ * headers, chunked body: {@link ChunkedResponse}) and a minimal parser for the gateway's frames
+ * (`retry:`, `id:` + `data:`, `:` comments) — about 10 % less client CPU than `node:http`'s
+ * IncomingMessage streams, CPU the gateway shares the cores with. A connection counts as open once
  * `retry:` arrived — the gateway sends it only after the session subscription is live. Every
  * `data` chunk is stamped once on the shared monotonic clock; a frame's latency is that stamp
  * minus the append time the producer put into the event.
  */
-import { type ClientRequest, request } from "node:http";
+import { connect, type Socket } from "node:net";
 import { readBenchFields } from "./event.ts";
 import { Histogram } from "./histogram.ts";
 import type { ClientReport, OpenResult, SseClientsApi } from "./protocol.ts";
@@ -26,7 +28,7 @@ interface CatchupState {
 }
 
 interface Conn {
-  req: ClientRequest | undefined;
+  socket: Socket | undefined;
   pending: string;
   lastSeq: number;
   opened: boolean;
@@ -86,9 +88,8 @@ function frame(conn: Conn, text: string, start: number, end: number, now: number
   // ":" comments (heartbeats) are ignored.
 }
 
-function onData(conn: Conn, chunk: Buffer): void {
-  const now = nowUs();
-  const text = conn.pending.length > 0 ? conn.pending + chunk.toString("latin1") : chunk.toString("latin1");
+function onText(conn: Conn, body: string, now: number): void {
+  const text = conn.pending.length > 0 ? conn.pending + body : body;
   let start = 0;
   for (;;) {
     const end = text.indexOf("\n\n", start);
@@ -99,11 +100,79 @@ function onData(conn: Conn, chunk: Buffer): void {
   conn.pending = start < text.length ? text.slice(start) : "";
 }
 
+/**
+ * Incremental reader of one HTTP/1.1 response on a raw socket: the status line and headers once,
+ * then the chunked body (the gateway's SSE responses are chunked), handing decoded body text to
+ * `onBody`. Works on latin1 strings, where one character is one byte, so chunk sizes count
+ * characters. Cheaper per frame than `node:http`'s IncomingMessage stream.
+ */
+class ChunkedResponse {
+  private head = "";
+  private headDone = false;
+  private rest = "";
+  /** Bytes left in the current chunk; -1 = a size line is next; -2 = the CRLF after a chunk. */
+  private left = -1;
+  status = 0;
+  chunked = false;
+  private readonly onHead: () => void;
+  private readonly onBody: (text: string) => void;
+  constructor(onHead: () => void, onBody: (text: string) => void) {
+    this.onHead = onHead;
+    this.onBody = onBody;
+  }
+
+  /** Feeds received bytes (as latin1). */
+  push(data: string): void {
+    let text = data;
+    if (!this.headDone) {
+      this.head += text;
+      const end = this.head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      this.headDone = true;
+      text = this.head.slice(end + 4);
+      const headers = this.head.slice(0, end).toLowerCase();
+      this.status = Number(headers.slice(9, 12));
+      this.chunked = headers.includes("\r\ntransfer-encoding: chunked");
+      this.head = "";
+      this.onHead();
+    }
+    if (!this.chunked) {
+      if (text.length > 0) this.onBody(text);
+      return;
+    }
+    text = this.rest.length > 0 ? this.rest + text : text;
+    this.rest = "";
+    let at = 0;
+    let body = "";
+    while (at < text.length) {
+      if (this.left === -2) {
+        if (text.length - at < 2) break;
+        at += 2;
+        this.left = -1;
+      } else if (this.left === -1) {
+        const eol = text.indexOf("\r\n", at);
+        if (eol < 0) break;
+        this.left = Number.parseInt(text.slice(at, eol), 16);
+        at = eol + 2;
+        if (this.left === 0) return; // last chunk: the stream ended
+      } else {
+        const n = Math.min(this.left, text.length - at);
+        body += text.slice(at, at + n);
+        at += n;
+        this.left -= n;
+        if (this.left === 0) this.left = -2;
+      }
+    }
+    this.rest = text.slice(at);
+    if (body.length > 0) this.onBody(body);
+  }
+}
+
 /** Opens one SSE connection; resolves once `retry:` arrived (the subscription is live). */
 function openOne(port: number, path: string, timeoutMs: number, catchup?: CatchupState): Promise<Conn> {
   return new Promise<Conn>((resolve, reject) => {
     const conn: Conn = {
-      req: undefined,
+      socket: undefined,
       pending: "",
       lastSeq: -1,
       opened: false,
@@ -117,7 +186,7 @@ function openOne(port: number, path: string, timeoutMs: number, catchup?: Catchu
       settled = true;
       clearTimeout(timer);
       conns.delete(conn);
-      conn.req?.destroy();
+      conn.socket?.destroy();
       reject(err);
     };
     const timer = setTimeout(() => fail(new Error(`no retry: frame within ${timeoutMs} ms`)), timeoutMs);
@@ -127,54 +196,43 @@ function openOne(port: number, path: string, timeoutMs: number, catchup?: Catchu
       clearTimeout(timer);
       resolve(conn);
     };
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      agent: false,
-      headers: { accept: "text/event-stream" },
-    });
-    conn.req = req;
+    const socket = connect({ host: "127.0.0.1", port, noDelay: true });
+    conn.socket = socket;
     conns.add(conn);
-    if (catchup) {
-      req.once("socket", (socket) => {
-        socket.once("connect", () => {
-          catchup.connectUs = nowUs();
-        });
-      });
-    }
-    req.on("response", (res) => {
-      if (catchup) catchup.headUs = nowUs();
-      if (res.statusCode !== 200) {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (s: string) => {
-          body += s;
-        });
-        res.on("end", () => fail(new Error(`HTTP ${res.statusCode}: ${body.slice(0, 200)}`)));
+    let errorBody = "";
+    const response = new ChunkedResponse(
+      () => {
+        if (catchup) catchup.headUs = nowUs();
+      },
+      (text) => {
+        if (response.status === 200) onText(conn, text, nowUs());
+        else errorBody += text;
+      },
+    );
+    socket.setEncoding("latin1");
+    socket.once("connect", () => {
+      if (catchup) catchup.connectUs = nowUs();
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`);
+    });
+    socket.on("data", (data: string) => response.push(data));
+    socket.on("close", () => {
+      if (response.status !== 0 && response.status !== 200) {
+        fail(new Error(`HTTP ${response.status}: ${errorBody.slice(0, 200)}`));
         return;
       }
-      res.on("data", (chunk: Buffer) => onData(conn, chunk));
-      res.on("close", () => {
-        if (conns.delete(conn) && !conn.closing && conn.opened && !conn.catchup) ended++;
-        fail(new Error("the response ended before retry:"));
-      });
+      if (conns.delete(conn) && !conn.closing && conn.opened && !conn.catchup) ended++;
+      fail(new Error("the response ended before retry:"));
     });
-    req.on("error", (err) => {
-      if (conn.opened) {
-        if (conns.delete(conn) && !conn.closing && !conn.catchup) ended++;
-        return;
-      }
-      fail(err);
+    socket.on("error", (err) => {
+      if (!conn.opened) fail(err);
     });
-    req.end();
   });
 }
 
 function close(conn: Conn): void {
   conn.closing = true;
   conns.delete(conn);
-  conn.req?.destroy();
+  conn.socket?.destroy();
 }
 
 serve<SseClientsApi>({
