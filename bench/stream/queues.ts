@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 
 export interface QueueSample {
-  /** Unread bytes in the gateway's receive queue of its hub connection (undefined: not found). */
+  /** Unread bytes in the gateway's receive queue of its hub connection, the largest over its processes (undefined: not found). */
   hubUnread: number | undefined;
   /** Sum of unread bytes in the client ends of the SSE sockets, and how many hold any. */
   clientsUnread: number;
@@ -21,11 +21,12 @@ const port = (addr: string | undefined): number => Number.parseInt(addr?.split("
 
 /**
  * Samples the socket queues of the SSE connections to `gatewayPort` and of the gateway's hub
- * connection (its local port `hubPort`, to Redis on `redisPort`). Undefined when unreadable.
+ * connections (their local ports `hubPorts`, one per gateway process, to Redis on `redisPort`;
+ * `hubUnread` is the largest of them). Undefined when unreadable.
  */
 export function sampleQueues(
   gatewayPort: number,
-  hubPort: number | undefined,
+  hubPorts: readonly number[],
   redisPort: number,
 ): QueueSample | undefined {
   let text: string;
@@ -52,8 +53,8 @@ export function sampleQueues(
       if ((rx ?? 0) > 0) sample.clientsBacklogged++;
     } else if (local === gatewayPort) {
       sample.gatewayUnsent += tx ?? 0;
-    } else if (hubPort !== undefined && local === hubPort && remote === redisPort) {
-      sample.hubUnread = rx ?? 0;
+    } else if (remote === redisPort && hubPorts.includes(local)) {
+      sample.hubUnread = Math.max(sample.hubUnread ?? 0, rx ?? 0);
     }
   }
   return sample;

@@ -24,6 +24,12 @@ try {
 }
 const secrets = takeSecrets();
 const logger = createLogger("pi-fleet", env.LOG_LEVEL);
+if (env.PI_FLEET_GATEWAY_PROCESSES > 1) {
+  logger.warn(
+    { PI_FLEET_GATEWAY_PROCESSES: env.PI_FLEET_GATEWAY_PROCESSES },
+    "single-node mode runs one gateway in this process; PI_FLEET_GATEWAY_PROCESSES applies to apps/gateway only",
+  );
+}
 
 let embedded: EmbeddedRedis | undefined;
 if (!(await pingRedis(env.REDIS_URL, 500))) {

@@ -8,7 +8,6 @@ import cluster from "node:cluster";
 
 import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { createLogger, handleShutdown } from "@pi-fleet/observability";
-import { startGateway } from "./gateway.ts";
 import { runGatewayProcesses } from "./gateway-processes.ts";
 
 let env: ReturnType<typeof loadEnv>;
@@ -30,6 +29,9 @@ if (cluster.isPrimary && env.PI_FLEET_GATEWAY_PROCESSES > 1) {
 }
 
 async function runGateway(env: ReturnType<typeof loadEnv>): Promise<void> {
+  // Loaded here, not at the top: a multi-process gateway's primary never needs the app (Fastify,
+  // BullMQ, the routes), so it stays a small process.
+  const { startGateway } = await import("./gateway.ts");
   takeSecrets();
   const logger = createLogger("pi-fleet-gateway", env.LOG_LEVEL);
   const gateway = await startGateway(env, logger).catch((err: unknown) => {
