@@ -19,6 +19,7 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.ts";
 import { LiveConnections } from "./auth/live-connections.ts";
 import { ControlClient } from "./control-client.ts";
+import { sharesPortsByReusePort } from "./gateway-processes.ts";
 import { GatewayMetrics, startMetricsListener } from "./metrics.ts";
 import type { GatewayServices } from "./services.ts";
 
@@ -102,14 +103,19 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     state,
   };
   const app = await buildApp(services, logger.child({ component: "gateway" }));
-  await app.listen({ port: env.PORT, host: env.HOST });
+  // Processes of one gateway bind their own sockets on the shared ports (gateway-processes.ts).
+  const reusePort = sharesPortsByReusePort(env.PI_FLEET_GATEWAY_PROCESSES, env.PORT);
+  const listenOptions = { port: env.PORT, host: env.HOST, reusePort };
+  await app.listen(listenOptions);
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : env.PORT;
   const url = `http://${env.HOST.includes(":") ? `[${env.HOST}]` : env.HOST}:${port}`;
   const metricsListener =
     env.PI_FLEET_METRICS_PORT === undefined
       ? undefined
-      : await startMetricsListener(env.PI_FLEET_METRICS_PORT, env.HOST, () => metrics.scrape());
+      : await startMetricsListener(env.PI_FLEET_METRICS_PORT, env.HOST, () => metrics.scrape(), {
+          reusePort: sharesPortsByReusePort(env.PI_FLEET_GATEWAY_PROCESSES, env.PI_FLEET_METRICS_PORT),
+        });
   const metricsAddress = metricsListener?.address();
   const metricsUrl =
     metricsAddress && typeof metricsAddress === "object"

@@ -8,7 +8,7 @@ import cluster from "node:cluster";
 
 import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
 import { createLogger, handleShutdown } from "@pi-fleet/observability";
-import { runGatewayProcesses } from "./gateway-processes.ts";
+import { reportGatewayReady, runGatewayProcesses } from "./gateway-processes.ts";
 
 let env: ReturnType<typeof loadEnv>;
 try {
@@ -45,4 +45,5 @@ async function runGateway(env: ReturnType<typeof loadEnv>): Promise<void> {
     logger.info({ signal }, "gateway shutting down");
     await gateway.close();
   });
+  reportGatewayReady();
 }

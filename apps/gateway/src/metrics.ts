@@ -184,6 +184,7 @@ export async function startMetricsListener(
   port: number,
   host: string,
   read: () => Promise<Scrape>,
+  opts: { reusePort?: boolean } = {},
 ): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
@@ -204,7 +205,7 @@ export async function startMetricsListener(
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, reusePort: opts.reusePort ?? false }, () => resolve());
   });
   return server;
 }

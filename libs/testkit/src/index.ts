@@ -24,7 +24,7 @@ export {
   splitPieces,
 } from "./fake-llm-script.ts";
 export { findFreePort } from "./free-port.ts";
-export { childPids, connectionsByPid } from "./proc-sockets.ts";
+export { childPids, connectionsByPid, socketsByPid } from "./proc-sockets.ts";
 export { pingRedis, waitForRedisPing } from "./redis-ping.ts";
 export {
   findRedisServerBinary,

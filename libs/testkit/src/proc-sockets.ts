@@ -12,29 +12,45 @@ export async function childPids(pid: number): Promise<number[]> {
 }
 
 /**
- * Established TCP connections whose local port is `port` (`/proc/net/tcp` and `tcp6`), counted per
- * process among `pids` by the socket inodes in their `/proc/<pid>/fd`. A pid that is gone counts 0.
+ * TCP sockets whose local port is `port` (`/proc/net/tcp` and `tcp6`) — established connections,
+ * or with `state: "listen"` listening sockets — per process among `pids`: the socket inodes found
+ * in each `/proc/<pid>/fd`. A pid that is gone has none.
  */
-export async function connectionsByPid(pids: readonly number[], port: number): Promise<Map<number, number>> {
+export async function socketsByPid(
+  pids: readonly number[],
+  port: number,
+  state: "established" | "listen" = "established",
+): Promise<Map<number, Set<string>>> {
+  const code = state === "listen" ? "0A" : "01";
   const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
   const inodes = new Set<string>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     const text = await readFile(table, "utf8").catch(() => "");
     for (const line of text.split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      // f[1] local address:port, f[3] state (01 = ESTABLISHED), f[9] inode
-      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === "01" && f[9]) inodes.add(f[9]);
+      // f[1] local address:port, f[3] state (01 = ESTABLISHED, 0A = LISTEN), f[9] inode
+      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === code && f[9]) inodes.add(f[9]);
     }
   }
-  const counts = new Map<number, number>();
+  const found = new Map<number, Set<string>>();
   for (const pid of pids) {
-    let n = 0;
+    const own = new Set<string>();
     for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
       const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
       const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (m?.[1] && inodes.has(m[1])) n++;
+      if (m?.[1] && inodes.has(m[1])) own.add(m[1]);
     }
-    counts.set(pid, n);
+    found.set(pid, own);
   }
-  return counts;
+  return found;
+}
+
+/** How many sockets {@link socketsByPid} finds per process. */
+export async function connectionsByPid(
+  pids: readonly number[],
+  port: number,
+  state: "established" | "listen" = "established",
+): Promise<Map<number, number>> {
+  const found = await socketsByPid(pids, port, state);
+  return new Map([...found].map(([pid, set]) => [pid, set.size]));
 }
