@@ -5,6 +5,22 @@
  */
 import type { FastifyInstance } from "fastify";
 
+/** Who a socket's requests are made for: its upgrade credentials and its address (for the audit log). */
+export interface SocketClient {
+  /** `authorization` of the upgrade request, when it had one. */
+  headers: Record<string, string>;
+  /** The client's address as the upgrade request saw it (`request.ip`). */
+  remoteAddress: string;
+}
+
+/** Copies what a socket's requests need from its upgrade request. */
+export function socketClient(request: { headers: Record<string, unknown>; ip: string }): SocketClient {
+  const headers: Record<string, string> = {};
+  if (typeof request.headers.authorization === "string")
+    headers.authorization = request.headers.authorization;
+  return { headers, remoteAddress: request.ip };
+}
+
 /** One route call: method, URL, extra headers, JSON body. */
 export interface RouteCall {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -15,20 +31,21 @@ export interface RouteCall {
 }
 
 /**
- * Executes `call` with `clientHeaders` (the socket's upgrade credentials) and returns the status
+ * Executes `call` as `client` (the socket's upgrade credentials and address) and returns the status
  * and the parsed JSON body (`{error: <text>}` when the body is not JSON). Never throws for an HTTP
  * error status; rejects only when the app itself fails.
  */
 export async function injectRoute(
   app: FastifyInstance,
-  clientHeaders: Record<string, string>,
+  client: SocketClient,
   call: RouteCall,
 ): Promise<{ status: number; body: unknown }> {
   const res = await app.inject({
     method: call.method,
     url: call.url,
+    remoteAddress: client.remoteAddress,
     headers: {
-      ...clientHeaders,
+      ...client.headers,
       ...call.headers,
       ...(call.payload === undefined ? {} : { "content-type": "application/json" }),
     },

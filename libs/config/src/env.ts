@@ -142,7 +142,7 @@ export const EnvSchema = Type.Object({
   PI_FLEET_SANDBOX: Type.Enum(["none", "bwrap"], { default: "none" }),
   /** `true`: sandboxed commands share the worker's network (default: none at all). */
   PI_FLEET_SANDBOX_NETWORK: Type.Boolean({ default: false }),
-  /** SSE heartbeat interval in ms. */
+  /** SSE heartbeat interval in ms; also the WebSocket ping interval (a socket silent for two is cut). */
   PI_FLEET_SSE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 15_000 }),
   /** Open (queued or running) runs one project may have; a prompt beyond it gets 429. 0 = no cap. */
   PI_FLEET_PROJECT_MAX_QUEUED: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 1000 }),
@@ -155,7 +155,10 @@ export const EnvSchema = Type.Object({
   PI_FLEET_ORG_MAX_RUNS: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
   /** Requests per minute per org, counted in Redis across all gateways (429 beyond); 0 = no limit. */
   PI_FLEET_ORG_RATE_LIMIT: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 6000 }),
-  /** Open SSE + WebSocket connections per API key (per org in open mode) on one gateway (429 beyond). */
+  /**
+   * Open streams per API key (per org in open mode) on one gateway process: SSE streams, WebSockets
+   * and each `/v1/ws` subscription (429 beyond).
+   */
   PI_FLEET_MAX_STREAMS_PER_KEY: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 200 }),
   /** Comma-separated origins allowed by CORS (e.g. `https://app.example.com`); empty = no CORS headers. */
   PI_FLEET_CORS_ORIGINS: Type.String({ default: "" }),

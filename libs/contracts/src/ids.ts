@@ -12,10 +12,13 @@ export const ENTITY_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,63}$";
 export const OFFSET_PATTERN = "^(0|[0-9]{1,20}-[0-9]{1,20})$";
 /** Custom provider ids (as in the seed contract). */
 export const PROVIDER_ID_PATTERN = "^[a-zA-Z0-9_.:-]+$";
+/** An extension UI request id (pi's dialog ids are UUIDs); schemas add 1–64 chars. */
+export const UI_REQUEST_ID_PATTERN = "^[A-Za-z0-9_-]+$";
 
 const slugRe = new RegExp(SLUG_PATTERN);
 const entityRe = new RegExp(ENTITY_ID_PATTERN);
 const offsetRe = new RegExp(OFFSET_PATTERN);
+const uiRequestRe = new RegExp(UI_REQUEST_ID_PATTERN);
 
 /** True when `value` is a valid org or project id. */
 export function isSlug(value: string): boolean {
@@ -25,6 +28,11 @@ export function isSlug(value: string): boolean {
 /** True when `value` is a valid session or run id. */
 export function isEntityId(value: string): boolean {
   return entityRe.test(value);
+}
+
+/** True when `value` is a valid extension UI request id ({@link UI_REQUEST_ID_PATTERN}). */
+export function isUiRequestId(value: string): boolean {
+  return value.length <= 64 && uiRequestRe.test(value);
 }
 
 /** Largest part of a Redis stream entry id: both `<ms>` and `<seq>` are unsigned 64-bit. */

@@ -8,8 +8,10 @@
  */
 import { ApiError, ErrorResponse, SessionParams } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
+import { socketClient } from "../inject-route.ts";
 import { requireSession } from "../lookups.ts";
 import { RpcConnection } from "../rpc/rpc-connection.ts";
+import { closeSocket } from "../ws/socket-lifecycle.ts";
 
 /** Open RPC sockets of this process. */
 export const openRpcSockets = new Set<RpcConnection>();
@@ -47,26 +49,24 @@ export async function rpcRoutes(app: FastifyInstance): Promise<void> {
     },
     wsHandler: (socket, request) => {
       const { projectId, id } = request.params as Params;
-      const headers: Record<string, string> = {};
-      if (typeof request.headers.authorization === "string")
-        headers.authorization = request.headers.authorization;
       let release: () => void;
       let connection: RpcConnection | undefined;
       try {
         release = s.connections.acquire(request.auth, () => connection?.close(1008, "credential revoked"));
       } catch (err) {
-        socket.close(1008, (err as Error).message.slice(0, 120));
+        closeSocket(socket, 1008, (err as Error).message.slice(0, 120));
         return;
       }
       connection = new RpcConnection(
         socket,
         app,
         request.auth,
-        headers,
+        socketClient(request),
         { projectId, sessionId: id },
         {
           maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
           promptAnswerWaitMs: PROMPT_ANSWER_WAIT_MS,
+          pingIntervalMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
         },
       );
       const open = connection;

@@ -4,6 +4,8 @@
  * shuts down.
  */
 import type { FastifyInstance } from "fastify";
+import { socketClient } from "../inject-route.ts";
+import { closeSocket } from "../ws/socket-lifecycle.ts";
 import { WsConnection } from "../ws/ws-connection.ts";
 
 /** Open sockets of this process. */
@@ -12,20 +14,19 @@ export const openSockets = new Set<WsConnection>();
 export async function wsRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
   app.get("/v1/ws", { websocket: true }, (socket, request) => {
-    const headers: Record<string, string> = {};
-    if (typeof request.headers.authorization === "string")
-      headers.authorization = request.headers.authorization;
     let release: () => void;
     let connection: WsConnection | undefined;
     try {
       release = s.connections.acquire(request.auth, () => connection?.close(1008, "credential revoked"));
     } catch (err) {
-      socket.close(1008, (err as Error).message.slice(0, 120));
+      closeSocket(socket, 1008, (err as Error).message.slice(0, 120));
       return;
     }
-    connection = new WsConnection(socket, app, request.auth, headers, {
+    connection = new WsConnection(socket, app, request.auth, socketClient(request), {
       maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
+      // Each subscription also takes one of the credential's PI_FLEET_MAX_STREAMS_PER_KEY slots.
       maxSubscriptions: 1000,
+      pingIntervalMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
     });
     const open = connection;
     openSockets.add(open);

@@ -5,7 +5,7 @@
  * command maps onto the REST route that implements it in the fleet. Responses of those routes
  * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
  */
-import { FLEET_EVENTS } from "@pi-fleet/contracts";
+import { FLEET_EVENTS, isUiRequestId } from "@pi-fleet/contracts";
 
 /** A record sent to an RPC client (a response, or an event forwarded as pi writes it). */
 export type RpcRecord = Record<string, unknown>;
@@ -159,7 +159,8 @@ export function stateCall(): RouteCall {
  * when the record cannot answer anything (pi ignores those).
  */
 export function extensionUiAnswer(record: RpcCommand): { requestId: string; body: unknown } | undefined {
-  if (typeof record.id !== "string" || record.id === "") return undefined;
+  // The id becomes part of a route URL: only well-formed ids (a "." or ".." would be resolved away).
+  if (typeof record.id !== "string" || !isUiRequestId(record.id)) return undefined;
   let body: unknown;
   if (record.cancelled === true) body = { cancelled: true };
   else if (typeof record.value === "string") body = { value: record.value };

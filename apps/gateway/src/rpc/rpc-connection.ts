@@ -25,15 +25,16 @@
  * - `prompt`, `steer`, `follow_up`, `abort` and the session-changing commands are handled in
  *   arrival order; every other command runs at once (pi handles each line as it arrives too).
  */
-import { RUN_END_EVENT_TYPES } from "@pi-fleet/contracts";
+import { isEntityId, RUN_END_EVENT_TYPES } from "@pi-fleet/contracts";
 import { type StreamEntry, StreamSubscription } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
-import { injectRoute } from "../inject-route.ts";
+import { injectRoute, type SocketClient } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
+import { closeSocket, FrameFlow, keepAlive } from "../ws/socket-lifecycle.ts";
 import {
   ALREADY_PROCESSING,
   abortCall,
@@ -64,6 +65,8 @@ export interface RpcLimits {
   maxBufferedBytes: number;
   /** How long a queued prompt may wait for its run to start before it is answered anyway (ms). */
   promptAnswerWaitMs: number;
+  /** WebSocket ping interval (ms); a socket silent for two is cut (socket-lifecycle.ts). */
+  pingIntervalMs: number;
 }
 
 /** The session a connection drives. */
@@ -102,7 +105,8 @@ export class RpcConnection {
   private readonly app: FastifyInstance;
   private readonly s: GatewayServices;
   private readonly auth: RequestAuth;
-  private readonly headers: Record<string, string>;
+  private readonly client: SocketClient;
+  private readonly flow: FrameFlow;
   private readonly limits: RpcLimits;
   private readonly projectId: string;
   private target: string;
@@ -122,7 +126,7 @@ export class RpcConnection {
     socket: WebSocket,
     app: FastifyInstance,
     auth: RequestAuth,
-    headers: Record<string, string>,
+    client: SocketClient,
     target: RpcTarget,
     limits: RpcLimits,
   ) {
@@ -130,14 +134,16 @@ export class RpcConnection {
     this.app = app;
     this.s = app.services;
     this.auth = auth;
-    this.headers = headers;
+    this.client = client;
+    this.flow = new FrameFlow(socket);
+    keepAlive(socket, limits.pingIntervalMs);
     this.limits = limits;
     this.projectId = target.projectId;
     this.target = target.sessionId;
     this.ready = this.subscribe();
     socket.on("message", (data, isBinary) => {
       const text = isBinary ? Buffer.from(data as Buffer).toString("utf8") : data.toString();
-      this.onFrame(text).catch((err: unknown) => {
+      this.flow.track(this.onFrame(text)).catch((err: unknown) => {
         // Redis unreachable or a bug: pi's catch-all answer, the connection stays open.
         this.app.log.warn({ err: (err as Error).message }, "rpc frame failed");
         this.respond(rpcError(undefined, "parse", "internal error"));
@@ -155,7 +161,7 @@ export class RpcConnection {
   /** Closes the socket (1001 on shutdown, 1008 when the credential was revoked). */
   close(code: number, reason: string): void {
     if (this.closed) return;
-    this.socket.close(code, reason);
+    closeSocket(this.socket, code, reason);
     this.dispose();
   }
 
@@ -198,6 +204,8 @@ export class RpcConnection {
       if (this.closed) return;
       this.respond(await handler());
     });
+    // Queued work counts as in flight: a client cannot stack up commands faster than they run.
+    void this.flow.track(this.lane);
   }
 
   /** pi's catch-all: a command that threw answers `success: false` with the message. */
@@ -294,7 +302,8 @@ export class RpcConnection {
    */
   private async switchSession(command: RpcCommand): Promise<Outcome> {
     const target = command.sessionPath;
-    if (typeof target !== "string" || target === "") {
+    // Checked before it becomes part of a route URL (a "." or ".." would be resolved away).
+    if (typeof target !== "string" || !isEntityId(target)) {
       return rpcError(
         command.id,
         "switch_session",
@@ -499,7 +508,7 @@ export class RpcConnection {
   /** Executes a REST route of `sessionId` (default: the current one) as this client. */
   private async call(route: RouteCall, sessionId = this.target): Promise<{ status: number; body: unknown }> {
     const url = `/v1/projects/${encodeURIComponent(this.projectId)}/sessions/${encodeURIComponent(sessionId)}${route.path}`;
-    return injectRoute(this.app, this.headers, {
+    return injectRoute(this.app, this.client, {
       method: route.method,
       url,
       ...(route.body === undefined ? {} : { payload: route.body }),

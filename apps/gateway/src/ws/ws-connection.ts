@@ -4,7 +4,9 @@
  * reset and lag rules as SSE; `request` → `response` for session operations, executed through
  * the REST routes themselves (`inject`), so validation, limits and semantics are identical;
  * `ping` → `pong`. A client whose unsent bytes exceed the bound gets a final `stream_lagging`
- * event per subscription and a close (1013); on shutdown every socket closes with 1001.
+ * event per subscription and a close (1013); on shutdown every socket closes with 1001. Each
+ * subscription holds one of the credential's stream slots (PI_FLEET_MAX_STREAMS_PER_KEY); pings,
+ * close deadlines and frame flow are socket-lifecycle.ts's.
  */
 import { randomUUID } from "node:crypto";
 import { isOffset, WS_PROTOCOL, WsClientFrame } from "@pi-fleet/contracts";
@@ -14,10 +16,11 @@ import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
 import { isRedisUnavailable } from "../error-handler.ts";
-import { injectRoute } from "../inject-route.ts";
+import { injectRoute, type SocketClient } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
+import { closeSocket, FrameFlow, keepAlive } from "./socket-lifecycle.ts";
 import { requestRoute } from "./ws-requests.ts";
 
 const validate = Compile(WsClientFrame);
@@ -29,6 +32,8 @@ const REPLAY_STALL_MS = 10_000;
 export interface WsLimits {
   maxBufferedBytes: number;
   maxSubscriptions: number;
+  /** WebSocket ping interval (ms); a socket silent for two is cut (socket-lifecycle.ts). */
+  pingIntervalMs: number;
 }
 
 type Frame = { kind: string; [key: string]: unknown };
@@ -40,12 +45,17 @@ export class WsConnection {
   private readonly app: FastifyInstance;
   private readonly s: GatewayServices;
   private readonly limits: WsLimits;
-  private readonly headers: Record<string, string>;
+  private readonly client: SocketClient;
+  private readonly flow: FrameFlow;
   /** Who authenticated the upgrade request; subscriptions are scoped to its org. */
   readonly auth: RequestAuth;
   private readonly subscriptions = new Map<string, StreamSubscription>();
   /** Streams whose subscribe is looking up its project or session (see subscribe()). */
   private readonly subscribing = new Set<string>();
+  /** Of those, the ones an unsubscribe arrived for meanwhile. */
+  private readonly cancelled = new Set<string>();
+  /** Each subscription's slot among the credential's open streams (PI_FLEET_MAX_STREAMS_PER_KEY). */
+  private readonly slots = new Map<string, () => void>();
   private greeted = false;
   private closed = false;
 
@@ -53,18 +63,20 @@ export class WsConnection {
     socket: WebSocket,
     app: FastifyInstance,
     auth: RequestAuth,
-    headers: Record<string, string>,
+    client: SocketClient,
     limits: WsLimits,
   ) {
     this.socket = socket;
     this.auth = auth;
     this.app = app;
     this.s = app.services;
-    this.headers = headers;
+    this.client = client;
     this.limits = limits;
+    this.flow = new FrameFlow(socket);
+    keepAlive(socket, limits.pingIntervalMs);
     socket.on("message", (data, isBinary) => {
       const text = isBinary ? null : data.toString();
-      this.onMessage(text).catch((err: unknown) => this.failedFrame(text, err));
+      this.flow.track(this.onMessage(text)).catch((err: unknown) => this.failedFrame(text, err));
     });
     socket.on("close", () => void this.dispose());
     socket.on("error", () => void this.dispose());
@@ -73,7 +85,7 @@ export class WsConnection {
   /** Closes the socket (1001 on shutdown). */
   close(code: number, reason: string): void {
     if (this.closed) return;
-    this.socket.close(code, reason);
+    closeSocket(this.socket, code, reason);
     void this.dispose();
   }
 
@@ -166,11 +178,23 @@ export class WsConnection {
     }
     // The socket closed during the lookup: dispose() has run, nothing may be added now.
     if (this.closed) return;
+    if (this.cancelled.delete(key)) {
+      return fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
+    }
     if (!exists) {
       return fail(
         f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
         "unknown project or session",
       );
+    }
+    // Each subscription is an open stream of the credential, as an SSE stream is.
+    try {
+      this.slots.set(
+        key,
+        this.s.connections.acquire(this.auth, () => this.close(1008, "credential revoked")),
+      );
+    } catch (err) {
+      return fail("PF_ERR_RATE_LIMITED", (err as Error).message);
     }
     const ref: StreamRef = f.sessionId
       ? { org: this.auth.org, project: f.projectId, session: f.sessionId }
@@ -211,7 +235,10 @@ export class WsConnection {
       held = undefined;
       await subscription.catchUp();
     } catch {
-      if (this.subscriptions.get(key) === subscription) this.subscriptions.delete(key);
+      if (this.subscriptions.get(key) === subscription) {
+        this.subscriptions.delete(key);
+        this.releaseSlot(key);
+      }
       await subscription.close();
       fail("PF_ERR_SERVICE_UNAVAILABLE", "stream unavailable");
       return;
@@ -227,8 +254,11 @@ export class WsConnection {
 
   private async unsubscribe(f: { projectId: string; sessionId?: string; id?: string }): Promise<void> {
     const key = `${f.projectId}/${f.sessionId ?? ""}`;
+    // A subscribe still looking up its stream: it stops there (and answers an error).
+    if (this.subscribing.has(key)) this.cancelled.add(key);
     const subscription = this.subscriptions.get(key);
     this.subscriptions.delete(key);
+    this.releaseSlot(key);
     await subscription?.close();
     this.send({
       kind: "unsubscribed",
@@ -243,7 +273,7 @@ export class WsConnection {
     method: string;
     params: Record<string, unknown>;
   }): Promise<void> {
-    const { status, body } = await injectRoute(this.app, this.headers, requestRoute(f.method, f.params));
+    const { status, body } = await injectRoute(this.app, this.client, requestRoute(f.method, f.params));
     if (status < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
     else this.send({ kind: "response", id: f.id, ok: false, status, error: body });
   }
@@ -330,9 +360,16 @@ export class WsConnection {
     this.close(1013, "client too slow");
   }
 
+  private releaseSlot(key: string): void {
+    this.slots.get(key)?.();
+    this.slots.delete(key);
+  }
+
   private async dispose(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const release of this.slots.values()) release();
+    this.slots.clear();
     const subs = [...this.subscriptions.values()];
     this.subscriptions.clear();
     await Promise.all(subs.map((s) => s.close()));

@@ -1,5 +1,6 @@
 /** Session and run bodies (seed `SessionRow`, `PromptRequest`, …, plus API.md additions). */
 import { Type } from "typebox";
+import { UI_REQUEST_ID_PATTERN } from "../ids.ts";
 import { AgentMessageSchema, ExtensionUiRequestSchema } from "../wire/pi-schemas.ts";
 import { ProjectId, RunId, SessionId, StringEnum, ThinkingLevelSchema } from "./common.ts";
 import { AgentModelRow } from "./providers.ts";
@@ -230,7 +231,7 @@ export const ExtensionUiParams = Type.Object(
   {
     projectId: ProjectId,
     id: SessionId,
-    requestId: Type.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9_-]+$" }),
+    requestId: Type.String({ minLength: 1, maxLength: 64, pattern: UI_REQUEST_ID_PATTERN }),
   },
   { additionalProperties: false },
 );

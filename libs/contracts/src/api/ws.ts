@@ -4,6 +4,7 @@
  * request/response pairs for the REST operations on sessions.
  */
 import { Type } from "typebox";
+import { UI_REQUEST_ID_PATTERN } from "../ids.ts";
 import { ProjectId, SessionId, StringEnum } from "./common.ts";
 
 /** Protocol version spoken by this server. */
@@ -58,7 +59,9 @@ export const WsRequest = Type.Object(
       {
         projectId: ProjectId,
         sessionId: SessionId,
-        requestId: Type.Optional(Type.String({ maxLength: 64 })),
+        requestId: Type.Optional(
+          Type.String({ minLength: 1, maxLength: 64, pattern: UI_REQUEST_ID_PATTERN }),
+        ),
         idempotencyKey: Type.Optional(Type.String({ maxLength: 200 })),
       },
       { additionalProperties: true },
