@@ -160,7 +160,7 @@ export class RpcConnection {
 
   /** Closes the socket (1001 on shutdown, 1008 when the credential was revoked). */
   close(code: number, reason: string): void {
-    if (this.closed) return;
+    // Also when already closing (cut as lagging): a shutdown then shortens its close deadline.
     closeSocket(this.socket, code, reason);
     this.dispose();
   }

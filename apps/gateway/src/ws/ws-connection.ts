@@ -84,7 +84,7 @@ export class WsConnection {
 
   /** Closes the socket (1001 on shutdown). */
   close(code: number, reason: string): void {
-    if (this.closed) return;
+    // Also when already closing (cut as lagging): a shutdown then shortens its close deadline.
     closeSocket(this.socket, code, reason);
     void this.dispose();
   }
