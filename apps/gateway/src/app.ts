@@ -38,6 +38,10 @@ export async function buildApp(services: GatewayServices, logger: Logger): Promi
     // its request in time (slow-loris), which does not limit how long a response may stream.
     connectionTimeout: 0,
     requestTimeout: services.env.PI_FLEET_REQUEST_TIMEOUT_MS,
+    // Given to node:http at creation as well: set afterwards (as Fastify does with the option
+    // above), Node never cut a request whose body stopped arriving. Checked every second, so a
+    // slow request is answered 408 within PI_FLEET_REQUEST_TIMEOUT_MS + 1 s (headers too).
+    http: { requestTimeout: services.env.PI_FLEET_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     keepAliveTimeout: 10_000,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     logController: new LogController({ disableRequestLogging: true }),
