@@ -48,6 +48,8 @@ function isMessage<T extends Message>(message: unknown, type: string): message i
 }
 
 const MONOTONIC = new Set(["counter", "histogram", "summary"]);
+/** Retired answers kept apart before they are summed into one. */
+const FOLD_AT = 8;
 
 /**
  * Primary side: collects the processes' metrics and answers their scrape requests (see the module
@@ -56,7 +58,8 @@ const MONOTONIC = new Set(["counter", "histogram", "summary"]);
 export class ClusterMetrics {
   private readonly ready = new Set<Worker>();
   private readonly last = new Map<Worker, MetricsJson>();
-  private retired: MetricsJson = [];
+  /** Last answers of exited processes (counters and histograms only), folded now and then. */
+  private retired: MetricsJson[] = [];
   private readonly waiting = new Map<number, (metrics: MetricsJson) => void>();
   private next = 0;
   private readonly collectTimeoutMs: number;
@@ -78,24 +81,28 @@ export class ClusterMetrics {
     this.ready.add(worker);
   }
 
-  /** Folds the last answer of a process that exited into the retired total. */
+  /**
+   * Keeps the last answer of a process that exited in the retired total (at once: a scrape right
+   * after its exit must not miss it); past {@link FOLD_AT} answers they are summed into one.
+   */
   async retire(worker: Worker): Promise<void> {
     this.ready.delete(worker);
     const last = this.last.get(worker);
     this.last.delete(worker);
     if (!last) return;
-    const monotonic = last.filter((m) => MONOTONIC.has(String(m.type)));
-    this.retired = (await AggregatorRegistry.aggregate([
-      this.retired,
-      monotonic,
-    ]).getMetricsAsJSON()) as MetricsJson;
+    this.retired.push(last.filter((m) => MONOTONIC.has(String(m.type))));
+    if (this.retired.length < FOLD_AT) return;
+    const parts = this.retired.slice();
+    const folded = (await AggregatorRegistry.aggregate(parts).getMetricsAsJSON()) as MetricsJson;
+    // Swapped in one step; answers retired during the await stay as they are.
+    this.retired = [folded, ...this.retired.slice(parts.length)];
   }
 
   /** The exposition of every ready process plus the retired total. */
   async scrape(): Promise<Scrape> {
     const answers = await Promise.all([...this.ready].map((w) => this.collect(w)));
     const registry = AggregatorRegistry.aggregate([
-      this.retired,
+      ...this.retired,
       ...answers.filter((a): a is MetricsJson => a !== undefined),
     ]);
     return { contentType: registry.contentType, body: await registry.metrics() };

@@ -169,16 +169,18 @@ export class WsConnection {
     // subscribe to the same stream (or past the cap) must see this one.
     this.subscribing.add(key);
     let exists: unknown;
+    let cancelled = false;
     try {
       exists = f.sessionId
         ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
         : await this.s.registry.getProject(this.auth.org, f.projectId);
     } finally {
       this.subscribing.delete(key);
+      cancelled = this.cancelled.delete(key); // also when the lookup failed: never left behind
     }
     // The socket closed during the lookup: dispose() has run, nothing may be added now.
     if (this.closed) return;
-    if (this.cancelled.delete(key)) {
+    if (cancelled) {
       return fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
     }
     if (!exists) {
