@@ -108,6 +108,37 @@ describe("socket liveness", () => {
   });
 });
 
+describe("the key's stream slots", () => {
+  it("refuses an upgrade past PI_FLEET_MAX_STREAMS_PER_KEY with 429 before it happens", async () => {
+    const open = [await connect("/v1/ws"), await connect("/v1/ws"), await connect("/v1/ws")];
+    for (const path of ["/v1/ws", `/v1/projects/${project}/sessions/${sessions[0]}/rpc`]) {
+      const refused = await new Promise<{ status: number; retryAfter: unknown }>((resolve, reject) => {
+        const ws = new WebSocket(`${stack.gateway.url.replace("http", "ws")}${path}`, {
+          headers: { authorization: `Bearer ${key}` },
+        });
+        ws.on("unexpected-response", (_req, res) => {
+          resolve({ status: res.statusCode ?? 0, retryAfter: res.headers["retry-after"] });
+          ws.terminate();
+        });
+        ws.on("open", () => reject(new Error(`${path}: upgraded past the cap`)));
+        ws.on("error", () => {});
+      });
+      expect(refused.status, path).toBe(429);
+      expect(refused.retryAfter, path).toBeDefined();
+    }
+    // A plain request to the socket route takes no slot, and a closed socket gives its slot back.
+    expect((await fetch(`${stack.gateway.url}/v1/healthz`)).status).toBe(200);
+    open[0]?.ws.close();
+    await open[0]?.closed;
+    const again = await waitFor(() => connect("/v1/ws").catch(() => undefined), {
+      timeoutMs: 5000,
+      message: "a slot after a close",
+    });
+    for (const c of [...open.slice(1), again]) c.ws.close();
+    await Promise.all([...open.slice(1), again].map((c) => c.closed));
+  });
+});
+
 describe("/v1/ws subscriptions", () => {
   it("each subscription is one of the key's open streams", async () => {
     const c = await hello(); // 1 slot

@@ -11,7 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { socketClient } from "../inject-route.ts";
 import { requireSession } from "../lookups.ts";
 import { RpcConnection } from "../rpc/rpc-connection.ts";
-import { closeSocket } from "../ws/socket-lifecycle.ts";
+import { reserveSocketSlot, takeSocketSlot } from "../ws/socket-slots.ts";
 
 /** Open RPC sockets of this process. */
 export const openRpcSockets = new Set<RpcConnection>();
@@ -30,33 +30,30 @@ export async function rpcRoutes(app: FastifyInstance): Promise<void> {
       tags: ["sessions"],
       summary: "WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.",
       description:
-        "Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: \"response\", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked or too many open streams, 1011 stream unavailable, 1013 client too slow. A request without an upgrade answers 400.",
+        "Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: \"response\", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.",
       params: SessionParams,
       response: {
         101: { description: "Switching to the WebSocket protocol.", type: "null" },
         400: ErrorResponse,
         401: ErrorResponse,
         404: ErrorResponse,
+        429: ErrorResponse,
       },
     },
     // Before the upgrade: an unknown session (or another org's) is an HTTP 404, never a socket.
     preHandler: async (request) => {
       const { projectId, id } = request.params as Params;
       await requireSession(s, request.auth.org, projectId, id);
+      // The credential's stream slot, before the upgrade: 429 past PI_FLEET_MAX_STREAMS_PER_KEY.
+      reserveSocketSlot(s, request);
     },
     handler: async () => {
       throw new ApiError("PF_ERR_REQUEST_INVALID", "this route speaks WebSocket: send an upgrade request");
     },
     wsHandler: (socket, request) => {
       const { projectId, id } = request.params as Params;
-      let release: () => void;
       let connection: RpcConnection | undefined;
-      try {
-        release = s.connections.acquire(request.auth, () => connection?.close(1008, "credential revoked"));
-      } catch (err) {
-        closeSocket(socket, 1008, (err as Error).message.slice(0, 120));
-        return;
-      }
+      const release = takeSocketSlot(request, () => connection?.close(1008, "credential revoked"));
       connection = new RpcConnection(
         socket,
         app,

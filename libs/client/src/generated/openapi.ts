@@ -3496,7 +3496,7 @@ export interface paths {
         };
         /**
          * WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.
-         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked or too many open streams, 1011 stream unavailable, 1013 client too slow. A request without an upgrade answers 400.
+         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.
          */
         get: {
             parameters: {
@@ -3547,6 +3547,19 @@ export interface paths {
                 };
                 /** @description Default Response */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
