@@ -121,7 +121,7 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
         summary: "Server-Sent Events stream of the session's wire events (resumable).",
         params: SessionParams,
         querystring: EventsQuery,
-        response: { 400: ErrorResponse, 404: ErrorResponse },
+        response: { 400: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse },
       },
     },
     async (request, reply) => {
@@ -140,7 +140,7 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
           "Server-Sent Events stream of project activity: sessions created/deleted, runs queued/started/ended.",
         params: ProjectParams,
         querystring: EventsQuery,
-        response: { 400: ErrorResponse, 404: ErrorResponse },
+        response: { 400: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse },
       },
     },
     async (request, reply) => {
