@@ -1,5 +1,6 @@
 /** `createPiFleetClient`: the typed REST client plus resumable SSE and WebSocket helpers. */
-import createClient, { type Client } from "openapi-fetch";
+import createClient, { type Client, defaultPathSerializer } from "openapi-fetch";
+import { PiFleetError } from "./errors.ts";
 import type { paths } from "./generated/openapi.ts";
 import {
   defaultWebSocketFactory,
@@ -73,14 +74,31 @@ export interface PiFleetClient {
  *   if (event.type === "run_finished") break;
  * }
  */
+/**
+ * A path segment for an id: percent-encoded, and never "", "." or ".." — URL parsing resolves
+ * those away (even percent-encoded), so `…/sessions/../events` would reach another route.
+ * @throws PiFleetError for such an id
+ */
+function segment(id: string): string {
+  if (id === "" || id === "." || id === "..") throw new PiFleetError(`invalid id ${JSON.stringify(id)}`);
+  return encodeURIComponent(id);
+}
+
 export function createPiFleetClient(options: PiFleetClientOptions): PiFleetClient {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   const headers: Record<string, string> = { ...options.headers };
   if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`;
   const fetchFn: typeof globalThis.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const api = createClient<paths>({ baseUrl, headers, fetch: (request) => fetchFn(request) });
+  const api = createClient<paths>({
+    baseUrl,
+    headers,
+    fetch: (request) => fetchFn(request),
+    pathSerializer: (pathname, params) => {
+      for (const value of Object.values(params)) segment(String(value)); // refuses "." and ".."
+      return defaultPathSerializer(pathname, params);
+    },
+  });
   const transport = { fetch: fetchFn, headers };
-  const segment = encodeURIComponent;
   return {
     api,
     events: (projectId, sessionId, opts) =>

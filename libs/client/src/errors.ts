@@ -41,7 +41,11 @@ export class PiFleetApiError extends PiFleetError {
  *   (`steer`, `follow_up`, `abort`, `commands`, `extension_ui_response`) was awaiting its answer —
  *   it may or may not have been executed;
  * - `PF_CLIENT_CLOSED`: the socket was closed with `close()`;
- * - `PF_CLIENT_DUPLICATE_SUBSCRIPTION`: that stream is already subscribed on this socket.
+ * - `PF_CLIENT_DUPLICATE_SUBSCRIPTION`: that stream is already subscribed on this socket;
+ * - `PF_CLIENT_FRAME_TOO_LARGE`: the gateway closed the connection because a frame was larger
+ *   than it accepts (close 1009); the requests awaiting an answer then are failed, not re-sent;
+ * - `PF_CLIENT_REJECTED`: the gateway closed the connection for good (close 1008: the credential
+ *   was revoked); every subscription, request and `ready()` fails and the socket stops.
  */
 export class PiFleetSocketError extends PiFleetError {
   override name = "PiFleetSocketError";

@@ -312,7 +312,12 @@ class SocketImpl implements PiFleetSocket {
       const entry: PendingRequest = {
         frame: { kind: "request", id, method, params: body },
         sent: false,
-        retrySafe: method === "prompt" || method === "state" || method === "messages",
+        // A prompt's idempotency key covers queued prompts only: one that steers or follows up a
+        // running session would be delivered twice.
+        retrySafe:
+          (method === "prompt" && body.streamingBehavior === undefined) ||
+          method === "state" ||
+          method === "messages",
         resolve: (value) => {
           signal?.removeEventListener("abort", onAbort);
           resolve(value);
@@ -329,14 +334,27 @@ class SocketImpl implements PiFleetSocket {
 
   close(): void {
     if (this.closed) return;
+    this.stop(new PiFleetSocketError("PF_CLIENT_CLOSED", "socket closed"), false);
+  }
+
+  /** The gateway refused this socket for good (1008): everything fails, no reconnect. */
+  private reject(error: PiFleetSocketError): void {
+    if (this.closed) return;
+    this.stop(error, true);
+  }
+
+  /** Stops for good: `error` settles requests and waiters; subscriptions end, or fail with it. */
+  private stop(error: PiFleetSocketError, failSubscriptions: boolean): void {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     this.stopPing();
-    const closedError = new PiFleetSocketError("PF_CLIENT_CLOSED", "socket closed");
-    for (const p of this.pending.values()) p.reject(closedError);
+    for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
-    for (const w of this.waiters.splice(0)) w.reject(closedError);
-    for (const sub of this.subscriptions.values()) sub.end();
+    for (const w of this.waiters.splice(0)) w.reject(error);
+    for (const sub of this.subscriptions.values()) {
+      if (failSubscriptions) sub.fail(error);
+      else sub.end();
+    }
     this.subscriptions.clear();
     const ws = this.ws;
     this.ws = undefined;
@@ -370,7 +388,12 @@ class SocketImpl implements PiFleetSocket {
       if (ws === this.ws) this.onMessage(m.data);
     });
     ws.addEventListener("close", (e: CloseEvent) => {
-      if (ws === this.ws) this.disconnected("closed", e.code === 1000 ? undefined : e);
+      if (ws !== this.ws) return;
+      if (e.code === 1008) {
+        this.reject(new PiFleetSocketError("PF_CLIENT_REJECTED", e.reason || "policy violation (1008)"));
+        return;
+      }
+      this.disconnected("closed", e.code === 1000 ? undefined : e);
     });
     ws.addEventListener("error", () => {
       // a close event follows
@@ -400,7 +423,8 @@ class SocketImpl implements PiFleetSocket {
       protocol: typeof frame.protocol === "number" ? frame.protocol : WS_PROTOCOL,
       connectionId: String(frame.connectionId ?? ""),
     };
-    this.attempt = 0;
+    // The backoff restarts once this connection delivers (an event, a subscription, an answer),
+    // not at its welcome: a connection the gateway closes right after it would loop fast.
     for (const sub of this.subscriptions.values()) this.sendSubscribe(sub);
     for (const p of this.pending.values()) if (!p.sent) p.sent = this.send(p.frame);
     const welcome = this.welcome;
@@ -411,6 +435,7 @@ class SocketImpl implements PiFleetSocket {
     const sessionId = typeof frame.sessionId === "string" ? frame.sessionId : "";
     const sub = this.subscriptions.get(`${String(frame.projectId)}/${sessionId}`);
     if (!sub || !isWireEvent(frame.event)) return;
+    this.attempt = 0;
     if (frame.event.type === "stream_lagging") this.lagging = true;
     const item = sub.cursor.accept(typeof frame.offset === "string" ? frame.offset : undefined, frame.event);
     if (item) sub.push(item);
@@ -420,6 +445,7 @@ class SocketImpl implements PiFleetSocket {
   private onSubscribed(frame: Frame): void {
     const sessionId = typeof frame.sessionId === "string" ? frame.sessionId : "";
     const sub = this.subscriptions.get(`${String(frame.projectId)}/${sessionId}`);
+    if (sub) this.attempt = 0;
     if (sub && typeof frame.offset === "string") sub.cursor.seed(frame.offset);
   }
 
@@ -428,6 +454,7 @@ class SocketImpl implements PiFleetSocket {
     const p = this.pending.get(frame.id);
     if (!p) return;
     this.pending.delete(frame.id);
+    this.attempt = 0;
     if (frame.ok === true) p.resolve(frame.result);
     else p.reject(new PiFleetApiError(typeof frame.status === "number" ? frame.status : 0, frame.error));
   }
@@ -445,8 +472,10 @@ class SocketImpl implements PiFleetSocket {
     if (typeof frame.id !== "string") return;
     const sub = [...this.subscriptions.values()].find((s) => s.frameId === frame.id);
     if (!sub) return;
-    if (code === "PF_ERR_SERVICE_UNAVAILABLE") {
-      // Redis trouble on the gateway's side: try again later on this connection.
+    if (code === "PF_ERR_SERVICE_UNAVAILABLE" || code === "PF_ERR_RATE_LIMITED") {
+      // Redis trouble on the gateway's side, or the key at its stream cap (after a reconnect the
+      // gateway may still count the old socket's slots until it notices it gone), as SSE retries a
+      // 429: try again later on this connection.
       const ws = this.ws;
       setTimeout(
         () => {
@@ -515,9 +544,19 @@ class SocketImpl implements PiFleetSocket {
     this.ws = undefined;
     this.welcome = undefined;
     this.stopPing();
+    // 1009: one of the frames in flight was too large; re-sending it would only repeat the close.
+    const tooLarge = (error as { code?: unknown } | undefined)?.code === 1009;
     for (const [id, p] of this.pending) {
       if (!p.sent) continue;
-      if (p.retrySafe) {
+      if (tooLarge) {
+        this.pending.delete(id);
+        p.reject(
+          new PiFleetSocketError(
+            "PF_CLIENT_FRAME_TOO_LARGE",
+            `the gateway closed the connection (1009, a frame too large) while "${p.frame.method}" awaited its answer`,
+          ),
+        );
+      } else if (p.retrySafe) {
         p.sent = false;
       } else {
         this.pending.delete(id);

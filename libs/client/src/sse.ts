@@ -80,7 +80,9 @@ export async function* sseEvents(
             idOnly = id;
           },
           onEvent: (message) => {
-            idOnly = undefined;
+            // Only an event with its own id replaces it: the id-less frames that may follow the
+            // first one (re-sent pending dialogs) must not drop the start offset.
+            if (message.id !== undefined) idOnly = undefined;
             let event: unknown;
             try {
               event = JSON.parse(message.data);

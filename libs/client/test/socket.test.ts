@@ -228,4 +228,84 @@ describe("PiFleetSocket", () => {
     expect(await socket.ready()).toMatchObject({ connectionId: "c2" });
     socket.close();
   });
+
+  it("fails what was in flight on 1009 instead of re-sending it, and backs off until a connection delivers", async () => {
+    const { socket, next, reconnects, sockets } = harness();
+    const first = await next(1);
+    first.welcome("c1");
+    await socket.ready();
+    const prompt = socket.request("prompt", { projectId: "p", sessionId: "s", text: "x".repeat(100) });
+    first.drop(1009);
+    await expect(prompt).rejects.toMatchObject({ code: "PF_CLIENT_FRAME_TOO_LARGE" });
+    // Connections closed right after their welcome: the backoff grows (it used to restart at 0).
+    for (let n = 2; n <= 4; n++) {
+      const s = await next(n);
+      s.welcome(`c${n}`);
+      expect(
+        s.sent.filter((f) => f.kind === "request"),
+        "nothing re-sent",
+      ).toEqual([]);
+      s.drop(1011);
+    }
+    expect(reconnects.map((r) => r.attempt)).toEqual([0, 1, 2, 3]);
+    // A connection that delivers (an answer) restarts it.
+    const fifth = await next(5);
+    fifth.welcome("c5");
+    const state = socket.request("state", { projectId: "p", sessionId: "s" });
+    fifth.push({ kind: "response", id: fifth.sent.at(-1)?.id, ok: true, result: { status: "idle" } });
+    await state;
+    fifth.drop(1001);
+    expect(reconnects.at(-1)).toMatchObject({ attempt: 0 });
+    expect(sockets.length).toBeGreaterThanOrEqual(5);
+    socket.close();
+  });
+
+  it("stops for good on 1008: subscriptions, requests and ready() fail, no reconnect", async () => {
+    const { socket, next, sockets } = harness();
+    const first = await next(1);
+    const sub = socket.subscribe("p", "s");
+    first.welcome("c1");
+    await socket.ready();
+    const pending = socket.request("state", { projectId: "p", sessionId: "s" });
+    const iterate = async () => {
+      for await (const _ of sub) {
+        // nothing arrives
+      }
+    };
+    const iterating = iterate();
+    first.dispatchEvent(Object.assign(new Event("close"), { code: 1008, reason: "credential revoked" }));
+    await expect(pending).rejects.toMatchObject({ code: "PF_CLIENT_REJECTED" });
+    await expect(iterating).rejects.toMatchObject({ code: "PF_CLIENT_REJECTED" });
+    await expect(socket.ready()).rejects.toMatchObject({ code: "PF_CLIENT_CLOSED" });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(sockets).toHaveLength(1);
+  });
+
+  it("does not re-send a prompt that steers a running session, and retries a rate-limited subscribe", async () => {
+    const { socket, next } = harness();
+    const first = await next(1);
+    first.welcome("c1");
+    await socket.ready();
+    const steer = socket.request("prompt", {
+      projectId: "p",
+      sessionId: "s",
+      text: "go",
+      streamingBehavior: "steer",
+    });
+    first.drop(1006);
+    await expect(steer).rejects.toMatchObject({ code: "PF_CLIENT_DISCONNECTED" });
+
+    const second = await next(2);
+    second.welcome("c2");
+    const sub = socket.subscribe("p", "s");
+    await tick();
+    const subscribe = second.sent.at(-1)!;
+    expect(subscribe).toMatchObject({ kind: "subscribe" });
+    second.push({ kind: "error", id: subscribe.id, code: "PF_ERR_RATE_LIMITED", error: "at most 3" });
+    await tick();
+    const again = second.sent.filter((f) => f.kind === "subscribe");
+    expect(again.length, "subscribed again after the backoff").toBe(2);
+    sub.close();
+    socket.close();
+  });
 });

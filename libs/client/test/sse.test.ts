@@ -122,6 +122,30 @@ describe("events()", () => {
     expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "7-3"]);
   });
 
+  it("keeps the start offset when id-less frames arrive in the same chunk", async () => {
+    // A session with a pending dialog: the gateway re-sends it, without an id, right after the
+    // first frame; both in one read used to drop the start offset.
+    const dialog = { type: "extension_ui_request", id: "d1", method: "confirm", title: "ok?" };
+    const { fetch, calls } = scriptedFetch([
+      { frames: [`retry: 1000\nid: 7-3\n\ndata: ${JSON.stringify(dialog)}\n\n`] },
+      { frames: [frame("7-4", { type: "a" })] },
+    ]);
+    const client = createPiFleetClient({ baseUrl: "http://gw.test", fetch });
+    const items = await take(client.events("p", "s", { reconnect: { initialDelayMs: 1 } }), 2);
+    expect(items.map((i) => i.offset)).toEqual([undefined, "7-4"]);
+    expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "7-3"]);
+  });
+
+  it("refuses ids that URL parsing would resolve away", async () => {
+    const client = createPiFleetClient({ baseUrl: "http://gw.test", fetch: scriptedFetch([]).fetch });
+    expect(() => client.events("p", "..")).toThrow(/invalid id/);
+    await expect(
+      client.api.GET("/v1/projects/{projectId}/sessions/{id}/state", {
+        params: { path: { projectId: "p", id: "." } },
+      }),
+    ).rejects.toThrow(/invalid id/);
+  });
+
   it("yields stream_reset and accepts the lower offsets that follow it", async () => {
     const { fetch, calls } = scriptedFetch([
       { frames: [frame(undefined, { type: "stream_reset", reason: "lost", firstOffset: "1-1" })] },
