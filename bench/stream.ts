@@ -25,7 +25,7 @@ import { markdownTable, type Table, textTable } from "./lib/table.ts";
 import { type Child, setUnexpectedExitHandler, startNode, stopAll } from "./stream/children.ts";
 import { benchEvent } from "./stream/event.ts";
 import { Histogram } from "./stream/histogram.ts";
-import { CpuWindow, cpuSeconds, openFileLimit, rssBytes } from "./stream/proc.ts";
+import { CpuWindow, cpuSeconds, openFileLimit, rssBytes, sumOver } from "./stream/proc.ts";
 import { type ProfileSummary, summarizeProfile } from "./stream/profile.ts";
 import type { ClientReport, NaiveClientsApi, ProducerApi, SseClientsApi } from "./stream/protocol.ts";
 import { averageQueues, type QueueSample, sampleQueues } from "./stream/queues.ts";
@@ -290,17 +290,6 @@ async function hubClients(): Promise<{ port: number; omem: number }[]> {
     if (addr && omem) hubs.push({ port: Number(addr[1]), omem: Number(omem[1]) });
   }
   return hubs;
-}
-
-/** Sum of a figure over several processes (undefined when any is unreadable). */
-function sumOver(pids: number[], read: (pid: number) => number | undefined): number | undefined {
-  let sum = 0;
-  for (const pid of pids) {
-    const v = read(pid);
-    if (v === undefined) return undefined;
-    sum += v;
-  }
-  return sum;
 }
 
 /** Bytes on the wire of one SSE frame and of one pub/sub announcement of a bench event. */

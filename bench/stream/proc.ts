@@ -94,12 +94,17 @@ export class CpuWindow {
   }
 }
 
-function sum(pids: number[]): number | undefined {
+/** Sum of a figure over several processes (undefined when any is unreadable). */
+export function sumOver(pids: number[], read: (pid: number) => number | undefined): number | undefined {
   let total = 0;
   for (const pid of pids) {
-    const s = cpuSeconds(pid);
-    if (s === undefined) return undefined;
-    total += s;
+    const v = read(pid);
+    if (v === undefined) return undefined;
+    total += v;
   }
   return total;
+}
+
+function sum(pids: number[]): number | undefined {
+  return sumOver(pids, cpuSeconds);
 }
