@@ -99,7 +99,9 @@ describe("socket liveness", () => {
     const opened = Date.now();
     const { code, at } = await silent.closed;
     expect(code, "terminated, no close frame").toBe(1006);
-    expect(at - opened).toBeLessThan(HEARTBEAT_MS * 4);
+    // Two intervals in theory; room for a busy machine (integration files run two at a time).
+    // Without pings it would never be cut at all.
+    expect(at - opened).toBeLessThan(HEARTBEAT_MS * 10);
     await new Promise((r) => setTimeout(r, HEARTBEAT_MS * 3));
     expect(healthy.ws.readyState, "a client that answers pings stays").toBe(WebSocket.OPEN);
     // MAX_STREAMS slots: the silent socket's was released (healthy + 2 more fit).
