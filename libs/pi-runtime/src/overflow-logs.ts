@@ -29,6 +29,10 @@ export class OverflowLogs {
   readonly #sandboxed: boolean;
   /** Host paths to delete on dispose (host mode: the logs stay where pi wrote them). */
   readonly #left = new Set<string>();
+  /** Adoptions under way (dispose waits for them: a rename must not race the dir's removal). */
+  readonly #pending = new Set<Promise<void>>();
+  /** dispose() ran: a log adopted later (a command the dispose killed) is deleted at once. */
+  #disposed = false;
 
   /**
    * @param tmpDir the session's bash temp dir (absolute; removed with the session)
@@ -42,13 +46,28 @@ export class OverflowLogs {
   /**
    * Takes the log pi wrote at `path` (a result's `fullOutputPath`). Anything that is not a pi
    * overflow log directly in os.tmpdir() is ignored. Never throws: a log that cannot be moved
-   * stays where it is, to be deleted on dispose.
+   * stays where it is, to be deleted on dispose. After dispose (a command that ended because
+   * the session was disposed) the log is deleted at once.
    */
   async adopt(path: string | undefined): Promise<void> {
     if (path === undefined || dirname(path) !== tmpdir() || !LOG_NAME.test(basename(path))) return;
+    const adoption = this.#adopt(path);
+    this.#pending.add(adoption);
+    try {
+      await adoption;
+    } finally {
+      this.#pending.delete(adoption);
+    }
+  }
+
+  async #adopt(path: string): Promise<void> {
     // pi's user bash command opens its log with createWriteStream and returns without waiting
     // for the open: the file may appear a moment after the result.
     for (let wait = 0; !(await exists(path)) && wait < OPEN_WAIT_MS; wait += 5) await sleep(5);
+    if (this.#disposed) {
+      await rm(path, { force: true }).catch(() => undefined);
+      return;
+    }
     if (this.#sandboxed) {
       // The session's temp dir is made in os.tmpdir() (open-session.ts): same file system, so
       // a rename (a log pi is still flushing keeps its open file).
@@ -96,8 +115,13 @@ export class OverflowLogs {
     };
   }
 
-  /** Deletes the logs left on the host. Never throws. */
+  /**
+   * Deletes the logs left on the host, once adoptions under way are done, and every log adopted
+   * from now on. Call before removing the session's temp dir. Never throws.
+   */
   async dispose(): Promise<void> {
+    this.#disposed = true;
+    await Promise.all(this.#pending);
     const left = [...this.#left];
     this.#left.clear();
     await Promise.all(left.map((path) => rm(path, { force: true }).catch(() => undefined)));

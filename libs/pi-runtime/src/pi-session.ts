@@ -233,16 +233,20 @@ export class PiAgentSession implements PiSession {
     } finally {
       this.#unsubscribe();
       this.#session.dispose();
-      await Promise.all([
-        rm(this.#tmpDir, { recursive: true, force: true }).catch(() => {}),
-        this.#overflowLogs.dispose(),
-      ]);
+      // Logs first: an adoption under way may still be moving a log into the temp dir.
+      await this.#overflowLogs.dispose();
+      await rm(this.#tmpDir, { recursive: true, force: true }).catch(() => {});
     }
   }
 
   /** `/skill:name args` expanded as pi's RPC mode does, with the file read confined (skill-command.ts). */
   #expandSkill(text: string): Promise<string> {
-    return expandSkillCommand(this.#session.resourceLoader.getSkills().skills, this.#skillRoots, text);
+    return expandSkillCommand(
+      this.#session.resourceLoader.getSkills().skills,
+      this.#skillRoots,
+      text,
+      this.#session.sessionManager.getCwd(),
+    );
   }
 
   #assertOpen(): void {

@@ -5,8 +5,14 @@
 // files), outside the bash sandbox. Here the file is read through the project's confinement
 // (ProjectConfinement: real path inside a root, opened without following symlinks at open time),
 // with the skill roots the session loaded its skills from as the roots; then the text is expanded
-// in pi's format, so pi sees no `/skill:` left.
+// in pi's format, so pi sees no `/skill:` left. pi's block names the skill file's absolute path
+// (`location`, and the directory references are relative to); the block becomes the user
+// message, which goes out in the run's events, the persisted history and exports. So the block
+// names paths as the tenant may see them: relative to the project for a project skill (the
+// model's file tools resolve relative paths against the project dir, so it reads the skill's
+// references there as before), the skill's directory and file names for an operator skill.
 import { constants } from "node:fs";
+import { basename, relative, sep } from "node:path";
 import { stripFrontmatter } from "@earendil-works/pi-coding-agent";
 import { PathEscapeError, ProjectConfinement } from "./confined-file-operations.ts";
 
@@ -34,9 +40,10 @@ export class SkillReadError extends Error {
  * Expands `text` when it is `/skill:<name>[ args]` naming one of `skills`; any other text (and an
  * unknown skill name) is returned unchanged, as pi does. The result has pi's shape:
  * `<skill name="…" location="…">\nReferences are relative to ….\n\n<body>\n</skill>` followed by
- * a blank line and the args, if any.
+ * a blank line and the args, if any, with the paths of {@link shownSkillPaths} (no server path).
  * @param roots real paths the skill file must lie in (the session's skill roots; see
  *   resource-policy.ts); empty = no skill can be read
+ * @param projectDir the session's project dir (absolute): project skills are named relative to it
  * @throws SkillReadError when the skill exists but its file lies outside `roots` (by real path, at
  *   the moment it is read: a symlink is followed only to a target inside a root), is not a regular
  *   file, cannot be read or exceeds {@link SKILL_FILE_MAX_BYTES}
@@ -45,6 +52,7 @@ export async function expandSkillCommand(
   skills: readonly SkillRef[],
   roots: readonly string[],
   text: string,
+  projectDir: string,
 ): Promise<string> {
   if (!text.startsWith("/skill:")) return text;
   const space = text.indexOf(" ");
@@ -53,8 +61,30 @@ export async function expandSkillCommand(
   const skill = skills.find((s) => s.name === name);
   if (!skill) return text;
   const body = stripFrontmatter(await readConfined(skill, roots)).trim();
-  const block = `<skill name="${skill.name}" location="${skill.filePath}">\nReferences are relative to ${skill.baseDir}.\n\n${body}\n</skill>`;
+  const shown = shownSkillPaths(skill, projectDir);
+  const block = `<skill name="${skill.name}" location="${shown.location}">\nReferences are relative to ${shown.baseDir}.\n\n${body}\n</skill>`;
   return args ? `${block}\n\n${args}` : block;
+}
+
+/**
+ * The skill's file (`location`) and directory (`baseDir`) as the expansion names them: relative
+ * to `projectDir` when the skill lies in the project (`.pi/skills/deploy/SKILL.md`,
+ * `.pi/skills/deploy`), else the base names of its directory and file (`review/SKILL.md`,
+ * `review`): an operator skill's server path stays on the server, and the agent's file tools
+ * could not read outside the project anyway.
+ */
+export function shownSkillPaths(skill: SkillRef, projectDir: string): { location: string; baseDir: string } {
+  const inProject = (path: string) => {
+    const rel = relative(projectDir, path);
+    return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !rel.startsWith(sep)
+      ? rel
+      : undefined;
+  };
+  const location = inProject(skill.filePath);
+  const baseDir = inProject(skill.baseDir);
+  if (location !== undefined && baseDir !== undefined) return { location, baseDir };
+  const dir = basename(skill.baseDir);
+  return { location: `${dir}/${basename(skill.filePath)}`, baseDir: dir };
 }
 
 async function readConfined(skill: SkillRef, roots: readonly string[]): Promise<string> {

@@ -102,6 +102,72 @@ for (const sandbox of [undefined, { mode: "bwrap" }] as Mode[]) {
       expect([...hostLogs()].filter((f) => !before.has(f))).toEqual([]);
     });
 
+    it("a user bash command that overflows and hits the time cap leaves no log in the shared temp dir", async () => {
+      // pi's executor throws on the cap and drops the log's path with its result: the log it
+      // had opened in os.tmpdir() stayed there, for ever, after the session was gone.
+      const before = hostLogs();
+      const dirs = await sessionDirs();
+      const { runtime } = await fauxRuntime();
+      const session = await openSession({
+        runtime,
+        ...dirs,
+        bashTimeoutMs: 1000,
+        ...(sandbox ? { sandbox } : {}),
+      });
+      onCleanup(() => session.dispose());
+      const result = await session.command({ type: "bash", command: "seq 1 30000; sleep 10" });
+      expect(result).toEqual({ success: false, error: "Command timed out after 1 seconds" });
+      // Recorded like a finished command, its output ending with the cap's status line.
+      const recorded = session.messages().at(-1) as { role: string; output: string; truncated: boolean };
+      expect(recorded).toMatchObject({ role: "bashExecution", truncated: true });
+      expect(recorded.output).toMatch(/\n30000\n\nCommand timed out after 1 seconds\n?$/);
+      // In the sandbox the log moved into the session's temp dir; on the host it waits for dispose.
+      const added = () => [...hostLogs()].filter((f) => !before.has(f));
+      expect(added()).toHaveLength(sandbox === undefined ? 1 : 0);
+      await session.dispose();
+      expect(added()).toEqual([]);
+    });
+
+    it("the bash tool's log of a command that hits its timeout is taken too", async () => {
+      const before = hostLogs();
+      const dirs = await sessionDirs();
+      const { runtime, faux } = await fauxRuntime();
+      faux.setResponses([
+        fauxAssistantMessage(
+          [fauxToolCall("bash", { command: "seq 1 30000; sleep 10", timeout: 1 }, { id: "big" })],
+          { stopReason: "toolUse" },
+        ),
+        fauxAssistantMessage("done"),
+      ]);
+      const capped = await openSession({ runtime, ...dirs, ...(sandbox ? { sandbox } : {}) });
+      onCleanup(() => capped.dispose());
+      expect((await capped.run("go", {}, recordingSink().sink)).status).toBe("finished");
+      expect(toolOutputs(capped).get("big")).toMatch(
+        /Full output: .*\]\n\nCommand timed out after 1 seconds$/s,
+      );
+      const added = () => [...hostLogs()].filter((f) => !before.has(f));
+      expect(added()).toHaveLength(sandbox === undefined ? 1 : 0);
+      await capped.dispose();
+      expect(added()).toEqual([]);
+    });
+
+    it("a user bash command cut by the session's dispose leaves no log behind", async () => {
+      // The command ends (killed) after the session disposed its logs: adopted too late.
+      const before = hostLogs();
+      const dirs = await sessionDirs();
+      const { runtime } = await fauxRuntime();
+      const session = await openSession({ runtime, ...dirs, ...(sandbox ? { sandbox } : {}) });
+      onCleanup(() => session.dispose());
+      const running = session.command({ type: "bash", command: "seq 1 30000; touch big; sleep 30" });
+      const big = join(dirs.projectDir, "big");
+      for (let i = 0; i < 250 && !existsSync(big); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(existsSync(big)).toBe(true);
+      await session.dispose();
+      await running;
+      await new Promise((r) => setTimeout(r, 100));
+      expect([...hostLogs()].filter((f) => !before.has(f))).toEqual([]);
+    });
+
     it("a printed 'Full output:' line cannot move or delete another log", async () => {
       // Named like pi's logs (hex), as another session's would be.
       const decoy = join(tmpdir(), `pi-bash-${process.pid.toString(16)}00ddee.log`);

@@ -3,7 +3,7 @@
 // for a symlink (or whose directory was) after the session opened fails the run without the
 // target's text ever reaching the model; unknown skills pass through verbatim.
 import { mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fauxAssistantMessage, fauxToolCall, type TranscriptContext } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession } from "../src/index.ts";
@@ -38,15 +38,67 @@ async function sessionWithSkill() {
 
 describe("/skill: commands", () => {
   it("expands a project skill in a prompt, in pi's format, with the arguments after it", async () => {
-    const { session, seen, skillDir } = await sessionWithSkill();
+    const { session, seen } = await sessionWithSkill();
     const outcome = await session.run("/skill:deploy to staging", {}, recordingSink().sink);
     expect(outcome.status).toBe("finished");
     const last = seen.at(-1) ?? "";
-    expect(last).toContain(`<skill name=\\"deploy\\" location=\\"${join(skillDir, "SKILL.md")}\\">`);
-    expect(last).toContain(`References are relative to ${skillDir}.`);
+    expect(last).toContain('<skill name=\\"deploy\\" location=\\".pi/skills/deploy/SKILL.md\\">');
+    expect(last).toContain("References are relative to .pi/skills/deploy.");
     expect(last).toContain("Run make deploy.");
     expect(last).toContain("</skill>\\n\\nto staging");
     expect(last).not.toContain("description: Deploys"); // frontmatter stripped
+  });
+
+  it("names no server path in the expansion; the model reads a project skill's files relative to the project", async () => {
+    // The block named the skill's absolute path (location, base dir): it went into the user
+    // message, so into the run's events, the persisted history and exports, telling the tenant
+    // where the workspace (or an operator's skill) lives on the server.
+    const dirs = await sessionDirs();
+    const operator = await tempDir("pf-operator-skills-");
+    await put(
+      join(operator, "review", "SKILL.md"),
+      "---\nname: review\ndescription: Reviews\n---\n\nReview it.\n",
+    );
+    const skillDir = join(dirs.projectDir, ".pi", "skills", "deploy");
+    await put(join(skillDir, "SKILL.md"), "---\nname: deploy\ndescription: Deploys\n---\n\nRead steps.md.\n");
+    await put(join(skillDir, "steps.md"), "STEP-ONE\n");
+    const { runtime, faux } = await fauxRuntime();
+    const seen: string[] = [];
+    let told = "";
+    faux.setResponses([
+      (context: TranscriptContext) => {
+        seen.push(JSON.stringify(context.messages));
+        told = /References are relative to (.*?)\.\\n/.exec(seen[0] ?? "")?.[1] ?? "";
+        return fauxAssistantMessage(fauxToolCall("read", { path: `${told}/steps.md` }, { id: "r" }), {
+          stopReason: "toolUse",
+        });
+      },
+      fauxAssistantMessage("done"),
+      (context: TranscriptContext) => {
+        seen.push(JSON.stringify(context.messages));
+        return fauxAssistantMessage("ok");
+      },
+    ]);
+    const session = await openSession({ runtime, ...dirs, skillPaths: [operator] });
+    onCleanup(() => session.dispose());
+    const { events, sink } = recordingSink();
+    expect((await session.run("/skill:deploy now", {}, sink)).status).toBe("finished");
+    expect((await session.run("/skill:review", {}, sink)).status).toBe("finished");
+    expect(seen[0]).toContain('<skill name=\\"deploy\\" location=\\".pi/skills/deploy/SKILL.md\\">');
+    expect(told).toBe(".pi/skills/deploy");
+    const read = (session.messages() as { role: string; content?: { text?: string }[] }[]).find(
+      (m) => m.role === "toolResult",
+    );
+    expect(JSON.stringify(read)).toContain("STEP-ONE");
+    expect(seen[1]).toContain('<skill name=\\"review\\" location=\\"review/SKILL.md\\">');
+    // (The model also gets pi's skill list in its system prompt, with absolute paths; clients get
+    // that prompt blank: sanitize.ts.)
+    const blocks = [...new Set(seen.flatMap((c) => c.match(/<skill [\s\S]*?<\/skill>/g) ?? []))];
+    expect(blocks).toHaveLength(2);
+    for (const shown of [JSON.stringify(events), JSON.stringify(session.messages()), ...blocks]) {
+      expect(shown).not.toContain(dirs.root);
+      expect(shown).not.toContain(operator);
+    }
   });
 
   it("fails the run when the skill file was swapped for a symlink after the session opened", async () => {
@@ -134,13 +186,23 @@ describe("expandSkillCommand", () => {
       { name: "ok", filePath: ok, baseDir: dirname(ok) },
       { name: "dir", filePath: root, baseDir: root },
     ];
-    await expect(expandSkillCommand(skills, [root], "/skill:big")).rejects.toThrow(SkillReadError);
-    await expect(expandSkillCommand(skills, [root], "/skill:dir")).rejects.toThrow("not a regular file");
+    const expand = (roots: string[], text: string, projectDir = "/nowhere") =>
+      expandSkillCommand(skills, roots, text, projectDir);
+    await expect(expand([root], "/skill:big")).rejects.toThrow(SkillReadError);
+    await expect(expand([root], "/skill:dir")).rejects.toThrow("not a regular file");
     // The same file with no root it could lie in: refused.
-    await expect(expandSkillCommand(skills, [], "/skill:ok")).rejects.toThrow("outside its skill directory");
-    expect(await expandSkillCommand(skills, [root], "/skill:ok")).toBe(
-      `<skill name="ok" location="${ok}">\nReferences are relative to ${dirname(ok)}.\n\nbody\n</skill>`,
+    await expect(expand([], "/skill:ok")).rejects.toThrow("outside its skill directory");
+    // Outside the project: the skill's directory and file names only.
+    expect(await expand([root], "/skill:ok")).toBe(
+      `<skill name="ok" location="ok/SKILL.md">\nReferences are relative to ok.\n\nbody\n</skill>`,
     );
-    expect(await expandSkillCommand(skills, [root], "no command")).toBe("no command");
+    // In the project: relative to it.
+    expect(await expand([root], "/skill:ok", root)).toBe(
+      `<skill name="ok" location="ok/SKILL.md">\nReferences are relative to ok.\n\nbody\n</skill>`,
+    );
+    expect(await expand([root], "/skill:ok", dirname(root))).toContain(
+      `location="${basename(root)}/ok/SKILL.md">\nReferences are relative to ${basename(root)}/ok.`,
+    );
+    expect(await expand([root], "no command")).toBe("no command");
   });
 });
