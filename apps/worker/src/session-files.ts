@@ -3,14 +3,20 @@
  * sessions get a random UUID and the file `WorkspacePaths.sessionFile(org, project, id)`, and are
  * registered like `POST …/sessions` registers one (registry record + `session_created` activity),
  * with the copied branch as their persisted history. Only the project's lease holder builds one
- * (it is the single writer of the project's session files): every step checks the lease first.
+ * (it is the single writer of the project's session files): every step checks the lease first,
+ * and every Redis write is fenced by the lease token, so an ex-owner that has not yet noticed its
+ * loss writes nothing.
  */
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { isEntityId } from "@pi-fleet/contracts";
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CreatedSession, SessionFiles, SessionSlot } from "@pi-fleet/pi-runtime";
+import { FencedError } from "@pi-fleet/streams";
 import type { WorkerContext } from "./worker-context.ts";
+
+/** The error of a step refused because the project lease moved. */
+const LEASE_LOST = "The project lease was lost: try again";
 
 /** Suffix of a derived session name, by the command that created the session. */
 const NAME_SUFFIX: Record<CreatedSession["origin"], string | undefined> = {
@@ -54,9 +60,12 @@ export class WorkerSessionFiles implements SessionFiles {
    * Registers the new session with the source session's model settings (the branch continues on
    * the same model and thinking level), its messages as history and a name derived from the
    * source: `<source name> (fork)` / `(clone)`, the source's registry name or else pi's name on
-   * the branch; no name when neither exists, or for new_session. Then appends `session_created`
-   * (best effort: a failed activity append is logged, the session exists either way).
-   * @throws Error when the lease is gone; the registry's error (nothing registered then)
+   * the branch; no name when neither exists, or for new_session. Both the record (with its
+   * history) and then `session_created` are written only while this lease's token holds the
+   * project lease. The event is best effort: a failed or fenced activity append is logged, the
+   * session (registered while the lease was held) exists either way.
+   * @throws Error when the lease is gone or the record's write was fenced (nothing registered
+   *   then); the registry's error
    */
   async register(slot: SessionSlot, created: CreatedSession): Promise<void> {
     this.assertOwner();
@@ -64,7 +73,7 @@ export class WorkerSessionFiles implements SessionFiles {
     const base = source?.name ?? created.piSessionName;
     const suffix = NAME_SUFFIX[created.origin];
     const name = base && suffix ? `${base} (${suffix})` : undefined;
-    await this.ctx.registry.createSession(
+    const record = await this.ctx.registry.createSessionFenced(
       this.org,
       this.project,
       slot.sessionId,
@@ -76,22 +85,37 @@ export class WorkerSessionFiles implements SessionFiles {
         firstMessage: created.firstMessage,
       },
       created.messages,
+      this.lease.token,
     );
-    await this.ctx.events
-      .appendActivity(this.org, this.project, {
-        type: "session_created",
-        sessionId: slot.sessionId,
-        ...(name ? { name } : {}),
-      })
-      .catch((err: Error) =>
-        this.ctx.logger.warn(
-          { err: err.message, project: this.project, session: slot.sessionId },
-          "could not append session_created",
-        ),
-      );
+    if (!record) throw new Error(LEASE_LOST);
+    await this.appendCreated(slot.sessionId, name).catch((err: Error) =>
+      this.ctx.logger.warn(
+        {
+          err: err.message,
+          fenced: err instanceof FencedError,
+          project: this.project,
+          session: slot.sessionId,
+        },
+        "could not append session_created",
+      ),
+    );
+  }
+
+  /**
+   * Appends `session_created` to the project's activity stream, fenced by the lease token.
+   * @throws FencedError when the lease moved (nothing written); MissingRecordError when the
+   *   project is gone
+   */
+  private async appendCreated(sessionId: string, name: string | undefined): Promise<void> {
+    await this.ctx.events.appendActivity(
+      this.org,
+      this.project,
+      { type: "session_created", sessionId, ...(name ? { name } : {}) },
+      this.lease.token,
+    );
   }
 
   private assertOwner(): void {
-    if (!this.lease.held) throw new Error("The project lease was lost: try again");
+    if (!this.lease.held) throw new Error(LEASE_LOST);
   }
 }

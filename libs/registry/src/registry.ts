@@ -6,7 +6,7 @@
  */
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import type { ThinkingLevel } from "@pi-fleet/contracts";
-import type { Keys, Redis } from "@pi-fleet/redis";
+import { type Keys, LuaScript, type Redis } from "@pi-fleet/redis";
 import {
   ADD_PENDING_UI,
   type PendingUiStatus,
@@ -27,6 +27,27 @@ import type {
   SecretSealer,
   SessionRecord,
 } from "./types.ts";
+
+/**
+ * KEYS: lease, session hash, project's session index, session messages list.
+ * ARGV: lease token, created-at (epoch ms), session id, the hash fields as a JSON array of
+ * alternating names and values, then the history's messages (JSON each).
+ * Writes the session only while the token holds the project lease; returns 1, or 0 when fenced.
+ */
+const CREATE_SESSION_FENCED = new LuaScript(
+  "create-session-fenced",
+  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[4])))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+local i = 5
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('RPUSH', KEYS[4], unpack(ARGV, i, j))
+  i = j + 1
+end
+return 1`,
+  4,
+);
 
 /** Stored form of a built-in provider credential (the hash value of `keys.providerCredentials`). */
 interface StoredCredential {
@@ -156,6 +177,39 @@ export class Registry {
       tx.rpush(this.keys.messages(org, projectId, id), ...history.map((m) => JSON.stringify(m)));
     }
     await tx.exec();
+    const session = await this.getSession(org, projectId, id);
+    if (!session) throw new Error("session vanished during create");
+    return session;
+  }
+
+  /**
+   * createSession for a project's lease holder (a worker's fork, clone or new_session): the
+   * record, its index entry and `history` are written in one script, and only while `leaseToken`
+   * (`<worker>:<epoch>`) holds the project lease, like every other write of an owner.
+   * @returns the record; undefined when fenced (the lease moved: nothing was written)
+   */
+  async createSessionFenced(
+    org: string,
+    projectId: string,
+    id: string,
+    opts: Parameters<Registry["createSession"]>[3],
+    history: readonly unknown[],
+    leaseToken: string,
+  ): Promise<SessionRecord | undefined> {
+    const now = new Date();
+    const fields: string[] = ["id", id, "projectId", projectId, "createdAt", now.toISOString()];
+    for (const [k, v] of Object.entries(opts)) if (v !== undefined) fields.push(k, String(v));
+    const written = await CREATE_SESSION_FENCED.run(
+      this.redis,
+      [
+        this.keys.lease(org, projectId),
+        this.keys.session(org, projectId, id),
+        this.keys.sessions(org, projectId),
+        this.keys.messages(org, projectId, id),
+      ],
+      [leaseToken, now.getTime(), id, JSON.stringify(fields), ...history.map((m) => JSON.stringify(m))],
+    );
+    if (written !== 1) return undefined;
     const session = await this.getSession(org, projectId, id);
     if (!session) throw new Error("session vanished during create");
     return session;

@@ -197,9 +197,13 @@ export class EventLog {
 
   /**
    * Appends an activity event to a project's activity stream (session created/deleted; run
-   * events are appended by the run scripts themselves). Unfenced.
+   * events are appended by the run scripts themselves).
+   * @param token lease token `<worker>:<epoch>` of an owner's write, or "" (the gateway's) for an
+   *   unfenced one
+   * @throws FencedError when `token` no longer holds the project lease (nothing was written);
+   *   MissingRecordError when the project is gone
    */
-  async appendActivity(org: string, project: string, event: WireEvent): Promise<string> {
+  async appendActivity(org: string, project: string, event: WireEvent, token = ""): Promise<string> {
     const a = this.address({ org, project, activity: true });
     const keys = [
       this.keys.lease(org, project),
@@ -208,9 +212,20 @@ export class EventLog {
       `${a.stream}:none`,
       this.keys.project(org, project),
     ];
-    const args = ["", this.retention, a.channel, randomBytes(8).toString("hex"), JSON.stringify(event), ""];
-    const ids = (await APPEND.run(this.redis, keys, args)) as string[];
-    return ids[0] ?? "";
+    const args = [
+      token,
+      this.retention,
+      a.channel,
+      randomBytes(8).toString("hex"),
+      JSON.stringify(event),
+      "",
+    ];
+    try {
+      const ids = (await APPEND.run(this.redis, keys, args)) as string[];
+      return ids[0] ?? "";
+    } catch (err) {
+      throw this.appendError(err, "project");
+    }
   }
 
   /**
@@ -243,15 +258,20 @@ export class EventLog {
     try {
       return (await APPEND.run(this.redis, keys, args)) as string[];
     } catch (err) {
-      if (isFenced(err)) {
-        this.observer.fenced?.("append");
-        throw new FencedError((err as Error).message);
-      }
-      if (err instanceof Error && err.message.includes("NOSESSION")) {
-        throw new MissingRecordError("the session was deleted");
-      }
-      throw err;
+      throw this.appendError(err, "session");
     }
+  }
+
+  /** The typed error of a failed APPEND: FencedError, MissingRecordError, else `err` itself. */
+  private appendError(err: unknown, record: "session" | "project"): unknown {
+    if (isFenced(err)) {
+      this.observer.fenced?.("append");
+      return new FencedError((err as Error).message);
+    }
+    if (err instanceof Error && err.message.includes("NOSESSION")) {
+      return new MissingRecordError(`the ${record} was deleted`);
+    }
+    return err;
   }
 
   /**

@@ -1,0 +1,140 @@
+// The worker's side of fork / clone / new_session (apps/worker/src/session-files.ts) against a
+// real Redis: a new session's record, history and `session_created` activity event are written
+// only while the worker's lease token holds the project lease. An ex-owner that still believes it
+// holds the lease (its local deadline not yet passed) writes nothing once another worker took over.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LeaseManager, type ProjectLease } from "@pi-fleet/leases";
+import { createLogger } from "@pi-fleet/observability";
+import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { Registry } from "@pi-fleet/registry";
+import { WorkspacePaths } from "@pi-fleet/security";
+import { EventLog } from "@pi-fleet/streams";
+import { uniquePrefix } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { WorkerSessionFiles } from "../../apps/worker/src/session-files.ts";
+import type { WorkerContext } from "../../apps/worker/src/worker-context.ts";
+
+const keys = createKeys(uniquePrefix("worker-session-files"));
+const ORG = "acme";
+const PROJECT = "web";
+let redis: Redis;
+let root: string;
+let registry: Registry;
+let events: EventLog;
+let ctx: WorkerContext;
+
+beforeAll(async () => {
+  redis = await connectRedis(inject("redisUrl"), "command", "test-worker-session-files");
+  root = await mkdtemp(join(tmpdir(), "pf-wsf-"));
+  registry = new Registry(redis, keys);
+  events = new EventLog(redis, keys, 1000);
+  ctx = {
+    registry,
+    events,
+    paths: new WorkspacePaths(root),
+    logger: createLogger("test", "silent"),
+  } as unknown as WorkerContext;
+  await registry.upsertProject(ORG, PROJECT, PROJECT);
+  await registry.createSession(ORG, PROJECT, "source", { name: "main" });
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await rm(root, { recursive: true, force: true });
+});
+
+const created = {
+  origin: "fork" as const,
+  messages: [{ role: "user", content: "hello", timestamp: 1 }],
+  firstMessage: "hello",
+};
+
+/** The activity stream's events. */
+async function activity(): Promise<{ type: string; sessionId?: string; name?: string }[]> {
+  const entries = await events.range({ org: ORG, project: PROJECT, activity: true }, "0", 1000);
+  return entries.map((e) => JSON.parse(e.data));
+}
+
+describe("WorkerSessionFiles", () => {
+  it("registers a fork while the lease is held: record, history and session_created", async () => {
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in a)) throw new Error("expected to acquire");
+    try {
+      const files = new WorkerSessionFiles(ctx, a.lease, "source");
+      const slot = await files.allocate();
+      await files.register(slot, created);
+      expect(await registry.getSession(ORG, PROJECT, slot.sessionId)).toMatchObject({
+        name: "main (fork)",
+        firstMessage: "hello",
+      });
+      expect(await registry.sessionMessages(ORG, PROJECT, slot.sessionId)).toEqual(created.messages);
+      expect(await activity()).toContainEqual({
+        type: "session_created",
+        sessionId: slot.sessionId,
+        name: "main (fork)",
+      });
+      // On the activity stream only: the new session's own stream stays empty.
+      expect(await redis.exists(keys.stream(ORG, PROJECT, slot.sessionId))).toBe(0);
+    } finally {
+      await a.lease.release();
+    }
+  });
+
+  it("an ex-owner whose lease moved registers nothing and appends no session_created", async () => {
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in a)) throw new Error("expected to acquire");
+    const stale: ProjectLease = a.lease;
+    const files = new WorkerSessionFiles(ctx, stale, "source");
+    const slot = await files.allocate();
+    // Worker A stalls; its lease expires in Redis and B takes over with a higher epoch, while A's
+    // local deadline has not passed yet (A still believes it owns the project).
+    await redis.del(keys.lease(ORG, PROJECT));
+    const b = await new LeaseManager(redis, keys, "worker-b", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in b)) throw new Error("expected takeover");
+    try {
+      expect(stale.held).toBe(true);
+      const before = await activity();
+      await expect(files.register(slot, created)).rejects.toThrow(/lease was lost/);
+      expect(await registry.getSession(ORG, PROJECT, slot.sessionId)).toBeUndefined();
+      expect(await registry.sessionMessages(ORG, PROJECT, slot.sessionId)).toEqual([]);
+      expect(await redis.zscore(keys.sessions(ORG, PROJECT), slot.sessionId)).toBeNull();
+      expect(await activity()).toEqual(before);
+    } finally {
+      await b.lease.release();
+      await stale.release();
+    }
+  });
+
+  it("a lease lost between the record and the event: the event is refused, the session stays", async () => {
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in a)) throw new Error("expected to acquire");
+    const files = new WorkerSessionFiles(ctx, a.lease, "source");
+    const slot = await files.allocate();
+    // The takeover happens right after the record was written.
+    let b: ProjectLease | undefined;
+    const takeOver = async () => {
+      await redis.del(keys.lease(ORG, PROJECT));
+      const taken = await new LeaseManager(redis, keys, "worker-b", 10_000).acquire(ORG, PROJECT);
+      if ("lease" in taken) b = taken.lease;
+    };
+    const createFenced = registry.createSessionFenced.bind(registry);
+    registry.createSessionFenced = async (...args: Parameters<typeof createFenced>) => {
+      const record = await createFenced(...args);
+      await takeOver();
+      return record;
+    };
+    try {
+      const before = await activity();
+      await files.register(slot, created);
+      expect(b).toBeDefined();
+      expect(await registry.getSession(ORG, PROJECT, slot.sessionId)).toBeDefined();
+      expect(await activity()).toEqual(before);
+    } finally {
+      registry.createSessionFenced = createFenced;
+      await b?.release();
+      await a.lease.release();
+    }
+  });
+});
