@@ -246,15 +246,17 @@ describe("keyed mode", () => {
     expect((await stack.call("GET", "/v1/projects", undefined, keys.acmeAdmin)).status).toBe(200);
   });
 
-  it("cancels a disabled org's queued runs instead of starting them", async () => {
-    // Disabling shut the org's keys out, but its queued runs still started (and spent credits).
+  it("stops a disabled org's running run and cancels its queued runs", async () => {
+    // Disabling shut the org's keys out, but its queued runs still started (and spent credits),
+    // and a run already running went on to its end.
     const token = keys.acmeMember;
     await stack.call("POST", "/v1/projects", { name: "disabled-runs" }, token);
     const sid = ((await stack.call("POST", "/v1/projects/disabled-runs/sessions", {}, token)).json as Json)
       .id as string;
     const base = `/v1/projects/disabled-runs/sessions/${sid}`;
     const runIds: string[] = [];
-    for (const text of ["[[delay:400]] [[deltas:3]]", "[[reply:second]]", "[[reply:third]]"]) {
+    // The first run streams for about 30 s unless it is stopped.
+    for (const text of ["[[delay:500]] [[deltas:60]]", "[[reply:second]]", "[[reply:third]]"]) {
       runIds.push(
         ((await stack.call("POST", `${base}/prompt`, { text }, token)).json as Json).runId as string,
       );
@@ -262,9 +264,16 @@ describe("keyed mode", () => {
     const log = new EventLog(redis, createKeys(stack.prefix), 1000);
     const status = async (runId: string) => (await log.getRun("acme", "disabled-runs", runId))?.status;
     await waitFor(async () => (await status(runIds[0]!)) === "running", { timeoutMs: 10_000 });
+    const disabledAt = Date.now();
     expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: true })).status).toBe(200);
     try {
-      await waitFor(async () => (await status(runIds[0]!)) === "finished", { timeoutMs: 15_000 });
+      await waitFor(async () => (await status(runIds[0]!)) === "interrupted", { timeoutMs: 10_000 });
+      expect(Date.now() - disabledAt).toBeLessThan(5_000);
+      expect((await log.getRun("acme", "disabled-runs", runIds[0]!))?.reason).toBe("org_disabled");
+      const ended = (await log.range({ org: "acme", project: "disabled-runs", session: sid }, "0", 10_000))
+        .map((e) => JSON.parse(e.data) as Json)
+        .find((e) => e.type === "run_interrupted");
+      expect(ended).toMatchObject({ runId: runIds[0], reason: "org_disabled" });
       await waitFor(async () => (await status(runIds[2]!)) === "cancelled", { timeoutMs: 15_000 });
       expect(await status(runIds[1]!)).toBe("cancelled");
       expect((await log.getRun("acme", "disabled-runs", runIds[1]!))?.reason).toBe("org_disabled");

@@ -55,6 +55,24 @@ export class Ownership {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  /** Orgs with a run running on this worker now. */
+  runningOrgs(): Set<string> {
+    const orgs = new Set<string>();
+    for (const runner of this.runners.values()) if (runner.running > 0) orgs.add(runner.org);
+    return orgs;
+  }
+
+  /**
+   * Interrupts every run of `org` running on this worker (`run_interrupted {reason}`), across its
+   * owned projects. @returns how many runs were running
+   */
+  async interruptOrg(org: string, reason: string): Promise<number> {
+    const runners = [...this.runners.values()].filter((r) => r.org === org && r.running > 0);
+    const count = runners.reduce((n, r) => n + r.running, 0);
+    await Promise.all(runners.map((r) => r.interruptRuns(reason)));
+    return count;
+  }
+
   /** The runner of an owned project. */
   runner(org: string, project: string): ProjectRunner | undefined {
     return this.runners.get(key(org, project));

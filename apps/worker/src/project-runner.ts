@@ -146,6 +146,20 @@ export class ProjectRunner {
     return this.executor.abort(sessionId);
   }
 
+  /** Number of runs running here now. */
+  get running(): number {
+    return this.executor.active.size;
+  }
+
+  /**
+   * Stops every run running here now; each ends `run_interrupted {reason}` (an operator disabled
+   * the org: `org_disabled`). Runs not started yet are left to the queue (start-run refuses a
+   * disabled org's). Resolves once pi has stopped them; their ends are recorded as each run returns.
+   */
+  interruptRuns(reason: string): Promise<void> {
+    return this.executor.abortAll(reason);
+  }
+
   /**
    * Delivers a steer / follow-up message (text and optional images) into the session's running run.
    * @returns the run it joined, or undefined when the session is idle (the caller queues a prompt)

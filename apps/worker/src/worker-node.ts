@@ -15,6 +15,7 @@ import { Registry } from "@pi-fleet/registry";
 import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
 import { EventLog } from "@pi-fleet/streams";
 import { ControlInbox } from "./control-inbox.ts";
+import { DisabledOrgWatch } from "./disabled-org-watch.ts";
 import { startHealthServer } from "./health-server.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { WorkerMetrics } from "./metrics.ts";
@@ -130,6 +131,7 @@ export async function startWorker(
   await inbox.start();
   const maintenance = startMaintenance(ctx);
   ownership.start();
+  const disabledOrgs = new DisabledOrgWatch(ctx, ownership);
   const health =
     env.PI_FLEET_WORKER_PORT === undefined
       ? undefined
@@ -156,7 +158,9 @@ export async function startWorker(
     close(drainMs = env.PI_FLEET_DRAIN_TIMEOUT_MS) {
       ctx.state.draining = true;
       closing ??= (async () => {
+        // The watch goes on during the drain: a disabled org's runs do not get the drain's grace.
         await ownership.close(drainMs);
+        await disabledOrgs.close();
         health?.close();
         await maintenance.close().catch(() => undefined);
         await inbox.close();
