@@ -1,10 +1,12 @@
 // `@pi-fleet/client` against an in-process gateway + worker + fake LLM: typed REST calls, SSE
 // `events()` following a long run while the test keeps cutting its connection, the WebSocket
 // client doing the same across forced socket closes, typed request errors, and `stream_reset` for
-// a cursor the stream cannot honour. "Nothing lost, nothing repeated" is checked against a full
-// `?after=0` replay of the same stream.
+// a cursor the stream cannot honour; a stream re-subscribed on the same socket and read slowly
+// (bounded queue), and a handshake a keyed gateway refuses. "Nothing lost, nothing repeated" is
+// checked against a full `?after=0` replay of the same stream.
 import {
   createPiFleetClient,
+  defaultWebSocketFactory,
   PiFleetApiError,
   type PiFleetClient,
   PiFleetSocketError,
@@ -307,6 +309,71 @@ describe("@pi-fleet/client", () => {
       socket.close();
     }
     await expect(socket.ready()).rejects.toMatchObject({ code: "PF_CLIENT_CLOSED" });
+  });
+
+  it("the WebSocket client re-subscribes a stream on the same socket and bounds a slow consumer's queue", async () => {
+    const id = await newSession();
+    let unsubscribes = 0;
+    const counting = createPiFleetClient({
+      baseUrl: stack.gateway.url,
+      webSocket: (url, headers) => {
+        const ws = defaultWebSocketFactory(url, headers);
+        const send = ws.send.bind(ws);
+        ws.send = (data) => {
+          if (String(data).includes('"kind":"unsubscribe"')) unsubscribes++;
+          send(data);
+        };
+        return ws;
+      },
+    });
+    const socket = counting.ws({ reconnect: fast, maxQueuedEvents: 16 });
+    try {
+      const result = await socket.request("prompt", { projectId, sessionId: id, text: "[[deltas:200]]" });
+      const full = await fullReplay(`/v1/projects/${projectId}/sessions/${id}/events`);
+      expect(full.at(-1)?.event).toMatchObject({ type: "run_finished", runId: result.runId });
+      // A replay burst: the first subscription stops after 5 items, the gateway still sending.
+      const first: StreamItem[] = [];
+      for await (const item of socket.subscribe(projectId, id, { after: "0" })) {
+        first.push(item);
+        if (first.length === 5) break;
+      }
+      expect(first).toEqual(full.slice(0, 5));
+      // The same stream again at once, read slowly: its own replay, whole and in order.
+      const again: StreamItem[] = [];
+      for await (const item of socket.subscribe(projectId, id, { after: "0" })) {
+        again.push(item);
+        if (again.length % 8 === 0) await new Promise((r) => setTimeout(r, 2));
+        if (TERMINAL.has(item.event.type)) break;
+      }
+      expect(again).toEqual(full);
+      // 1 for the closed subscription; the others paused the slow one (16 items at most queued).
+      expect(unsubscribes).toBeGreaterThanOrEqual(3);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it("the WebSocket client stops with PF_CLIENT_REJECTED when a keyed gateway refuses the handshake", async () => {
+    const keyed = await startInProcessStack(inject("redisUrl"), "client-keyed", {
+      workerCount: 0,
+      env: { PI_FLEET_ADMIN_TOKEN: "t".repeat(40), PI_FLEET_SECRET_KEY: "a".repeat(64) },
+    });
+    const socket = createPiFleetClient({ baseUrl: keyed.gateway.url, apiKey: "pfk_not_a_key" }).ws({
+      reconnect: fast,
+    });
+    try {
+      const sub = socket.subscribe("p", "s");
+      const refused = await Promise.race([
+        socket.ready().catch((e: unknown) => e),
+        new Promise((r) => setTimeout(() => r("still retrying"), 5000)),
+      ]);
+      expect(refused).toBeInstanceOf(PiFleetSocketError);
+      expect(refused).toMatchObject({ code: "PF_CLIENT_REJECTED", status: 401 });
+      await expect(untilRunEnds(sub)).rejects.toMatchObject({ code: "PF_CLIENT_REJECTED" });
+    } finally {
+      socket.close();
+      await keyed.close();
+    }
   });
 
   it("the WebSocket client yields stream_reset for a cursor ahead of the stream", async () => {

@@ -1,6 +1,7 @@
 // The CLI's config store (apps/cli/src/config-store.ts) in a temp dir: 0700 dir, 0600 file,
-// atomic rewrite, broken files, env-paths' XDG location, and env over config over default.
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+// atomic rewrite, broken files, an existing dir too open tightened (or refused when another
+// user's), env-paths' XDG location, and env over config over default.
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -67,6 +68,50 @@ describe("saveConfig / loadConfig / clearConfig", () => {
     expect(await clearConfig(root)).toBe(true);
     expect(await clearConfig(root)).toBe(false);
     expect(await loadConfig(root)).toEqual({});
+  });
+});
+
+describe.skipIf(process.platform === "win32")("the config dir's permissions", () => {
+  it("tightens an existing dir that group or others may read to 0700, and says so", async () => {
+    const dir = join(root, "pifleet");
+    await mkdir(dir);
+    await chmod(dir, 0o755);
+    const notes: string[] = [];
+    const file = await saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" }, (n) => notes.push(n));
+    // It used to stay 0755: only a dir the CLI created was 0700.
+    expect(await mode(dir)).toBe(0o700);
+    expect(await mode(file)).toBe(0o600);
+    expect(notes).toEqual([`tightened the permissions of ${dir} from 0755 to 0700: it holds the API key`]);
+    // Private already: nothing to say.
+    await saveConfig(dir, { url: "http://b:2" }, (n) => notes.push(n));
+    expect(notes).toHaveLength(1);
+  });
+
+  it("leaves a sticky shared dir (like /tmp) as it is", async () => {
+    const dir = join(root, "shared");
+    await mkdir(dir);
+    await chmod(dir, 0o1777);
+    const file = await saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" });
+    expect((await stat(dir)).mode & 0o7777).toBe(0o1777);
+    expect(await mode(file)).toBe(0o600);
+  });
+
+  it("refuses a dir of another user that others may write to, and keeps one they may only read", async () => {
+    const dir = join(root, "theirs");
+    await mkdir(dir);
+    await chmod(dir, 0o777);
+    vi.spyOn(process, "getuid").mockReturnValue(process.getuid!() + 4242);
+    try {
+      await expect(saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" })).rejects.toThrow(
+        /belongs to another user and others may write to it \(0777\)/,
+      );
+      expect(await readdir(dir)).toEqual([]);
+      await chmod(dir, 0o755);
+      await saveConfig(dir, { url: "http://a:1" });
+      expect(await mode(dir)).toBe(0o755);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 });
 

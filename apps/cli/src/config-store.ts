@@ -4,11 +4,12 @@
  *
  * The config is `config.json` in the user's config dir (env-paths: `$XDG_CONFIG_HOME/pifleet`
  * or `~/.config/pifleet` on Linux, `~/Library/Preferences/pifleet` on macOS,
- * `%APPDATA%\pifleet\Config` on Windows; `PIFLEET_CONFIG_DIR` overrides it). The dir is created
- * with mode 0700 and the file written atomically (temp file + rename) with mode 0600, as it holds
- * a secret.
+ * `%APPDATA%\pifleet\Config` on Windows; `PIFLEET_CONFIG_DIR` overrides it). The file holds a
+ * secret: it is written atomically (temp file + rename) with mode 0600, in a dir that is private
+ * (0700): created so, or tightened to it when it already exists with group or other permissions
+ * (see {@link privateDir}).
  */
-import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import envPaths from "env-paths";
 import { CliError, usageError } from "./errors.ts";
@@ -85,12 +86,52 @@ export async function loadConfig(dir: string): Promise<StoredConfig> {
   return config;
 }
 
+const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
+
 /**
- * Writes `config` to `dir` (created 0700 if missing) as `config.json`, mode 0600, atomically.
- * Returns the file path.
+ * Makes `dir` fit for a secret before one is written into it (POSIX; nothing on Windows, where
+ * mode bits mean nothing): created 0700 when missing (parents too). An existing dir that group or
+ * others may read, enter or write is tightened to 0700 when it is the user's own — what ssh and
+ * gpg insist on for theirs; `onNote` says so. A sticky dir (shared by design, like /tmp: others
+ * can neither rename nor delete the user's files in it) is left as it is. Returns the mode it had
+ * when it was tightened, else undefined.
+ * @throws CliError when the dir belongs to someone else and group or others may write to it
+ * (they could replace the config: point the CLI at their gateway and capture the key)
  */
-export async function saveConfig(dir: string, config: StoredConfig): Promise<string> {
+export async function privateDir(
+  dir: string,
+  onNote?: (message: string) => void,
+): Promise<number | undefined> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (process.platform === "win32") return undefined;
+  const { mode, uid } = await stat(dir);
+  if ((mode & 0o077) === 0 || (mode & 0o1000) !== 0) return undefined;
+  if (uid !== process.getuid?.()) {
+    if ((mode & 0o022) === 0) return undefined; // others may look, not write: the file is 0600
+    throw new CliError(
+      `${dir} belongs to another user and others may write to it (${octal(mode)})`,
+      undefined,
+      {
+        hint: "use a dir of your own: PIFLEET_CONFIG_DIR=…",
+      },
+    );
+  }
+  await chmod(dir, 0o700);
+  onNote?.(`tightened the permissions of ${dir} from ${octal(mode)} to 0700: it holds the API key`);
+  return mode & 0o777;
+}
+
+/**
+ * Writes `config` to `dir` as `config.json`, mode 0600, atomically, after making `dir` private
+ * ({@link privateDir}: created 0700, or tightened to 0700; `onNote` tells when it was).
+ * Returns the file path. @throws CliError as privateDir does
+ */
+export async function saveConfig(
+  dir: string,
+  config: StoredConfig,
+  onNote?: (message: string) => void,
+): Promise<string> {
+  await privateDir(dir, onNote);
   const file = configPath(dir);
   const temp = `${file}.${process.pid}.${Date.now()}.tmp`;
   const body: StoredConfig = {};

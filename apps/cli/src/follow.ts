@@ -33,9 +33,13 @@ export interface FollowOptions {
 
 /** How following ended. */
 export interface FollowResult {
-  /** The followed run's outcome (`runId` given and its end seen). */
+  /** The followed run's outcome (`runId` given and its end seen, or read from the run record). */
   outcome?: RunOutcome;
-  /** The run's terminal event (for `run_failed`'s error). */
+  /**
+   * The run's terminal event (for `run_failed`'s error): the one on the stream, or, when that was
+   * trimmed or lost, one made from the run record (`{type: "run_<status>", runId, error?, reason?,
+   * usage?}`, no offset).
+   */
   endEvent?: WireEvent;
   /** Ctrl-C stopped it. */
   interrupted: boolean;
@@ -46,6 +50,40 @@ export interface FollowResult {
 interface SessionState {
   status: "idle" | "queued" | "running";
   lastOffset: string;
+}
+
+/** What `GET …/runs/{runId}` answers (the fields used here). */
+interface RunRecord {
+  status: string;
+  startOffset?: string;
+  endOffset?: string;
+  error?: string;
+  reason?: string;
+  usage?: unknown;
+}
+
+/** The terminal event a run record stands for, when its own event is gone from the stream. */
+export function endEventOfRecord(runId: string, outcome: RunOutcome, run: RunRecord): WireEvent {
+  return {
+    type: `run_${outcome}`,
+    runId,
+    ...(run.error === undefined ? {} : { error: run.error }),
+    ...(run.reason === undefined ? {} : { reason: run.reason }),
+    ...(run.usage === undefined ? {} : { usage: run.usage }),
+  };
+}
+
+/**
+ * Whether the events that follow a `stream_reset` whose first retained entry is `first` belong
+ * to the run (it started before them and had not ended before them), so they are shown until its
+ * `run_started` is. Without `first` (the stream was lost), only a running run's.
+ */
+function runSpansReset(run: RunRecord, first: string | undefined): boolean {
+  if (first === undefined) return run.status === "running";
+  const started =
+    run.startOffset === undefined ? run.status === "running" : compareOffsets(run.startOffset, first) < 0;
+  const endedBefore = run.endOffset !== undefined && compareOffsets(run.endOffset, first) < 0;
+  return started && !endedBefore;
 }
 
 /** Follows session `sessionId` of `projectId` as `opts` says; see {@link FollowOptions}. */
@@ -71,6 +109,12 @@ export async function follow(
   let outcome: RunOutcome | undefined;
   let endEvent: WireEvent | undefined;
   const dialogsSeen = new Set<string>();
+  /**
+   * After a `stream_reset`, when the run has ended: its outcome by the run record, and the
+   * stream's last offset then. The retained events are read up to it, as the run's end may be
+   * among them; if it is not, the record's outcome is shown (its end event was trimmed or lost).
+   */
+  let ending: { outcome: RunOutcome; event: WireEvent; stopAt: string; read: string } | undefined;
 
   const spin = (text: string): void => {
     if (runId !== undefined && renderer.atLineStart) out.showSpinner(text);
@@ -152,23 +196,36 @@ export async function follow(
       if (relevant(event)) show(item);
       if (runId !== undefined && event.type === "stream_reset") {
         // Events were trimmed or lost: the run's start or end may be among them. Ask the run.
-        const run = await ctx.call("cannot read the run", (api) =>
+        const run: RunRecord = await ctx.call("cannot read the run", (api) =>
           api.GET("/v1/projects/{projectId}/sessions/{id}/runs/{runId}", {
             params: { path: { projectId, id: sessionId, runId } },
           }),
         );
-        const status = String(run.status);
-        const ended = outcomeOfStatus(status);
+        const first =
+          typeof event.firstOffset === "string" && event.firstOffset !== "0" ? event.firstOffset : undefined;
+        active = runSpansReset(run, first);
+        const ended = outcomeOfStatus(String(run.status));
+        ending = undefined;
         if (ended !== undefined) {
-          outcome = ended;
-          break;
+          const gone =
+            first !== undefined && run.endOffset !== undefined && compareOffsets(run.endOffset, first) < 0;
+          const stopAt = gone ? "0" : (await state()).lastOffset;
+          ending = { outcome: ended, event: endEventOfRecord(runId, ended, run), stopAt, read: "0" };
         }
-        active = status === "running";
+      } else if (ending !== undefined && item.offset !== undefined) {
+        ending.read = item.offset;
       }
       const ended = runOutcome(event);
       if (runId !== undefined && ended !== undefined && event.runId === runId) {
         outcome = ended;
         endEvent = event;
+        break;
+      }
+      if (ending !== undefined && compareOffsets(ending.read, ending.stopAt) >= 0) {
+        // Every retained event was read and the run's end was not among them: the record says it.
+        outcome = ending.outcome;
+        endEvent = ending.event;
+        if (!out.json) for (const chunk of renderer.render(ending.event)) out.chunk(chunk);
         break;
       }
       if (known !== undefined) {

@@ -22,7 +22,13 @@ export interface PiFleetClientOptions {
   fetch?: typeof globalThis.fetch;
   /** Extra headers sent with every REST, SSE and (where possible) WebSocket request. */
   headers?: Record<string, string>;
-  /** Opens the WebSocket of {@link PiFleetClient.ws}; default: the global `WebSocket`. */
+  /**
+   * Opens the WebSocket of {@link PiFleetClient.ws}; default: the global `WebSocket`. A socket of
+   * the `ws` package (`(url, headers) => new WsWebSocket(url, { headers }) as unknown as WebSocket`)
+   * also reports the HTTP status of a refused handshake (401/403 stop the socket, 429 waits for
+   * `Retry-After`); with the default the socket asks the gateway with a plain GET instead; another
+   * factory gets neither.
+   */
   webSocket?: WebSocketFactory;
 }
 
@@ -115,6 +121,9 @@ export function createPiFleetClient(options: PiFleetClientOptions): PiFleetClien
         headers,
         options.webSocket ?? defaultWebSocketFactory,
         opts,
+        // The default factory opens exactly that URL with these headers: a plain GET of it tells
+        // why a handshake failed (the WebSocket API shows no status). A custom one may not.
+        options.webSocket === undefined ? fetchFn : undefined,
       ),
   };
 }

@@ -44,16 +44,20 @@ export class PiFleetApiError extends PiFleetError {
  * - `PF_CLIENT_DUPLICATE_SUBSCRIPTION`: that stream is already subscribed on this socket;
  * - `PF_CLIENT_FRAME_TOO_LARGE`: the gateway closed the connection because a frame was larger
  *   than it accepts (close 1009); the requests awaiting an answer then are failed, not re-sent;
- * - `PF_CLIENT_REJECTED`: the gateway closed the connection for good (close 1008: the credential
- *   was revoked); every subscription, request and `ready()` fails and the socket stops.
+ * - `PF_CLIENT_REJECTED`: the gateway refused the socket for good — it closed the connection with
+ *   1008 (the credential was revoked), or refused the handshake with HTTP 401 or 403 (`status`);
+ *   every subscription, request and `ready()` fails and the socket stops.
  */
 export class PiFleetSocketError extends PiFleetError {
   override name = "PiFleetSocketError";
   readonly code: string;
+  /** The HTTP status of a refused handshake (`PF_CLIENT_REJECTED`: 401 or 403), else undefined. */
+  readonly status: number | undefined;
 
-  constructor(code: string, message: string) {
+  constructor(code: string, message: string, status?: number) {
     super(`${code}: ${message}`);
     this.code = code;
+    this.status = status;
   }
 }
 

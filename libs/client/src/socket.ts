@@ -2,13 +2,20 @@
  * `PiFleetSocket`: the multiplexed `/v1/ws` protocol over the global `WebSocket` (Node 22+,
  * browsers) — hello/welcome, resumable subscriptions, request/response, ping keepalive — with
  * automatic reconnect that says hello again and resubscribes every stream from its last offset.
+ * Subscriptions and their bounded queues: socket-subscription.ts; refused handshakes: handshake.ts.
  */
 import { PiFleetApiError, PiFleetSocketError } from "./errors.ts";
-import { backoffDelay, Cursor, isWireEvent } from "./resume.ts";
+import { probeRefusal, type Refusal, watchRefusal } from "./handshake.ts";
+import { backoffDelay, isWireEvent } from "./resume.ts";
+import {
+  DEFAULT_MAX_QUEUED_EVENTS,
+  type PiFleetSubscription,
+  Subscription,
+  type SubscriptionOwner,
+} from "./socket-subscription.ts";
 import type {
   ReconnectInfo,
   ReconnectOptions,
-  StreamItem,
   StreamOptions,
   WsMethod,
   WsRequestParams,
@@ -44,7 +51,17 @@ export interface SocketOptions {
   pongTimeoutMs?: number;
   /** Called before each reconnect (`cursor` is always undefined: each subscription has its own). */
   onReconnect?: (info: ReconnectInfo) => void;
+  /**
+   * Items one subscription queues for a consumer that is not keeping up; default 1000. At that many
+   * the socket unsubscribes the stream on the gateway (what arrives meanwhile is dropped) and, once
+   * the consumer is down to half of it, subscribes again after the last item queued: memory stays
+   * bounded and nothing is lost or repeated (only pending extension-UI requests are re-sent, as
+   * after any reconnect).
+   */
+  maxQueuedEvents?: number;
 }
+
+export type { PiFleetSubscription } from "./socket-subscription.ts";
 
 /** Options of one WebSocket request. */
 export interface RequestOptions {
@@ -53,28 +70,13 @@ export interface RequestOptions {
 }
 
 /**
- * One subscription of a {@link PiFleetSocket}: iterate it to receive the stream's items in order,
- * without gap or duplicate across reconnects (the socket resubscribes from `offset`). A
- * `stream_reset` item (no offset) means the cursor could not be honoured: reload history; the
- * stream carries on. Iteration ends when the subscription or the socket is closed (or `signal`
- * aborts), and throws {@link PiFleetSocketError} when the gateway rejects the subscription
- * (unknown project or session, invalid cursor). One consumer per subscription.
- */
-export interface PiFleetSubscription extends AsyncIterable<StreamItem> {
-  readonly projectId: string;
-  /** Absent for a project activity subscription. */
-  readonly sessionId: string | undefined;
-  /** The offset of the last item delivered (where a resubscription resumes). */
-  readonly offset: string | undefined;
-  /** Unsubscribes; iteration ends after the current item. Idempotent. */
-  close(): void;
-}
-
-/**
  * A `/v1/ws` connection that survives disconnects. It connects at once, says hello, and after
  * any close (network error, gateway restart with 1001, 1013 for a slow client, keepalive timeout)
  * reconnects with jittered capped exponential backoff, says hello again, resubscribes every open
- * subscription from its last offset and re-sends requests that are safe to repeat.
+ * subscription from its last offset and re-sends requests that are safe to repeat (after a
+ * handshake refused with 429: not before its `Retry-After`). It stops for good, failing everything
+ * with `PF_CLIENT_REJECTED`, on close 1008 and on a handshake refused with 401 or 403 (see
+ * handshake.ts for how the status is learnt).
  */
 export interface PiFleetSocket {
   /** The current connection's id (after its welcome), else undefined. */
@@ -116,6 +118,10 @@ interface PendingRequest {
 }
 
 const OPEN = 1;
+/** The longest `Retry-After` of a refused handshake honoured (ms), as for SSE. */
+const MAX_RETRY_AFTER_MS = 300_000;
+/** Subscribes refused as "already subscribed" retried before the refusal is final. */
+const MAX_ALREADY_SUBSCRIBED_RETRIES = 5;
 
 /** Opens `url`, with request headers where the runtime supports them. */
 export const defaultWebSocketFactory: WebSocketFactory = (url, headers) => {
@@ -138,100 +144,13 @@ function randomKey(): string {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 }
 
-class Subscription implements PiFleetSubscription {
-  readonly projectId: string;
-  readonly sessionId: string | undefined;
-  readonly key: string;
-  readonly cursor: Cursor;
-  /** The id of the latest subscribe frame, to match an `error` answer. */
-  frameId: string | undefined;
-  failures = 0;
-  private readonly owner: SocketImpl;
-  private queue: StreamItem[] = [];
-  private wake: (() => void) | undefined;
-  private ended = false;
-  private error: Error | undefined;
-  private iterator: AsyncGenerator<StreamItem, void, undefined> | undefined;
-
-  constructor(
-    owner: SocketImpl,
-    projectId: string,
-    sessionId: string | undefined,
-    after: string | undefined,
-  ) {
-    this.owner = owner;
-    this.projectId = projectId;
-    this.sessionId = sessionId;
-    this.key = `${projectId}/${sessionId ?? ""}`;
-    this.cursor = new Cursor(after);
-  }
-
-  get offset(): string | undefined {
-    return this.cursor.offset;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<StreamItem> {
-    this.iterator ??= this.iterate();
-    return this.iterator;
-  }
-
-  close(): void {
-    if (this.ended) return;
-    this.end();
-    this.queue = [];
-    this.owner.unsubscribe(this);
-  }
-
-  push(item: StreamItem): void {
-    if (this.ended) return;
-    this.queue.push(item);
-    this.notify();
-  }
-
-  /** Ends iteration with `error` (after the items already queued). */
-  fail(error: Error): void {
-    this.error = error;
-    this.end();
-  }
-
-  /** Ends iteration normally. */
-  end(): void {
-    this.ended = true;
-    this.notify();
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  }
-
-  private async *iterate(): AsyncGenerator<StreamItem, void, undefined> {
-    try {
-      for (;;) {
-        const item = this.queue.shift();
-        if (item) {
-          yield item;
-          continue;
-        }
-        if (this.error) throw this.error;
-        if (this.ended) return;
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-      }
-    } finally {
-      this.close();
-    }
-  }
-}
-
 /** The {@link PiFleetSocket} implementation. */
-class SocketImpl implements PiFleetSocket {
+class SocketImpl implements PiFleetSocket, SubscriptionOwner {
   private readonly url: string;
   private readonly headers: Record<string, string>;
   private readonly factory: WebSocketFactory;
   private readonly opts: SocketOptions;
+  private readonly probe: typeof globalThis.fetch | undefined;
   private ws: WebSocket | undefined;
   private welcome: WsWelcome | undefined;
   private closed = false;
@@ -246,11 +165,18 @@ class SocketImpl implements PiFleetSocket {
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly pending = new Map<number, PendingRequest>();
 
-  constructor(url: string, headers: Record<string, string>, factory: WebSocketFactory, opts: SocketOptions) {
+  constructor(
+    url: string,
+    headers: Record<string, string>,
+    factory: WebSocketFactory,
+    opts: SocketOptions,
+    probe: typeof globalThis.fetch | undefined,
+  ) {
     this.url = url;
     this.headers = headers;
     this.factory = factory;
     this.opts = opts;
+    this.probe = probe;
     this.connect();
   }
 
@@ -266,7 +192,13 @@ class SocketImpl implements PiFleetSocket {
 
   subscribe(projectId: string, sessionId?: string, opts: StreamOptions = {}): PiFleetSubscription {
     if (this.closed) throw new PiFleetSocketError("PF_CLIENT_CLOSED", "socket closed");
-    const sub = new Subscription(this, projectId, sessionId, opts.after);
+    const sub = new Subscription(
+      this,
+      projectId,
+      sessionId,
+      opts.after,
+      this.opts.maxQueuedEvents ?? DEFAULT_MAX_QUEUED_EVENTS,
+    );
     if (this.subscriptions.has(sub.key)) {
       throw new PiFleetSocketError("PF_CLIENT_DUPLICATE_SUBSCRIPTION", `already subscribed to ${sub.key}`);
     }
@@ -283,13 +215,14 @@ class SocketImpl implements PiFleetSocket {
   unsubscribe(sub: Subscription): void {
     if (this.subscriptions.get(sub.key) !== sub) return;
     this.subscriptions.delete(sub.key);
-    if (this.welcome) {
-      this.send({
-        kind: "unsubscribe",
-        projectId: sub.projectId,
-        ...(sub.sessionId === undefined ? {} : { sessionId: sub.sessionId }),
-      });
-    }
+    this.sendUnsubscribe(sub);
+  }
+
+  /** Called by a paused subscription whose consumer caught up: subscribe again from its offset. */
+  resume(sub: Subscription): void {
+    if (!sub.paused || this.subscriptions.get(sub.key) !== sub) return;
+    sub.paused = false;
+    if (this.welcome) this.sendSubscribe(sub);
   }
 
   request<M extends WsMethod>(
@@ -378,8 +311,14 @@ class SocketImpl implements PiFleetSocket {
       return;
     }
     this.ws = ws;
+    let opened = false;
+    let refusal: Refusal | undefined;
+    const watched = watchRefusal(ws, (r) => {
+      refusal = r;
+    });
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return;
+      opened = true;
       this.lastSeen = Date.now();
       this.send({ kind: "hello", protocol: WS_PROTOCOL });
       this.startPing();
@@ -391,6 +330,10 @@ class SocketImpl implements PiFleetSocket {
       if (ws !== this.ws) return;
       if (e.code === 1008) {
         this.reject(new PiFleetSocketError("PF_CLIENT_REJECTED", e.reason || "policy violation (1008)"));
+        return;
+      }
+      if (!opened && (refusal !== undefined || (!watched && this.probe !== undefined))) {
+        void this.handshakeFailed(ws, e, refusal);
         return;
       }
       this.disconnected("closed", e.code === 1000 ? undefined : e);
@@ -425,28 +368,52 @@ class SocketImpl implements PiFleetSocket {
     };
     // The backoff restarts once this connection delivers (an event, a subscription, an answer),
     // not at its welcome: a connection the gateway closes right after it would loop fast.
-    for (const sub of this.subscriptions.values()) this.sendSubscribe(sub);
+    // A paused subscription subscribes again once its consumer caught up (resume()).
+    for (const sub of this.subscriptions.values()) if (!sub.paused) this.sendSubscribe(sub);
     for (const p of this.pending.values()) if (!p.sent) p.sent = this.send(p.frame);
     const welcome = this.welcome;
     for (const w of this.waiters.splice(0)) w.resolve(welcome);
   }
 
   private onEvent(frame: Frame): void {
+    if (!isWireEvent(frame.event)) return;
+    // The gateway cuts the whole connection: reconnect at once, whichever stream it names.
+    if (frame.event.type === "stream_lagging") this.lagging = true;
     const sessionId = typeof frame.sessionId === "string" ? frame.sessionId : "";
     const sub = this.subscriptions.get(`${String(frame.projectId)}/${sessionId}`);
-    if (!sub || !isWireEvent(frame.event)) return;
+    // Frames name the stream, not the subscription: before this subscription's own `subscribed`
+    // ack they are an earlier one's (closed or paused, its frames still in flight); the gateway
+    // sends a subscription's events only after its ack.
+    if (!sub?.acked || sub.paused) return;
     this.attempt = 0;
-    if (frame.event.type === "stream_lagging") this.lagging = true;
     const item = sub.cursor.accept(typeof frame.offset === "string" ? frame.offset : undefined, frame.event);
-    if (item) sub.push(item);
+    if (!item) return;
+    sub.push(item);
+    if (sub.full) this.pause(sub);
   }
 
-  /** A live-only subscription learns where its stream started (see Cursor.seed). */
+  /**
+   * The ack of a subscribe: the stream's events that follow are this subscription's. A live-only
+   * subscription also learns where its stream started (see Cursor.seed).
+   */
   private onSubscribed(frame: Frame): void {
     const sessionId = typeof frame.sessionId === "string" ? frame.sessionId : "";
     const sub = this.subscriptions.get(`${String(frame.projectId)}/${sessionId}`);
-    if (sub) this.attempt = 0;
-    if (sub && typeof frame.offset === "string") sub.cursor.seed(frame.offset);
+    // A late ack of an earlier subscription of the stream is not this one's.
+    if (!sub || sub.frameId === undefined || frame.id !== sub.frameId || !sub.live) return;
+    this.attempt = 0;
+    sub.acked = true;
+    sub.failures = 0;
+    if (typeof frame.offset === "string") sub.cursor.seed(frame.offset);
+  }
+
+  /**
+   * `sub`'s consumer is `maxQueuedEvents` behind: unsubscribe on the gateway (what is in flight
+   * is dropped, the cursor stays at the last item queued) until the consumer catches up.
+   */
+  private pause(sub: Subscription): void {
+    sub.paused = true;
+    this.sendUnsubscribe(sub);
   }
 
   private onResponse(frame: Frame): void {
@@ -472,14 +439,24 @@ class SocketImpl implements PiFleetSocket {
     if (typeof frame.id !== "string") return;
     const sub = [...this.subscriptions.values()].find((s) => s.frameId === frame.id);
     if (!sub) return;
-    if (code === "PF_ERR_SERVICE_UNAVAILABLE" || code === "PF_ERR_RATE_LIMITED") {
+    sub.live = false;
+    sub.acked = false;
+    if (
+      code === "PF_ERR_SERVICE_UNAVAILABLE" ||
+      code === "PF_ERR_RATE_LIMITED" ||
+      (code === "PF_ERR_REQUEST_INVALID" &&
+        /already subscribed/i.test(message) &&
+        sub.failures < MAX_ALREADY_SUBSCRIBED_RETRIES)
+    ) {
       // Redis trouble on the gateway's side, or the key at its stream cap (after a reconnect the
       // gateway may still count the old socket's slots until it notices it gone), as SSE retries a
-      // 429: try again later on this connection.
+      // 429; or the gateway still setting up a subscription of this stream closed just before
+      // (it answers `unsubscribed` at once, and refuses a new subscribe until that lookup ends,
+      // which takes milliseconds: a few tries): try again later on this connection.
       const ws = this.ws;
       setTimeout(
         () => {
-          if (ws === this.ws && this.welcome && this.subscriptions.get(sub.key) === sub)
+          if (ws === this.ws && this.welcome && this.subscriptions.get(sub.key) === sub && !sub.paused)
             this.sendSubscribe(sub);
         },
         backoffDelay(sub.failures++, this.opts.reconnect),
@@ -490,15 +467,30 @@ class SocketImpl implements PiFleetSocket {
     sub.fail(new PiFleetSocketError(code, message));
   }
 
+  /** Subscribes `sub` on the current connection from its cursor; events count after the ack. */
   private sendSubscribe(sub: Subscription): void {
     sub.frameId = `s${++this.nextFrameId}`;
+    sub.acked = false;
     const after = sub.cursor.offset;
-    this.send({
+    sub.live = this.send({
       kind: "subscribe",
       id: sub.frameId,
       projectId: sub.projectId,
       ...(sub.sessionId === undefined ? {} : { sessionId: sub.sessionId }),
       ...(after === undefined ? {} : { after }),
+    });
+  }
+
+  /** Unsubscribes `sub` on the current connection, if it is subscribed there. */
+  private sendUnsubscribe(sub: Subscription): void {
+    const live = sub.live;
+    sub.live = false;
+    sub.acked = false;
+    if (!live || !this.welcome) return;
+    this.send({
+      kind: "unsubscribe",
+      projectId: sub.projectId,
+      ...(sub.sessionId === undefined ? {} : { sessionId: sub.sessionId }),
     });
   }
 
@@ -539,11 +531,51 @@ class SocketImpl implements PiFleetSocket {
     this.pingTimer = undefined;
   }
 
+  /**
+   * The handshake of `ws` failed (closed before it opened): a refusal the `ws` package reported,
+   * else what a probe of the gateway answers, decides. 401/403 stop the socket for good
+   * (`PF_CLIENT_REJECTED`), 429 waits for its `Retry-After`, anything else backs off as usual.
+   */
+  private async handshakeFailed(
+    ws: WebSocket,
+    close: CloseEvent,
+    reported: Refusal | undefined,
+  ): Promise<void> {
+    const refusal =
+      reported ?? (this.probe ? await probeRefusal(this.url, this.headers, this.probe) : undefined);
+    if (ws !== this.ws || this.closed) return;
+    const status = refusal?.status ?? 0;
+    if (refusal && (status === 401 || status === 403)) {
+      const failure = new PiFleetApiError(status, refusal.body);
+      this.reject(
+        new PiFleetSocketError(
+          "PF_CLIENT_REJECTED",
+          `the gateway refused the WebSocket handshake (${failure.message})`,
+          status,
+        ),
+      );
+      return;
+    }
+    if (refusal && (status === 429 || status === 503 || reported !== undefined)) {
+      this.disconnected(
+        "status",
+        new PiFleetApiError(status, refusal.body),
+        Math.min(MAX_RETRY_AFTER_MS, refusal.retryAfterMs),
+      );
+      return;
+    }
+    this.disconnected("closed", close);
+  }
+
   /** The current connection is gone: settle in-flight requests and schedule the next one. */
-  private disconnected(reason: ReconnectInfo["reason"], error: unknown): void {
+  private disconnected(reason: ReconnectInfo["reason"], error: unknown, minDelayMs = 0): void {
     this.ws = undefined;
     this.welcome = undefined;
     this.stopPing();
+    for (const sub of this.subscriptions.values()) {
+      sub.live = false;
+      sub.acked = false;
+    }
     // 1009: one of the frames in flight was too large; re-sending it would only repeat the close.
     const tooLarge = (error as { code?: unknown } | undefined)?.code === 1009;
     for (const [id, p] of this.pending) {
@@ -568,24 +600,30 @@ class SocketImpl implements PiFleetSocket {
         );
       }
     }
-    this.reconnect(this.lagging ? "lagging" : reason, error);
+    this.reconnect(this.lagging ? "lagging" : reason, error, minDelayMs);
   }
 
-  private reconnect(reason: ReconnectInfo["reason"], error: unknown): void {
+  private reconnect(reason: ReconnectInfo["reason"], error: unknown, minDelayMs = 0): void {
     if (this.closed) return;
-    const delayMs = reason === "lagging" ? 0 : backoffDelay(this.attempt, this.opts.reconnect);
+    const delayMs =
+      reason === "lagging" ? 0 : Math.max(minDelayMs, backoffDelay(this.attempt, this.opts.reconnect));
     this.opts.onReconnect?.({ attempt: this.attempt, delayMs, cursor: undefined, reason, error });
     if (reason !== "lagging") this.attempt++;
     this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
   }
 }
 
-/** Creates a {@link PiFleetSocket} on `url` (`ws://…/v1/ws`); it connects at once. */
+/**
+ * Creates a {@link PiFleetSocket} on `url` (`ws://…/v1/ws`); it connects at once. `probe`: the
+ * fetch that asks the gateway why a handshake failed (see handshake.ts), for sockets whose
+ * failures carry no status; pass it only when `factory` opens exactly `url` with `headers`.
+ */
 export function openSocket(
   url: string,
   headers: Record<string, string>,
   factory: WebSocketFactory,
   opts: SocketOptions = {},
+  probe?: typeof globalThis.fetch,
 ): PiFleetSocket {
-  return new SocketImpl(url, headers, factory, opts);
+  return new SocketImpl(url, headers, factory, opts, probe);
 }

@@ -3,87 +3,8 @@
 // same idempotency key, unsafe requests rejected on disconnect, immediate reconnect after
 // `stream_lagging`, and the keepalive timeout.
 import { describe, expect, it } from "vitest";
-import {
-  createPiFleetClient,
-  type PiFleetSocket,
-  type ReconnectInfo,
-  type StreamItem,
-} from "../src/index.ts";
-
-type Frame = { kind: string; [key: string]: unknown };
-
-/** A WebSocket stand-in the test drives from the server side. */
-class FakeSocket extends EventTarget {
-  readyState = 0;
-  readonly sent: Frame[] = [];
-  readonly url: string;
-  readonly headers: Record<string, string>;
-  closedWith: number | undefined;
-
-  constructor(url: string, headers: Record<string, string>) {
-    super();
-    this.url = url;
-    this.headers = headers;
-  }
-
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as Frame);
-  }
-
-  close(code = 1000): void {
-    this.closedWith = code;
-    this.readyState = 3;
-  }
-
-  /** Server side: accept the connection. */
-  open(): void {
-    this.readyState = 1;
-    this.dispatchEvent(new Event("open"));
-  }
-
-  /** Server side: send a frame. */
-  push(frame: Frame): void {
-    this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(frame) }));
-  }
-
-  /** Server side: close the connection. */
-  drop(code = 1001): void {
-    this.readyState = 3;
-    this.dispatchEvent(Object.assign(new Event("close"), { code }));
-  }
-
-  /** Opens and answers hello. */
-  welcome(connectionId: string): void {
-    this.open();
-    this.push({ kind: "welcome", protocol: 1, connectionId });
-  }
-}
-
-function harness(opts: { pingIntervalMs?: number; pongTimeoutMs?: number } = {}) {
-  const sockets: FakeSocket[] = [];
-  const reconnects: ReconnectInfo[] = [];
-  const client = createPiFleetClient({
-    baseUrl: "https://gw.test",
-    apiKey: "key",
-    webSocket: (url, headers) => {
-      const s = new FakeSocket(url, headers);
-      sockets.push(s);
-      return s as unknown as WebSocket;
-    },
-  });
-  const socket: PiFleetSocket = client.ws({
-    reconnect: { initialDelayMs: 1, maxDelayMs: 2 },
-    onReconnect: (r) => reconnects.push(r),
-    ...opts,
-  });
-  const next = async (n: number): Promise<FakeSocket> => {
-    while (sockets.length < n) await new Promise((r) => setTimeout(r, 1));
-    return sockets[n - 1]!;
-  };
-  return { sockets, reconnects, socket, next };
-}
-
-const tick = () => new Promise((r) => setTimeout(r, 5));
+import type { StreamItem } from "../src/index.ts";
+import { harness, tick } from "./fake-socket.ts";
 
 describe("PiFleetSocket", () => {
   it("says hello first, resubscribes from the last offset and drops duplicates", async () => {
@@ -101,6 +22,7 @@ describe("PiFleetSocket", () => {
     const reading = (async () => {
       for await (const item of sub) items.push(item);
     })();
+    first.push({ kind: "subscribed", id: first.sent[1]!.id, projectId: "p", sessionId: "s" });
     first.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-1", event: { type: "a" } });
     first.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-2", event: { type: "b" } });
     first.push({ kind: "event", projectId: "other", sessionId: "s", offset: "1-3", event: { type: "x" } });
@@ -109,6 +31,7 @@ describe("PiFleetSocket", () => {
     const second = await next(2);
     second.welcome("c2");
     expect(second.sent[1]).toMatchObject({ kind: "subscribe", projectId: "p", sessionId: "s", after: "1-2" });
+    second.push({ kind: "subscribed", id: second.sent[1]!.id, projectId: "p", sessionId: "s" });
     second.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-2", event: { type: "b" } });
     second.push({ kind: "event", projectId: "p", sessionId: "s", offset: "1-3", event: { type: "c" } });
     await tick();
@@ -130,7 +53,7 @@ describe("PiFleetSocket", () => {
     await socket.ready();
     expect(first.sent[1]).toMatchObject({ kind: "subscribe", projectId: "p", sessionId: "s" });
     expect(first.sent[1]).not.toHaveProperty("after");
-    first.push({ kind: "subscribed", projectId: "p", sessionId: "s", offset: "4-2" });
+    first.push({ kind: "subscribed", id: first.sent[1]!.id, projectId: "p", sessionId: "s", offset: "4-2" });
     first.drop(1001);
     const second = await next(2);
     second.welcome("c2");

@@ -36,7 +36,8 @@ export function registerAuth(root: CommandUnknownOpts, context: () => Context): 
       `
 Without --url / --key on a terminal, login asks for them (the key is not echoed).
 The config file (mode 0600) is config.json in the user's config dir: $XDG_CONFIG_HOME/pifleet or
-~/.config/pifleet on Linux (PIFLEET_CONFIG_DIR overrides). PIFLEET_URL and PIFLEET_KEY override it.
+~/.config/pifleet on Linux (PIFLEET_CONFIG_DIR overrides), a dir kept at 0700 (login tightens it).
+PIFLEET_URL and PIFLEET_KEY override it.
 
 Examples:
   pifleet login                                   # asks
@@ -83,7 +84,9 @@ Examples:
           progress: `checking ${url}…`,
         });
       }
-      const file = await saveConfig(dir, key === undefined ? { url } : { url, key });
+      const file = await saveConfig(dir, key === undefined ? { url } : { url, key }, (note) =>
+        out.note(note, "yellow"),
+      );
       out.result({ url, keyConfigured: key !== undefined, verified: opts.verify, configPath: file }, () => {
         out.line(`Logged in to ${url} with ${maskKey(key)}${opts.verify ? "" : " (not verified)"}.`);
         out.note(`saved to ${file}`);

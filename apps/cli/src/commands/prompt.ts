@@ -112,7 +112,12 @@ Examples:
       }
       const code = result.outcome === undefined ? ExitCode.failure : outcomeExitCode(result.outcome);
       if (code !== ExitCode.ok) {
-        throw new CliError(`run ${run.runId} ${result.outcome ?? "ended"}`, code, { silent: !out.json });
+        // With --json the reason is not on stdout (only wire events are): it goes in the message.
+        const reason = result.endEvent?.error ?? result.endEvent?.reason;
+        const detail = typeof reason === "string" && reason !== "" ? `: ${reason}` : "";
+        throw new CliError(`run ${run.runId} ${result.outcome ?? "ended"}${detail}`, code, {
+          silent: !out.json,
+        });
       }
     });
 }

@@ -32,17 +32,16 @@ Examples:
     )
     .action(async (projectId, sessionId, opts) => {
       const ctx = context();
-      let after = opts.after;
-      if (after === undefined) {
-        const state = await ctx.call(`cannot read session ${sessionId}`, (api) =>
-          api.GET("/v1/projects/{projectId}/sessions/{id}/state", {
-            params: { path: { projectId, id: sessionId } },
-          }),
-        );
-        after = state.lastOffset;
-      }
+      // Read the session first, also with --after: a gateway that was never reachable fails here
+      // (exit 4, "cannot reach …"), as an unknown session does (exit 1), instead of the stream
+      // retrying for ever. Once streaming, a lost connection is retried (a restart, a blip).
+      const state = await ctx.call(`cannot read session ${sessionId}`, (api) =>
+        api.GET("/v1/projects/{projectId}/sessions/{id}/state", {
+          params: { path: { projectId, id: sessionId } },
+        }),
+      );
       await follow(ctx, projectId, sessionId, {
-        after,
+        after: opts.after ?? state.lastOffset,
         untilIdle: opts.untilIdle === true,
         render: { showUser: true, showRuns: true, showThinking: !opts.hideThinking },
       });
