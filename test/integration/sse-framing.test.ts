@@ -1,7 +1,8 @@
 // The SSE response on the wire, read from a raw TCP socket (what proxies and minimal clients see):
 // an HTTP/1.1 request gets well-formed chunked transfer encoding carrying `retry:` and the frames
-// in order; an HTTP/1.0 request (no chunked encoding) gets the frames unframed; a live-only
-// request's first frame names the offset the stream starts after.
+// in order (written straight to the socket as pre-built chunks, sse-wire.ts), and the terminating
+// chunk when the gateway ends the stream; an HTTP/1.0 request (no chunked encoding) gets the
+// frames unframed; a live-only request's first frame names the offset the stream starts after.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -80,6 +81,39 @@ describe("SSE framing on the wire", () => {
     expect(data.startsWith("retry: 1000\n\n")).toBe(true);
     const types = [...data.matchAll(/"type":"(run_[a-z]+)"/g)].map((m) => m[1]);
     expect(types).toEqual(["run_queued", "run_started", "run_finished"]);
+  });
+
+  it("HTTP/1.1: a stream the gateway ends (shutdown) ends with the last chunk, after every frame", async () => {
+    const own = await startInProcessStack(inject("redisUrl"), "sse-framing-end");
+    let closing: Promise<void> | undefined;
+    try {
+      await own.call("POST", "/v1/projects", { name: "ending" });
+      const sid = ((await own.call("POST", "/v1/projects/ending/sessions")).json as { id: string }).id;
+      const url = new URL(own.gateway.url);
+      const events = `/v1/projects/ending/sessions/${sid}/events`;
+      const reading = new Promise<string>((resolve, reject) => {
+        let text = "";
+        const socket = connect(Number(url.port), url.hostname, () =>
+          socket.write(`GET ${events}?after=0 HTTP/1.1\r\nHost: x\r\n\r\n`),
+        );
+        socket.setEncoding("latin1");
+        socket.on("data", (chunk: string) => {
+          text += chunk;
+          // Every frame of the run is out: shut the gateway down, which ends the stream.
+          if (closing === undefined && text.includes("run_finished")) closing = own.close();
+        });
+        socket.on("close", () => resolve(text));
+        socket.on("error", reject);
+      });
+      await own.call("POST", `${events.replace(/\/events$/, "")}/prompt`, { text: "[[reply:ended]]" });
+      const text = await reading;
+      const { data, complete } = dechunk(text.slice(text.indexOf("\r\n\r\n") + 4));
+      expect(complete).toBe(true);
+      const types = [...data.matchAll(/"type":"(run_[a-z]+)"/g)].map((m) => m[1]);
+      expect(types).toEqual(["run_queued", "run_started", "run_finished"]);
+    } finally {
+      await (closing ?? own.close());
+    }
   });
 
   it("HTTP/1.0: the frames unframed, without chunked encoding", async () => {

@@ -2,12 +2,14 @@
  * One SSE response over a subscription (API.md "Event stream"): `retry:` once, frames
  * `id: <offset>\ndata: <json>\n\n`, a comment heartbeat, `stream_reset` frames without an id (the
  * client keeps its cursor semantics). Frames produced in one I/O turn are coalesced into one
- * write. Backpressure: while replaying, the subscription waits for the socket to drain
+ * write; once the head is out, frames go to the socket as pre-built HTTP chunks shared by every
+ * subscriber of the event (sse-wire.ts). Backpressure: while replaying, the subscription waits for the socket to drain
  * (`congested()`); live, a client whose unsent bytes exceed the bound gets a final
  * `stream_lagging` event and is closed — it resumes with its last id.
  */
 import type { ServerResponse } from "node:http";
 import type { ResetReason, StreamEntry, SubscriptionSink } from "@pi-fleet/streams";
+import { canWriteChunks, chunkOf, entryChunk, type Flushable, flushAfterTurn } from "./sse-wire.ts";
 
 /** Options of one SSE stream. */
 export interface SseOptions {
@@ -27,12 +29,16 @@ const REPLAY_STALL_MS = 10_000;
  * Writes a subscription to an HTTP response as SSE. Frames produced before `open()` (resets found
  * while subscribing, before the response head is sent) are held and flushed on open.
  */
-export class SseStream implements SubscriptionSink {
+export class SseStream implements SubscriptionSink, Flushable {
   private readonly res: ServerResponse;
   private readonly opts: SseOptions;
   private heartbeat: NodeJS.Timeout | undefined;
   private held: string[] | undefined = [];
-  private pending = "";
+  /** Frames go to the socket as HTTP chunks (see `canWriteChunks`); else through `res.write`. */
+  private chunks = false;
+  /** This turn's frames: HTTP chunks (`chunks`) or SSE text. */
+  private pending: (Buffer | string)[] = [];
+  private pendingBytes = 0;
   private flushScheduled = false;
   private lastId: string | undefined;
   private ended = false;
@@ -62,6 +68,7 @@ export class SseStream implements SubscriptionSink {
   open(startOffset?: string): void {
     const held = this.held ?? [];
     this.held = undefined;
+    this.chunks = canWriteChunks(this.res);
     this.frame(`retry: ${this.opts.retryMs}\n${startOffset === undefined ? "" : `id: ${startOffset}\n`}\n`);
     for (const frame of held) this.frame(frame);
     this.heartbeat = setInterval(() => this.frame(": heartbeat\n\n"), this.opts.heartbeatMs);
@@ -70,7 +77,8 @@ export class SseStream implements SubscriptionSink {
 
   entry(entry: StreamEntry): void {
     this.onStreamFrame();
-    this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
+    if (this.chunks && !this.held) this.enqueue(entryChunk(entry.id, entry.data), entry.id);
+    else this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
   }
 
   reset(reason: ResetReason, firstOffset: string): void {
@@ -85,17 +93,20 @@ export class SseStream implements SubscriptionSink {
 
   congested(): Promise<void> | undefined {
     const highWater = Math.min(REPLAY_HIGH_WATER, Math.floor(this.opts.maxBufferedBytes / 4));
-    if (this.ended || this.res.writableLength + this.pending.length <= highWater) return undefined;
+    if (this.ended || this.res.writableLength + this.pendingBytes <= highWater) return undefined;
     this.flush();
     if (this.res.writableLength <= highWater || this.res.destroyed) return undefined;
-    // Resume on "drain", with a short poll as a safety net (an HTTP response does not always
-    // re-emit "drain" for bytes queued before its socket was attached).
+    // Resume on "drain" (the socket's: chunks bypass the response), with a short poll as a safety
+    // net (an HTTP response does not always re-emit "drain" for bytes queued before its socket
+    // was attached).
     const since = performance.now();
+    const socket = this.res.socket;
     return new Promise((resolve) => {
       const done = () => {
         clearInterval(poll);
         this.res.off("drain", done);
         this.res.off("close", done);
+        socket?.off("drain", done);
         resolve();
       };
       const poll = setInterval(() => {
@@ -108,6 +119,7 @@ export class SseStream implements SubscriptionSink {
       }, 5);
       this.res.on("drain", done);
       this.res.on("close", done);
+      socket?.on("drain", done);
     });
   }
 
@@ -118,17 +130,23 @@ export class SseStream implements SubscriptionSink {
       this.held.push(chunk);
       return;
     }
+    this.enqueue(this.chunks ? chunkOf(chunk) : chunk, id);
+  }
+
+  private enqueue(bytes: Buffer | string, id: string | undefined): void {
+    if (this.ended) return;
     // Lagging = bytes Node could not hand to the kernel (the client does not read), not what this
     // turn is still coalescing.
     if (this.res.writableLength > this.opts.maxBufferedBytes) {
       this.cut();
       return;
     }
-    this.pending += chunk;
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
     if (id !== undefined) this.lastId = id;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      flushAfterTurn(this);
     }
   }
 
@@ -151,12 +169,24 @@ export class SseStream implements SubscriptionSink {
     this.res.end();
   }
 
-  private flush(): void {
+  /** Writes this turn's frames: one socket write (several: corked into one writev), or one `res.write`. */
+  flush(): void {
     this.flushScheduled = false;
-    if (this.pending === "" || this.res.destroyed) return;
-    const chunk = this.pending;
-    this.pending = "";
-    this.res.write(chunk);
+    const frames = this.pending;
+    if (frames.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const socket = this.res.socket;
+    if (this.res.destroyed || !socket) return;
+    if (!this.chunks) {
+      this.res.write(frames.join(""));
+    } else if (frames.length === 1) {
+      socket.write(frames[0] as Buffer);
+    } else {
+      socket.cork();
+      for (const frame of frames) socket.write(frame as Buffer);
+      socket.uncork();
+    }
   }
 
   private finish(): void {
