@@ -1,7 +1,8 @@
 // The worker's side of fork / clone / new_session (apps/worker/src/session-files.ts) against a
 // real Redis: a new session's record, history and `session_created` activity event are written
 // only while the worker's lease token holds the project lease. An ex-owner that still believes it
-// holds the lease (its local deadline not yet passed) writes nothing once another worker took over.
+// holds the lease (its local deadline not yet passed) writes nothing once another worker took over;
+// the same holds for the session settings an owner records after a model command.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,6 +59,23 @@ async function activity(): Promise<{ type: string; sessionId?: string; name?: st
 }
 
 describe("WorkerSessionFiles", () => {
+  it("stores any first message as given, a lone surrogate (an emoji cut in half) included", async () => {
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in a)) throw new Error("expected to acquire");
+    try {
+      const files = new WorkerSessionFiles(ctx, a.lease, "source");
+      const slot = await files.allocate();
+      // What `.slice(0, 200)` of a text with an emoji at 199 used to hand over.
+      const cut = `${"a".repeat(199)}\u{1F600}`.slice(0, 200);
+      await files.register(slot, { ...created, firstMessage: cut });
+      expect((await registry.getSession(ORG, PROJECT, slot.sessionId))?.firstMessage).toBe(
+        `${"a".repeat(199)}\uFFFD`,
+      );
+    } finally {
+      await a.lease.release();
+    }
+  });
+
   it("registers a fork while the lease is held: record, history and session_created", async () => {
     const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
     if (!("lease" in a)) throw new Error("expected to acquire");
@@ -79,6 +97,33 @@ describe("WorkerSessionFiles", () => {
       expect(await redis.exists(keys.stream(ORG, PROJECT, slot.sessionId))).toBe(0);
     } finally {
       await a.lease.release();
+    }
+  });
+
+  it("an owner's settings write is fenced: refused for an ex-owner and for a deleted session", async () => {
+    await registry.createSession(ORG, PROJECT, "settings", { modelId: "m1" });
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in a)) throw new Error("expected to acquire");
+    const stale = a.lease;
+    expect(
+      await registry.updateSessionSettings(ORG, PROJECT, "settings", { modelId: "m2" }, stale.token),
+    ).toBe(true);
+    await redis.del(keys.lease(ORG, PROJECT));
+    const b = await new LeaseManager(redis, keys, "worker-b", 10_000).acquire(ORG, PROJECT);
+    if (!("lease" in b)) throw new Error("expected takeover");
+    try {
+      expect(
+        await registry.updateSessionSettings(ORG, PROJECT, "settings", { modelId: "stale" }, stale.token),
+      ).toBe(false);
+      expect((await registry.getSession(ORG, PROJECT, "settings"))?.modelId).toBe("m2");
+      await registry.deleteSession(ORG, PROJECT, "settings");
+      expect(
+        await registry.updateSessionSettings(ORG, PROJECT, "settings", { modelId: "m3" }, b.lease.token),
+      ).toBe(false);
+      expect(await redis.exists(keys.session(ORG, PROJECT, "settings"))).toBe(0);
+    } finally {
+      await b.lease.release();
+      await stale.release();
     }
   });
 

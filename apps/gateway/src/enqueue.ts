@@ -4,7 +4,7 @@
  * `POST …/prompt` and by steer / follow-up on an idle session (which become prompts).
  */
 import { createHash, randomUUID } from "node:crypto";
-import { ApiError } from "@pi-fleet/contracts";
+import { ApiError, textPreview } from "@pi-fleet/contracts";
 import { MissingRecordError, offsetBefore, QueueFullError } from "@pi-fleet/streams";
 import type { UserInput } from "./prompt-input.ts";
 import type { GatewayServices } from "./services.ts";
@@ -48,7 +48,7 @@ export async function enqueuePrompt(
   const enqueue = () =>
     s.events.enqueueRun(ref, randomUUID(), {
       idempotencyDigest: digest,
-      firstMessage: text.slice(0, 200),
+      firstMessage: textPreview(text, 200),
       promptChars: text.length,
       maxOpenRuns: s.env.PI_FLEET_PROJECT_MAX_QUEUED,
       maxOrgOpenRuns: s.env.PI_FLEET_ORG_MAX_QUEUED,

@@ -7,12 +7,19 @@
  * something for, and interrupts those runs: `run_interrupted {reason: "org_disabled"}`. Polling
  * rather than a broadcast from the gateway: a missed message would let a run go on, a read cannot
  * be missed, and the cost is one pipelined HGET per org with running runs per interval.
+ * An interrupt is not awaited by the check: pi's abort waits for the agent to settle, which a
+ * tool that ignores its abort signal can delay for ever, and one stuck org must not stop the
+ * watch for the others (nor the worker's shutdown). While an org's interrupt is under way (at
+ * most {@link INTERRUPT_WAIT_MS}) it is not started again.
  */
 import type { Ownership } from "./ownership.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 /** How often running runs' orgs are checked (ms). */
 export const DISABLED_ORG_CHECK_MS = 1000;
+
+/** How long an org's interrupt counts as under way before a later check may try again (ms). */
+export const INTERRUPT_WAIT_MS = 10_000;
 
 /** The `reason` of a run stopped because its org was disabled (as run_cancelled's). */
 export const ORG_DISABLED = "org_disabled";
@@ -23,6 +30,8 @@ export class DisabledOrgWatch {
   private readonly ownership: Ownership;
   private readonly timer: NodeJS.Timeout;
   private checking: Promise<void> | undefined;
+  /** Orgs whose interrupt is under way. */
+  private readonly interrupting = new Set<string>();
   private closed = false;
 
   /** Starts checking every `intervalMs` (ms). */
@@ -38,8 +47,8 @@ export class DisabledOrgWatch {
   }
 
   /**
-   * One check: interrupts the running runs of every disabled org. Never throws (a Redis error
-   * is logged; the next check tries again).
+   * One check: starts interrupting the running runs of every disabled org (not awaited, see the
+   * module comment). Never throws (a Redis error is logged; the next check tries again).
    */
   async check(): Promise<void> {
     if (this.closed) return;
@@ -55,19 +64,33 @@ export class DisabledOrgWatch {
       this.ctx.logger.warn({ err: (err as Error).message }, "could not check whether orgs are disabled");
       return;
     }
-    await Promise.all(
-      orgs.map(async (org, i) => {
-        if (flags[i] !== "1" || this.closed) return;
-        const runs = await this.ownership.interruptOrg(org, ORG_DISABLED).catch((err: Error) => {
-          this.ctx.logger.warn({ err: err.message, org }, "could not interrupt a disabled org's runs");
-          return 0;
-        });
-        if (runs > 0) this.ctx.logger.warn({ org, runs }, "org disabled: running runs interrupted");
-      }),
-    );
+    orgs.forEach((org, i) => {
+      if (flags[i] === "1" && !this.closed) this.interrupt(org);
+    });
   }
 
-  /** Stops checking; waits for a check in progress. */
+  private interrupt(org: string): void {
+    if (this.interrupting.has(org)) return;
+    this.interrupting.add(org);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, INTERRUPT_WAIT_MS);
+      timer.unref();
+    });
+    const interrupted = this.ownership.interruptOrg(org, ORG_DISABLED).then(
+      (runs) => {
+        if (runs > 0) this.ctx.logger.warn({ org, runs }, "org disabled: running runs interrupted");
+      },
+      (err: Error) =>
+        this.ctx.logger.warn({ err: err.message, org }, "could not interrupt a disabled org's runs"),
+    );
+    void Promise.race([interrupted, waited]).finally(() => {
+      clearTimeout(timer);
+      this.interrupting.delete(org);
+    });
+  }
+
+  /** Stops checking; waits for a check in progress (not for interrupts: the drain aborts runs itself). */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);

@@ -192,11 +192,18 @@ export class ProjectRunner {
       const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
       if (result.success && MODEL_COMMANDS.has(request.type)) {
         const settings = session.settings();
-        await this.ctx.registry.updateSessionSettings(this.org, this.project, sessionId, {
-          provider: settings.model?.provider,
-          modelId: settings.model?.id,
-          thinkingLevel: settings.thinkingLevel,
-        });
+        // Fenced: an ex-owner's late answer does not overwrite what the new owner records.
+        await this.ctx.registry.updateSessionSettings(
+          this.org,
+          this.project,
+          sessionId,
+          {
+            provider: settings.model?.provider,
+            modelId: settings.model?.id,
+            thinkingLevel: settings.thinkingLevel,
+          },
+          this.lease.token,
+        );
       }
       return result;
     } finally {

@@ -66,12 +66,17 @@ export async function expandSkillCommand(
   return args ? `${block}\n\n${args}` : block;
 }
 
+/** How an operator skill's directory is named to the model (not a path in the project). */
+export const OPERATOR_SKILL_PREFIX = "operator-skill:";
+
 /**
  * The skill's file (`location`) and directory (`baseDir`) as the expansion names them: relative
  * to `projectDir` when the skill lies in the project (`.pi/skills/deploy/SKILL.md`,
- * `.pi/skills/deploy`), else the base names of its directory and file (`review/SKILL.md`,
- * `review`): an operator skill's server path stays on the server, and the agent's file tools
- * could not read outside the project anyway.
+ * `.pi/skills/deploy`), else {@link OPERATOR_SKILL_PREFIX} and the base names of its directory and
+ * file (`operator-skill:review/SKILL.md`, `operator-skill:review`): an operator skill's server
+ * path stays on the server, the agent's file tools could not read outside the project anyway,
+ * and the prefix keeps the model from resolving the skill's references against the project's
+ * own same-named files.
  */
 export function shownSkillPaths(skill: SkillRef, projectDir: string): { location: string; baseDir: string } {
   const inProject = (path: string) => {
@@ -83,7 +88,7 @@ export function shownSkillPaths(skill: SkillRef, projectDir: string): { location
   const location = inProject(skill.filePath);
   const baseDir = inProject(skill.baseDir);
   if (location !== undefined && baseDir !== undefined) return { location, baseDir };
-  const dir = basename(skill.baseDir);
+  const dir = `${OPERATOR_SKILL_PREFIX}${basename(skill.baseDir)}`;
   return { location: `${dir}/${basename(skill.filePath)}`, baseDir: dir };
 }
 

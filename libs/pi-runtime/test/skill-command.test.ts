@@ -90,7 +90,7 @@ describe("/skill: commands", () => {
       (m) => m.role === "toolResult",
     );
     expect(JSON.stringify(read)).toContain("STEP-ONE");
-    expect(seen[1]).toContain('<skill name=\\"review\\" location=\\"review/SKILL.md\\">');
+    expect(seen[1]).toContain('<skill name=\\"review\\" location=\\"operator-skill:review/SKILL.md\\">');
     // (The model also gets pi's skill list in its system prompt, with absolute paths; clients get
     // that prompt blank: sanitize.ts.)
     const blocks = [...new Set(seen.flatMap((c) => c.match(/<skill [\s\S]*?<\/skill>/g) ?? []))];
@@ -192,9 +192,9 @@ describe("expandSkillCommand", () => {
     await expect(expand([root], "/skill:dir")).rejects.toThrow("not a regular file");
     // The same file with no root it could lie in: refused.
     await expect(expand([], "/skill:ok")).rejects.toThrow("outside its skill directory");
-    // Outside the project: the skill's directory and file names only.
+    // Outside the project: the skill's directory and file names only, marked as not the project's.
     expect(await expand([root], "/skill:ok")).toBe(
-      `<skill name="ok" location="ok/SKILL.md">\nReferences are relative to ok.\n\nbody\n</skill>`,
+      `<skill name="ok" location="operator-skill:ok/SKILL.md">\nReferences are relative to operator-skill:ok.\n\nbody\n</skill>`,
     );
     // In the project: relative to it.
     expect(await expand([root], "/skill:ok", root)).toBe(

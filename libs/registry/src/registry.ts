@@ -30,16 +30,18 @@ import type {
 
 /**
  * KEYS: lease, session hash, project's session index, session messages list.
- * ARGV: lease token, created-at (epoch ms), session id, the hash fields as a JSON array of
- * alternating names and values, then the history's messages (JSON each).
+ * ARGV: lease token, created-at (epoch ms), session id, n = the number of hash field arguments,
+ * then the n arguments (alternating names and values, passed as they are: no JSON to decode, so
+ * any string is stored as given), then the history's messages (JSON each).
  * Writes the session only while the token holds the project lease; returns 1, or 0 when fenced.
  */
 const CREATE_SESSION_FENCED = new LuaScript(
   "create-session-fenced",
   `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[4])))
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-local i = 5
+local i = 5 + n
 while i <= #ARGV do
   local j = math.min(i + 999, #ARGV)
   redis.call('RPUSH', KEYS[4], unpack(ARGV, i, j))
@@ -47,6 +49,20 @@ while i <= #ARGV do
 end
 return 1`,
   4,
+);
+
+/**
+ * KEYS: lease, session hash. ARGV: lease token, then field names and values.
+ * Updates an existing session only while the token holds the project lease: returns 1, or 0 when
+ * fenced or when the session is gone (a deleted session's hash is never recreated).
+ */
+const UPDATE_SESSION_FENCED = new LuaScript(
+  "update-session-fenced",
+  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+return 1`,
+  2,
 );
 
 /** Stored form of a built-in provider credential (the hash value of `keys.providerCredentials`). */
@@ -207,7 +223,7 @@ export class Registry {
         this.keys.sessions(org, projectId),
         this.keys.messages(org, projectId, id),
       ],
-      [leaseToken, now.getTime(), id, JSON.stringify(fields), ...history.map((m) => JSON.stringify(m))],
+      [leaseToken, now.getTime(), id, fields.length, ...fields, ...history.map((m) => JSON.stringify(m))],
     );
     if (written !== 1) return undefined;
     const session = await this.getSession(org, projectId, id);
@@ -247,16 +263,34 @@ export class Registry {
     return rows.filter((r): r is SessionRecord & { messageCount: number } => r !== undefined);
   }
 
-  /** Updates a session's model settings. */
+  /**
+   * Updates a session's model settings.
+   * @param leaseToken a project owner's lease token (`<worker>:<epoch>`): then the write is fenced
+   *   (made only while the token holds the project lease, and only to a session that still
+   *   exists); without it (the gateway's PATCH, after its lookup) the fields are simply set
+   * @returns false when the fenced write was refused (nothing written), else true
+   */
   async updateSessionSettings(
     org: string,
     projectId: string,
     id: string,
     settings: { provider?: string; modelId?: string; thinkingLevel?: ThinkingLevel },
-  ): Promise<void> {
+    leaseToken?: string,
+  ): Promise<boolean> {
     const fields: string[] = [];
     for (const [k, v] of Object.entries(settings)) if (v !== undefined) fields.push(k, String(v));
-    if (fields.length > 0) await this.redis.hset(this.keys.session(org, projectId, id), ...fields);
+    if (fields.length === 0) return true;
+    const key = this.keys.session(org, projectId, id);
+    if (leaseToken === undefined) {
+      await this.redis.hset(key, ...fields);
+      return true;
+    }
+    const written = await UPDATE_SESSION_FENCED.run(
+      this.redis,
+      [this.keys.lease(org, projectId), key],
+      [leaseToken, ...fields],
+    );
+    return written === 1;
   }
 
   /** Removes a session record from the registry. */

@@ -12,6 +12,7 @@ import {
   type SessionHeader,
   SessionManager,
 } from "@earendil-works/pi-coding-agent";
+import { textPreview } from "@pi-fleet/contracts";
 import { withoutPath } from "../errors.ts";
 import { publicMessages } from "../sanitize.ts";
 import type { CreatedSession, SessionFiles } from "../types.ts";
@@ -121,7 +122,7 @@ function describe(
     ...(parentSessionId !== undefined ? { parentSessionId } : {}),
     ...(piSessionName !== undefined ? { piSessionName } : {}),
     messages: publicMessages(messages),
-    ...(firstUser ? { firstMessage: userMessageText(firstUser.content).slice(0, 200) } : {}),
+    ...(firstUser ? { firstMessage: textPreview(userMessageText(firstUser.content), 200) } : {}),
   };
 }
 

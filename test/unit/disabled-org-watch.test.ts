@@ -1,0 +1,53 @@
+// DisabledOrgWatch (apps/worker): one disabled org whose interrupt never settles (pi's abort
+// waits for a tool that ignores its signal) neither stops the checks for other orgs nor holds
+// the worker's shutdown. Ownership and Redis are fakes: the watch's own scheduling is under test.
+import { describe, expect, it } from "vitest";
+import { DisabledOrgWatch } from "../../apps/worker/src/disabled-org-watch.ts";
+
+function fakes(disabled: Set<string>) {
+  const calls: string[] = [];
+  const ownership = {
+    runningOrgs: () => new Set(["stuck", "other"]),
+    interruptOrg: (org: string) => {
+      calls.push(org);
+      return org === "stuck" ? new Promise<number>(() => {}) : Promise.resolve(1);
+    },
+  };
+  const ctx = {
+    redis: {
+      pipeline: () => {
+        const orgs: string[] = [];
+        const p = {
+          hget: (key: string) => {
+            orgs.push(key);
+            return p;
+          },
+          exec: async () => orgs.map((key) => [null, disabled.has(key) ? "1" : null]),
+        };
+        return p;
+      },
+    },
+    keys: { org: (org: string) => org },
+    logger: { warn: () => {} },
+  };
+  return { calls, ownership, ctx };
+}
+
+describe("DisabledOrgWatch", () => {
+  it("keeps checking other orgs while one org's interrupt hangs, and closes at once", async () => {
+    const disabled = new Set(["stuck"]);
+    const { calls, ownership, ctx } = fakes(disabled);
+    const watch = new DisabledOrgWatch(ctx as never, ownership as never, 20);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    // Disabled later: the next checks still run and reach it.
+    disabled.add("other");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = performance.now();
+    await watch.close();
+    expect(performance.now() - started).toBeLessThan(1000);
+    // The hanging interrupt was started once (not again while under way); the other org's on
+    // each check after it was disabled.
+    expect(calls.filter((org) => org === "stuck")).toHaveLength(1);
+    expect(calls.filter((org) => org === "other").length).toBeGreaterThanOrEqual(2);
+  });
+});
