@@ -1,7 +1,8 @@
 // The CLI's config store (apps/cli/src/config-store.ts) in a temp dir: 0700 dir, 0600 file,
-// atomic rewrite, broken files, an existing dir too open tightened (or refused when another
-// user's), env-paths' XDG location, and env over config over default.
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+// atomic rewrite, broken files, an existing dir too open tightened (another user's refused, even
+// sticky; root's kept unless others may write to it and it is not sticky), env-paths' XDG
+// location, and env over config over default.
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -96,23 +97,62 @@ describe.skipIf(process.platform === "win32")("the config dir's permissions", ()
     expect(await mode(file)).toBe(0o600);
   });
 
-  it("refuses a dir of another user that others may write to, and keeps one they may only read", async () => {
-    const dir = join(root, "theirs");
-    await mkdir(dir);
-    await chmod(dir, 0o777);
-    vi.spyOn(process, "getuid").mockReturnValue(process.getuid!() + 4242);
-    try {
-      await expect(saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" })).rejects.toThrow(
-        /belongs to another user and others may write to it \(0777\)/,
-      );
-      expect(await readdir(dir)).toEqual([]);
-      await chmod(dir, 0o755);
-      await saveConfig(dir, { url: "http://a:1" });
-      expect(await mode(dir)).toBe(0o755);
-    } finally {
-      vi.restoreAllMocks();
+  /**
+   * Makes `dir` someone else's (uid 4242, not root): chowned when the test runs as root, else the
+   * CLI is made to believe it runs as another user.
+   */
+  async function asAnotherUsers(dir: string): Promise<void> {
+    if (process.getuid!() === 0) await chown(dir, 4242, 4242);
+    else vi.spyOn(process, "getuid").mockReturnValue(process.getuid!() + 4242);
+  }
+
+  it("refuses another user's dir whatever its mode, sticky included: its owner could swap the config", async () => {
+    for (const [name, dirMode] of [
+      ["sticky", 0o1777],
+      ["open", 0o777],
+      ["readable", 0o755],
+      ["private", 0o700],
+    ] as const) {
+      const dir = join(root, name);
+      await mkdir(dir);
+      await chmod(dir, dirMode);
+      await asAnotherUsers(dir);
+      try {
+        // The sticky one used to be taken as shared like /tmp, and the key written into it.
+        await expect(saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" })).rejects.toThrow(
+          new RegExp(`belongs to another user \\(uid \\d+, 0${dirMode.toString(8)}\\)`),
+        );
+        expect(await readdir(dir)).toEqual([]);
+        expect((await stat(dir)).mode & 0o7777).toBe(dirMode);
+      } finally {
+        vi.restoreAllMocks();
+      }
     }
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "keeps a dir of root's that others may not write to or that is sticky, and refuses one they may write to",
+    async () => {
+      const dir = join(root, "roots");
+      await mkdir(dir);
+      vi.spyOn(process, "getuid").mockReturnValue(4242); // the CLI runs as a user, the dir is root's
+      try {
+        await chmod(dir, 0o777);
+        await expect(saveConfig(dir, { url: "http://a:1" })).rejects.toThrow(
+          /belongs to root and others may write to it \(0777\)/,
+        );
+        expect(await readdir(dir)).toEqual([]);
+        for (const dirMode of [0o1777, 0o755]) {
+          await chmod(dir, dirMode);
+          const file = await saveConfig(dir, { url: "http://a:1", key: "pfk_secret_123456" });
+          expect((await stat(dir)).mode & 0o7777).toBe(dirMode);
+          expect(await mode(file)).toBe(0o600);
+        }
+      } finally {
+        vi.restoreAllMocks();
+      }
+    },
+  );
 });
 
 describe("configDir", () => {

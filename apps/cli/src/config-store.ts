@@ -5,9 +5,9 @@
  * The config is `config.json` in the user's config dir (env-paths: `$XDG_CONFIG_HOME/pifleet`
  * or `~/.config/pifleet` on Linux, `~/Library/Preferences/pifleet` on macOS,
  * `%APPDATA%\pifleet\Config` on Windows; `PIFLEET_CONFIG_DIR` overrides it). The file holds a
- * secret: it is written atomically (temp file + rename) with mode 0600, in a dir that is private
- * (0700): created so, or tightened to it when it already exists with group or other permissions
- * (see {@link privateDir}).
+ * secret: it is written atomically (temp file + rename) with mode 0600, in a dir of the user's
+ * (or root's) that is private (0700): created so, or tightened to it when it already exists with
+ * group or other permissions (see {@link privateDir}).
  */
 import { chmod, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -86,17 +86,21 @@ export async function loadConfig(dir: string): Promise<StoredConfig> {
   return config;
 }
 
-const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
+/** `mode`'s permission bits as ls-style octal: `0755`, `01777` (sticky). */
+const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;
 
 /**
  * Makes `dir` fit for a secret before one is written into it (POSIX; nothing on Windows, where
- * mode bits mean nothing): created 0700 when missing (parents too). An existing dir that group or
- * others may read, enter or write is tightened to 0700 when it is the user's own — what ssh and
- * gpg insist on for theirs; `onNote` says so. A sticky dir (shared by design, like /tmp: others
- * can neither rename nor delete the user's files in it) is left as it is. Returns the mode it had
- * when it was tightened, else undefined.
- * @throws CliError when the dir belongs to someone else and group or others may write to it
- * (they could replace the config: point the CLI at their gateway and capture the key)
+ * mode bits mean nothing): created 0700 when missing (parents too). Whoever owns the dir can
+ * rename or delete any file in it, the config included, so the owner is checked first: it must be
+ * the user or root. An existing dir of the user's own that group or others may read, enter or
+ * write is tightened to 0700 — what ssh and gpg insist on for theirs; `onNote` says so. A sticky
+ * dir (shared by design, like /tmp: others can neither rename nor delete the user's files in it)
+ * is left as it is. A root-owned dir is kept when others may not write to it, or when it is
+ * sticky. Returns the mode it had when it was tightened, else undefined.
+ * @throws CliError when the dir belongs to another user (not root): its owner could replace the
+ * config (point the CLI at their gateway and capture the key), whatever its mode; or when it is
+ * root's, not sticky, and group or others may write to it
  */
 export async function privateDir(
   dir: string,
@@ -105,17 +109,20 @@ export async function privateDir(
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (process.platform === "win32") return undefined;
   const { mode, uid } = await stat(dir);
-  if ((mode & 0o077) === 0 || (mode & 0o1000) !== 0) return undefined;
+  const sticky = (mode & 0o1000) !== 0;
   if (uid !== process.getuid?.()) {
-    if ((mode & 0o022) === 0) return undefined; // others may look, not write: the file is 0600
-    throw new CliError(
-      `${dir} belongs to another user and others may write to it (${octal(mode)})`,
-      undefined,
-      {
-        hint: "use a dir of your own: PIFLEET_CONFIG_DIR=…",
-      },
-    );
+    if (uid !== 0) {
+      throw new CliError(`${dir} belongs to another user (uid ${uid}, ${octal(mode)})`, undefined, {
+        hint: "its owner could replace the config: use a dir of your own, PIFLEET_CONFIG_DIR=…",
+      });
+    }
+    // root's: others may look, not write (the file is 0600), or sticky (they cannot touch it).
+    if ((mode & 0o022) === 0 || sticky) return undefined;
+    throw new CliError(`${dir} belongs to root and others may write to it (${octal(mode)})`, undefined, {
+      hint: "use a dir of your own: PIFLEET_CONFIG_DIR=…",
+    });
   }
+  if ((mode & 0o077) === 0 || sticky) return undefined;
   await chmod(dir, 0o700);
   onNote?.(`tightened the permissions of ${dir} from ${octal(mode)} to 0700: it holds the API key`);
   return mode & 0o777;

@@ -62,7 +62,10 @@ export interface PiFleetClient {
    * `{type, sessionId, runId, status}` records, with the same resume rules as {@link events}.
    */
   projectEvents(projectId: string, opts?: EventsOptions): AsyncGenerator<StreamItem, void, undefined>;
-  /** Opens a {@link PiFleetSocket} on `/v1/ws` (it connects at once and reconnects by itself). */
+  /**
+   * Opens a {@link PiFleetSocket} on `/v1/ws` (it connects at once and reconnects by itself).
+   * @throws PiFleetError when `opts.maxQueuedEvents` is not an integer ≥ 16 (nor `Infinity`)
+   */
   ws(opts?: SocketOptions): PiFleetSocket;
 }
 

@@ -45,8 +45,9 @@ export class PiFleetApiError extends PiFleetError {
  * - `PF_CLIENT_FRAME_TOO_LARGE`: the gateway closed the connection because a frame was larger
  *   than it accepts (close 1009); the requests awaiting an answer then are failed, not re-sent;
  * - `PF_CLIENT_REJECTED`: the gateway refused the socket for good — it closed the connection with
- *   1008 (the credential was revoked), or refused the handshake with HTTP 401 or 403 (`status`);
- *   every subscription, request and `ready()` fails and the socket stops.
+ *   1008 (the credential was revoked), or refused the handshake with HTTP 401 or 403 (`status`)
+ *   and its `PF_ERR_…` error body (a 401/403 without it, e.g. a proxy's, is retried); every
+ *   subscription, request and `ready()` fails and the socket stops.
  */
 export class PiFleetSocketError extends PiFleetError {
   override name = "PiFleetSocketError";

@@ -6,6 +6,10 @@
  * - with the default factory (the global `WebSocket`), a plain `GET` of the same URL with the same
  *   headers asks the gateway, whose authentication and rate limits answer it as they answered the
  *   upgrade: {@link probeRefusal}.
+ *
+ * Only the gateway's own 401/403 ({@link isFinalRefusal}: its `{error, code: "PF_ERR_…"}` body) is
+ * final: a proxy or load balancer in front of it may answer 401/403 for its own reasons (a plain
+ * `GET` it does not route, a transient policy), which says nothing about the API key.
  */
 import { retryAfterMs } from "./resume.ts";
 
@@ -35,6 +39,20 @@ interface WsPackageSocket {
   on(event: "unexpected-response", listener: (req: unknown, res: WsPackageResponse) => void): unknown;
   terminate?(): void;
   close(): void;
+}
+
+/**
+ * True when `refusal` is the gateway's final refusal of the credentials: status 401 or 403 with
+ * the gateway's error body, a JSON object whose `code` is a string starting with `PF_ERR_` (e.g.
+ * `PF_ERR_AUTH_INVALID`, `PF_ERR_AUTH_FORBIDDEN`). Any other answer (no body, HTML, a proxy's JSON)
+ * is not: the socket backs off and tries again.
+ */
+export function isFinalRefusal(refusal: Refusal | undefined): boolean {
+  if (refusal === undefined || (refusal.status !== 401 && refusal.status !== 403)) return false;
+  const body = refusal.body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
+  const code = (body as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("PF_ERR_");
 }
 
 function parseBody(text: string): unknown {
@@ -99,8 +117,9 @@ export function watchRefusal(ws: WebSocket, onRefusal: (refusal: Refusal) => voi
  * Asks the gateway with a plain `GET` of the socket's `url` (`ws(s):` → `http(s):`) and `headers`
  * what it answers a request with these credentials: 401/403 (key unknown or revoked, not allowed),
  * 429 (a request rate limit) — or 404, the answer of a socket route to a request that is not an
- * upgrade, when the credentials are fine. Resolves the answer, or undefined when the gateway
- * could not be reached within 5 s. Never rejects.
+ * upgrade, when the credentials are fine. Something in front of the gateway may answer instead
+ * (see {@link isFinalRefusal}). Resolves the answer, or undefined when nothing answered within
+ * 5 s. Never rejects.
  */
 export async function probeRefusal(
   url: string,

@@ -5,10 +5,10 @@
  * Subscriptions and their bounded queues: socket-subscription.ts; refused handshakes: handshake.ts.
  */
 import { PiFleetApiError, PiFleetSocketError } from "./errors.ts";
-import { probeRefusal, type Refusal, watchRefusal } from "./handshake.ts";
+import { isFinalRefusal, probeRefusal, type Refusal, watchRefusal } from "./handshake.ts";
 import { backoffDelay, isWireEvent } from "./resume.ts";
 import {
-  DEFAULT_MAX_QUEUED_EVENTS,
+  checkMaxQueued,
   type PiFleetSubscription,
   Subscription,
   type SubscriptionOwner,
@@ -52,11 +52,14 @@ export interface SocketOptions {
   /** Called before each reconnect (`cursor` is always undefined: each subscription has its own). */
   onReconnect?: (info: ReconnectInfo) => void;
   /**
-   * Items one subscription queues for a consumer that is not keeping up; default 1000. At that many
-   * the socket unsubscribes the stream on the gateway (what arrives meanwhile is dropped) and, once
-   * the consumer is down to half of it, subscribes again after the last item queued: memory stays
-   * bounded and nothing is lost or repeated (only pending extension-UI requests are re-sent, as
-   * after any reconnect).
+   * Items with an offset one subscription queues for a consumer that is not keeping up: an integer
+   * ≥ 16 (`Infinity`: no bound), default 1000. At that many the socket unsubscribes the stream on
+   * the gateway (what arrives meanwhile is dropped) and, once the consumer is down to half of it,
+   * subscribes again after the last item queued: memory stays bounded and nothing is repeated, nor
+   * lost while the stream still retains that offset — if it was trimmed meanwhile, the consumer
+   * gets a `stream_reset` item, as after a reconnect. Items without an offset (`stream_reset`,
+   * pending extension-UI dialogs the gateway re-sends after each subscribe) do not count; a dialog
+   * already yielded is not yielded again (by its `id`).
    */
   maxQueuedEvents?: number;
 }
@@ -75,8 +78,9 @@ export interface RequestOptions {
  * reconnects with jittered capped exponential backoff, says hello again, resubscribes every open
  * subscription from its last offset and re-sends requests that are safe to repeat (after a
  * handshake refused with 429: not before its `Retry-After`). It stops for good, failing everything
- * with `PF_CLIENT_REJECTED`, on close 1008 and on a handshake refused with 401 or 403 (see
- * handshake.ts for how the status is learnt).
+ * with `PF_CLIENT_REJECTED`, on close 1008 and on a handshake the gateway itself refused with 401
+ * or 403 and its `PF_ERR_…` body (see handshake.ts for how the status is learnt; a proxy's
+ * 401/403 is retried).
  */
 export interface PiFleetSocket {
   /** The current connection's id (after its welcome), else undefined. */
@@ -151,6 +155,7 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
   private readonly factory: WebSocketFactory;
   private readonly opts: SocketOptions;
   private readonly probe: typeof globalThis.fetch | undefined;
+  private readonly maxQueued: number;
   private ws: WebSocket | undefined;
   private welcome: WsWelcome | undefined;
   private closed = false;
@@ -177,6 +182,7 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
     this.factory = factory;
     this.opts = opts;
     this.probe = probe;
+    this.maxQueued = checkMaxQueued(opts.maxQueuedEvents);
     this.connect();
   }
 
@@ -192,13 +198,7 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
 
   subscribe(projectId: string, sessionId?: string, opts: StreamOptions = {}): PiFleetSubscription {
     if (this.closed) throw new PiFleetSocketError("PF_CLIENT_CLOSED", "socket closed");
-    const sub = new Subscription(
-      this,
-      projectId,
-      sessionId,
-      opts.after,
-      this.opts.maxQueuedEvents ?? DEFAULT_MAX_QUEUED_EVENTS,
-    );
+    const sub = new Subscription(this, projectId, sessionId, opts.after, this.maxQueued);
     if (this.subscriptions.has(sub.key)) {
       throw new PiFleetSocketError("PF_CLIENT_DUPLICATE_SUBSCRIPTION", `already subscribed to ${sub.key}`);
     }
@@ -533,8 +533,11 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
 
   /**
    * The handshake of `ws` failed (closed before it opened): a refusal the `ws` package reported,
-   * else what a probe of the gateway answers, decides. 401/403 stop the socket for good
-   * (`PF_CLIENT_REJECTED`), 429 waits for its `Retry-After`, anything else backs off as usual.
+   * else what a probe of the gateway answers, decides. The gateway's own 401/403 (its
+   * `PF_ERR_…` body: {@link isFinalRefusal}) stops the socket for good (`PF_CLIENT_REJECTED`); a
+   * 401/403 without it (a proxy's) backs off, a probed one as after any close, a reported one as
+   * below. A 429 (or 503) waits for its `Retry-After`, whatever its body; anything else backs off
+   * as usual.
    */
   private async handshakeFailed(
     ws: WebSocket,
@@ -545,7 +548,7 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
       reported ?? (this.probe ? await probeRefusal(this.url, this.headers, this.probe) : undefined);
     if (ws !== this.ws || this.closed) return;
     const status = refusal?.status ?? 0;
-    if (refusal && (status === 401 || status === 403)) {
+    if (refusal && isFinalRefusal(refusal)) {
       const failure = new PiFleetApiError(status, refusal.body);
       this.reject(
         new PiFleetSocketError(
@@ -617,6 +620,7 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
  * Creates a {@link PiFleetSocket} on `url` (`ws://…/v1/ws`); it connects at once. `probe`: the
  * fetch that asks the gateway why a handshake failed (see handshake.ts), for sockets whose
  * failures carry no status; pass it only when `factory` opens exactly `url` with `headers`.
+ * @throws PiFleetError when `opts.maxQueuedEvents` is not an integer ≥ 16 (nor `Infinity`)
  */
 export function openSocket(
   url: string,

@@ -1,12 +1,14 @@
-// PiFleetSocket when the gateway refuses the WebSocket handshake with an HTTP answer: 401/403 stop
-// the socket with PF_CLIENT_REJECTED (it used to retry for ever, the refusal looking like a plain
-// close), 429 waits for its Retry-After. With a socket of the `ws` package the status comes from
+// PiFleetSocket when the gateway refuses the WebSocket handshake with an HTTP answer: its own
+// 401/403 (a PF_ERR_ body) stop the socket with PF_CLIENT_REJECTED (it used to retry for ever, the
+// refusal looking like a plain close), a proxy's 401/403 (any other body) is retried, 429 waits
+// for its Retry-After. With a socket of the `ws` package the status comes from
 // its `unexpected-response` event (scripted here); with the global WebSocket (no status) the
 // client asks the gateway with a plain GET of the same URL — checked against a loopback server.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { WebSocket as WsWebSocket } from "ws";
+import { WebSocketServer, WebSocket as WsWebSocket } from "ws";
 import { createPiFleetClient, PiFleetApiError, type PiFleetSocket } from "../src/index.ts";
 import { FakeWsPackageSocket, harness } from "./fake-socket.ts";
 
@@ -56,6 +58,25 @@ describe("PiFleetSocket with a socket of the ws package", () => {
     expect(reconnects[0]?.error).toMatchObject({ status: 429, code: "PF_ERR_RATE_LIMITED" });
     second.welcome("c2");
     expect(await socket.ready()).toMatchObject({ connectionId: "c2" });
+    socket.close();
+  });
+
+  it("backs off on a 401/403 that is not the gateway's (no PF_ERR_ code: a proxy's), then connects", async () => {
+    const { socket, next, reconnects, sockets } = harness({}, FakeWsPackageSocket);
+    const first = (await next(1)) as FakeWsPackageSocket;
+    first.refuse(403, {}, "<html><body>403 Forbidden</body></html>");
+    await new Promise((r) => setTimeout(r, 30));
+    // It used to stop for good here with PF_CLIENT_REJECTED.
+    expect(sockets, "reconnected").toHaveLength(2);
+    (sockets[1] as FakeWsPackageSocket).refuse(401, {}, { error: "login required", code: "SSO_REQUIRED" });
+    const third = await within(next(3));
+    if (third === "pending") throw new Error("no third connection");
+    expect(reconnects.map((r) => [r.reason, (r.error as PiFleetApiError).status])).toEqual([
+      ["status", 403],
+      ["status", 401],
+    ]);
+    third.welcome("c3");
+    expect(await socket.ready()).toMatchObject({ connectionId: "c3" });
     socket.close();
   });
 
@@ -132,6 +153,45 @@ describe("PiFleetSocket against a loopback gateway stand-in", () => {
     });
     await new Promise((r) => setTimeout(r, 50));
     expect(seen).toEqual([{ upgrade: true, authorization: "Bearer viewer" }]);
+  });
+
+  it("keeps trying when a proxy in front answers the probe 403 (not the gateway's body), and connects once it lets through", async () => {
+    // A proxy that refuses the first upgrades and every plain GET with its own 403 page; then the
+    // upgrades reach a gateway stand-in that welcomes.
+    const seen: { upgrade: boolean }[] = [];
+    const proxy403 = "<html><body>403 Forbidden</body></html>";
+    const wss = new WebSocketServer({ noServer: true });
+    wss.on("connection", (ws) => {
+      ws.on("message", () => ws.send(JSON.stringify({ kind: "welcome", protocol: 1, connectionId: "c-ok" })));
+    });
+    server = createServer((_req, res) => {
+      seen.push({ upgrade: false });
+      res.writeHead(403, { "content-type": "text/html" });
+      res.end(proxy403);
+    });
+    server.on("upgrade", (req: IncomingMessage, conn: Duplex, head: Buffer) => {
+      seen.push({ upgrade: true });
+      if (seen.filter((s) => s.upgrade).length <= 2) {
+        conn.end(
+          `HTTP/1.1 403 Forbidden\r\ncontent-type: text/html\r\ncontent-length: ${proxy403.length}\r\nconnection: close\r\n\r\n${proxy403}`,
+        );
+        return;
+      }
+      wss.handleUpgrade(req, conn, head, (ws) => wss.emit("connection", ws, req));
+    });
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = createPiFleetClient({ baseUrl: `http://127.0.0.1:${port}`, apiKey: "fine" });
+    socket = client.ws({ reconnect: { initialDelayMs: 1, maxDelayMs: 5 } });
+    try {
+      // It used to stop for good with PF_CLIENT_REJECTED (403) after the first probe.
+      expect(await within(socket.ready(), 3000)).toMatchObject({ connectionId: "c-ok" });
+      expect(seen.filter((s) => !s.upgrade).length, "probed").toBeGreaterThanOrEqual(1);
+    } finally {
+      socket.close();
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    }
   });
 
   it("keeps backing off when the probe says the credentials are fine (a 429 of the stream cap shows only to ws)", async () => {
