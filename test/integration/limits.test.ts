@@ -64,6 +64,39 @@ describe("limits", () => {
     expect((await fetch(`${stack.gateway.url}/v1/healthz`)).status).toBe(200);
   });
 
+  it("counts /v1/ws subscribes against the same budget: PF_ERR_RATE_LIMITED beyond it", async () => {
+    // Each subscribe / unsubscribe cycle costs about a dozen Redis commands; it was never counted.
+    const k = await newOrgKey("rate-ws");
+    const auth = { authorization: `Bearer ${k.key}` };
+    const project = (await stack.call("POST", "/v1/projects", { name: "p" }, k.key)).json as { id: string };
+    const ws = new WebSocket(`${second.url.replace("http", "ws")}/v1/ws`, { headers: auth });
+    const frames: Record<string, unknown>[] = [];
+    ws.on("message", (d) => frames.push(JSON.parse(String(d)) as Record<string, unknown>));
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    ws.send(JSON.stringify({ kind: "hello", protocol: 1 }));
+    // Project creation and the upgrade spent 2 of RATE: RATE - 2 subscribes fit, the next does not.
+    let refused: Record<string, unknown> | undefined;
+    for (let i = 0; i < RATE && !refused; i++) {
+      ws.send(JSON.stringify({ kind: "subscribe", id: `s${i}`, projectId: project.id }));
+      const answer = await waitFor(() => frames.find((f) => f.id === `s${i}`));
+      if (answer.kind === "error") refused = { ...answer, at: i };
+      else {
+        ws.send(JSON.stringify({ kind: "unsubscribe", id: `u${i}`, projectId: project.id }));
+        await waitFor(() => frames.find((f) => f.id === `u${i}`));
+      }
+    }
+    expect(refused).toMatchObject({ kind: "error", code: "PF_ERR_RATE_LIMITED", at: RATE - 2 });
+    expect(String(refused?.error)).toMatch(/more than 30 requests per minute; retry in \d+ seconds/);
+    // The same budget as REST, on any gateway; the socket stays open.
+    expect((await stack.call("GET", "/v1/projects", undefined, k.key)).status).toBe(429);
+    ws.send(JSON.stringify({ kind: "ping", id: "alive" }));
+    await waitFor(() => frames.find((f) => f.kind === "pong"));
+    ws.close();
+  });
+
   it("caps open streams per key and cuts them when the key is revoked", async () => {
     const k = await newOrgKey("streams-a");
     const auth = { authorization: `Bearer ${k.key}` };

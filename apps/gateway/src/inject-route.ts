@@ -26,8 +26,22 @@ export interface RouteCall {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   url: string;
   headers?: Record<string, string>;
-  /** Sent as JSON when defined. */
+  /**
+   * Sent as JSON when defined: a Buffer is the body as it is (from {@link jsonBody}), anything
+   * else is serialised.
+   */
   payload?: unknown;
+}
+
+/**
+ * `value` serialised as a JSON body (UTF-8 bytes) for {@link RouteCall.payload}. Serialising when
+ * the call is built lets the caller drop the object (a prompt's images) while the route runs, and
+ * a Buffer is handed to the route as it is, where a string would be kept beside its UTF-8 copy
+ * until the request ends.
+ * @throws TypeError for what JSON.stringify refuses (cycles, BigInt)
+ */
+export function jsonBody(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
 }
 
 /**
@@ -49,7 +63,9 @@ export async function injectRoute(
       ...call.headers,
       ...(call.payload === undefined ? {} : { "content-type": "application/json" }),
     },
-    ...(call.payload === undefined ? {} : { payload: JSON.stringify(call.payload) }),
+    ...(call.payload === undefined
+      ? {}
+      : { payload: Buffer.isBuffer(call.payload) ? call.payload : jsonBody(call.payload) }),
   });
   let body: unknown;
   try {

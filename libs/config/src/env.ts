@@ -162,7 +162,10 @@ export const EnvSchema = Type.Object({
   PI_FLEET_MAX_STREAMS_PER_KEY: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 200 }),
   /** Comma-separated origins allowed by CORS (e.g. `https://app.example.com`); empty = no CORS headers. */
   PI_FLEET_CORS_ORIGINS: Type.String({ default: "" }),
-  /** Time a client has to send a whole request (headers and body), in ms; streams are not cut by it. */
+  /**
+   * Time a client has to send a whole request (headers and body), and one WebSocket message from
+   * its first byte to its last (else the socket closes with 1009), in ms; streams are not cut by it.
+   */
   PI_FLEET_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 30_000 }),
   /**
    * Operator pi extensions loaded into every session (worker only): comma-separated absolute

@@ -3,11 +3,13 @@
  * `@fastify/rate-limit`'s Redis store so every gateway shares one budget per org. Runs after the
  * auth hook (both are `onRequest`; the app-level auth hook runs first), keyed by the request's org;
  * public routes (health, docs) are not limited. Beyond the budget: 429 `PF_ERR_RATE_LIMITED` with
- * `Retry-After` (seconds).
+ * `Retry-After` (seconds). Socket frames that stand for a request without going through a route
+ * (a `/v1/ws` subscribe) spend the same budget through {@link socketRequestBudget}; socket
+ * `request` frames and RPC commands run the routes themselves, so they are counted as REST.
  */
 import rateLimit from "@fastify/rate-limit";
 import { ApiError } from "@pi-fleet/contracts";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
 const PUBLIC = "public";
 
@@ -39,4 +41,28 @@ export async function registerRateLimit(app: FastifyInstance): Promise<void> {
         `the org made more than ${context.max} requests per minute; retry in ${context.after}`,
       ),
   });
+}
+
+/**
+ * Spends one request of the org of a socket's upgrade request from the budget REST requests spend
+ * (PI_FLEET_ORG_RATE_LIMIT per minute, same Redis counter, same fail-open while Redis is down).
+ * Resolves undefined when allowed, else the error REST answers (`PF_ERR_RATE_LIMITED`, 429) with
+ * the seconds until the window resets in its message. Never rejects for a Redis failure.
+ */
+export type RequestBudget = (upgrade: FastifyRequest) => Promise<ApiError | undefined>;
+
+/** The socket side of the org rate limit for `app` (call once; a no-op when the limit is 0). */
+export function socketRequestBudget(app: FastifyInstance): RequestBudget {
+  if (app.services.env.PI_FLEET_ORG_RATE_LIMIT === 0 || !app.hasDecorator("createRateLimit")) {
+    return async () => undefined;
+  }
+  const limiter = app.createRateLimit();
+  return async (upgrade) => {
+    const verdict = await limiter(upgrade);
+    if (verdict.isAllowed || !verdict.isExceeded) return undefined;
+    return new ApiError(
+      "PF_ERR_RATE_LIMITED",
+      `the org made more than ${verdict.max} requests per minute; retry in ${verdict.ttlInSeconds} seconds`,
+    );
+  };
 }

@@ -3,14 +3,15 @@
  * session per socket (see rpc/rpc-connection.ts). Auth is REST's (the upgrade request carries
  * `Authorization: Bearer`); an unknown session, or another org's, is a 404 before the upgrade.
  * Frames are capped like the prompt route's body (ws/websocket-plugin.ts; a prompt frame may carry
- * images); sockets close with 1001 when the gateway shuts down (app.ts), 1008 when their
- * credential is revoked.
+ * images) and must arrive within PI_FLEET_REQUEST_TIMEOUT_MS (ws/message-deadline.ts); sockets
+ * close with 1001 when the gateway shuts down (app.ts), 1008 when their credential is revoked.
  */
 import { ApiError, ErrorResponse, SessionParams } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
 import { socketClient } from "../inject-route.ts";
 import { requireSession } from "../lookups.ts";
 import { RpcConnection } from "../rpc/rpc-connection.ts";
+import { messageDeadline } from "../ws/message-deadline.ts";
 import { reserveSocketSlot, takeSocketSlot } from "../ws/socket-slots.ts";
 
 /** Open RPC sockets of this process. */
@@ -51,6 +52,8 @@ export async function rpcRoutes(app: FastifyInstance): Promise<void> {
       throw new ApiError("PF_ERR_REQUEST_INVALID", "this route speaks WebSocket: send an upgrade request");
     },
     wsHandler: (socket, request) => {
+      // First, before ws reads anything: a message must arrive within the request timeout.
+      messageDeadline(socket, request.raw.socket, s.env.PI_FLEET_REQUEST_TIMEOUT_MS);
       const { projectId, id } = request.params as Params;
       let connection: RpcConnection | undefined;
       const release = takeSocketSlot(request, () => connection?.close(1008, "credential revoked"));
@@ -64,6 +67,8 @@ export async function rpcRoutes(app: FastifyInstance): Promise<void> {
           maxBufferedBytes: s.env.PI_FLEET_CLIENT_MAX_BUFFER_BYTES,
           promptAnswerWaitMs: PROMPT_ANSWER_WAIT_MS,
           pingIntervalMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
+          // Like the upgrade request itself: the socket is of no use until its stream is live.
+          streamOpenTimeoutMs: s.env.PI_FLEET_REQUEST_TIMEOUT_MS,
         },
       );
       const open = connection;

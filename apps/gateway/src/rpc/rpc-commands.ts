@@ -6,6 +6,8 @@
  * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
  */
 import { FLEET_EVENTS, isUiRequestId } from "@pi-fleet/contracts";
+import { jsonBody } from "../inject-route.ts";
+import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 
 /** A record sent to an RPC client (a response, or an event forwarded as pi writes it). */
 export type RpcRecord = Record<string, unknown>;
@@ -97,6 +99,25 @@ export function parseErrorResponse(err: unknown): RpcRecord {
   return rpcError(undefined, "parse", `Failed to parse command: ${message}`);
 }
 
+/**
+ * One client frame as pi reads one line of its input: a JSONL writer's line ending is tolerated
+ * (pi strips `\r`); a record that is not an object is a command without fields (pi reads `type`
+ * and `id` of whatever it parsed). A frame that is not JSON, or nested deeper than the gateway
+ * accepts, yields pi's parse-error response instead.
+ */
+export function parseRecord(frame: string): { record: RpcCommand } | { response: RpcRecord } {
+  let line = frame.endsWith("\n") ? frame.slice(0, -1) : frame;
+  if (line.endsWith("\r")) line = line.slice(0, -1);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+    if (tooDeep(parsed)) throw new Error(TOO_DEEP_MESSAGE);
+  } catch (err) {
+    return { response: parseErrorResponse(err) };
+  }
+  return { record: isRecord(parsed) ? parsed : {} };
+}
+
 /** pi's answer to a command type it does not know (any `type`, even a missing one). */
 export function unknownCommandResponse(command: RpcCommand): RpcRecord {
   return rpcError(command.id, command.type, `Unknown command: ${String(command.type)}`);
@@ -107,6 +128,7 @@ export interface RouteCall {
   method: "GET" | "POST";
   /** Path below `/v1/projects/{projectId}/sessions/{id}` (starting with `/`, or empty). */
   path: string;
+  /** JSON body: an object, or already serialised (a Buffer from `jsonBody`). */
   body?: unknown;
 }
 
@@ -119,19 +141,33 @@ function inputBody(command: RpcCommand, extra: Record<string, unknown> = {}): Re
   };
 }
 
-/** `POST …/prompt` for pi's `prompt {message, images?, streamingBehavior?}`. */
+/** `POST …/prompt` for pi's `prompt {message, images?, streamingBehavior?}` (body serialised). */
 export function promptCall(command: RpcCommand): RouteCall {
   const streaming = command.streamingBehavior;
   return {
     method: "POST",
     path: "/prompt",
-    body: inputBody(command, streaming === undefined ? {} : { streamingBehavior: streaming }),
+    body: jsonBody(inputBody(command, streaming === undefined ? {} : { streamingBehavior: streaming })),
   };
 }
 
-/** `POST …/steer` / `…/follow_up` for pi's `steer` / `follow_up {message, images?}`. */
+/** `POST …/steer` / `…/follow_up` for pi's `steer` / `follow_up {message, images?}` (body serialised). */
 export function deliverCall(command: RpcCommand, route: "steer" | "follow_up"): RouteCall {
-  return { method: "POST", path: `/${route}`, body: inputBody(command) };
+  return { method: "POST", path: `/${route}`, body: jsonBody(inputBody(command)) };
+}
+
+/**
+ * A user input command (`prompt`, `steer`, `follow_up`) split, as soon as it arrives, into its
+ * route call — text and images (up to ~54 MiB) serialised once — and what the connection keeps
+ * while the command waits its turn: `id`, `type` and `streamingBehavior`. Any other command is
+ * returned as it is, without a call.
+ */
+export function splitInput(command: RpcCommand): { command: RpcCommand; call?: RouteCall } {
+  const { id, type, streamingBehavior } = command;
+  if (type === "prompt") return { command: { id, type, streamingBehavior }, call: promptCall(command) };
+  if (type === "steer" || type === "follow_up")
+    return { command: { id, type }, call: deliverCall(command, type) };
+  return { command };
 }
 
 /**

@@ -31,7 +31,6 @@ import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
 import { injectRoute, type SocketClient } from "../inject-route.ts";
-import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
 import { closeSocket, FrameFlow, keepAlive } from "../ws/socket-lifecycle.ts";
@@ -46,7 +45,7 @@ import {
   FLEET_EVENT_TYPES,
   isRecord,
   PI_RPC_COMMANDS,
-  parseErrorResponse,
+  parseRecord,
   promptCall,
   type RouteCall,
   type RpcCommand,
@@ -55,6 +54,7 @@ import {
   rpcError,
   rpcSuccess,
   SESSION_CHANGING_COMMANDS,
+  splitInput,
   stateCall,
   unknownCommandResponse,
 } from "./rpc-commands.ts";
@@ -67,6 +67,11 @@ export interface RpcLimits {
   promptAnswerWaitMs: number;
   /** WebSocket ping interval (ms); a socket silent for two is cut (socket-lifecycle.ts). */
   pingIntervalMs: number;
+  /**
+   * How long the session stream may take to go live (ms), when the socket opens or moves to
+   * another session; beyond it the socket closes with 1011 and the frames waiting for it are let go.
+   */
+  streamOpenTimeoutMs: number;
 }
 
 /** The session a connection drives. */
@@ -141,14 +146,7 @@ export class RpcConnection {
     this.projectId = target.projectId;
     this.target = target.sessionId;
     this.ready = this.subscribe();
-    socket.on("message", (data, isBinary) => {
-      const text = isBinary ? Buffer.from(data as Buffer).toString("utf8") : data.toString();
-      this.flow.track(this.onFrame(text)).catch((err: unknown) => {
-        // Redis unreachable or a bug: pi's catch-all answer, the connection stays open.
-        this.app.log.warn({ err: (err as Error).message }, "rpc frame failed");
-        this.respond(rpcError(undefined, "parse", "internal error"));
-      });
-    });
+    socket.on("message", (data) => this.onMessage(data.toString()));
     socket.on("close", () => this.dispose());
     socket.on("error", () => this.dispose());
   }
@@ -169,21 +167,49 @@ export class RpcConnection {
   // Client records
   // -------------------------------------------------------------------------------------------
 
-  private async onFrame(frame: string): Promise<void> {
+  /**
+   * One frame, parsed at once — a user input's text and images are serialised into its route call
+   * then, so the frame's text and object are not kept while the command waits for the stream or
+   * its turn — and handled once the stream is live. Never throws (a throw here would reach ws).
+   */
+  private onMessage(frame: string): void {
+    let command: RpcCommand = {};
+    try {
+      const parsed = parseRecord(frame);
+      let call: RouteCall | undefined;
+      if ("record" in parsed) ({ command, call } = splitInput(parsed.record));
+      const work = "record" in parsed ? this.onCommand(command, call) : this.onParseError(parsed.response);
+      this.flow.track(work).catch((err: unknown) => this.frameFailed(command, err));
+    } catch (err) {
+      this.frameFailed(command, err);
+    }
+  }
+
+  /** A frame that is not JSON: pi's parse error, after the answers of earlier frames are due. */
+  private async onParseError(response: RpcRecord): Promise<void> {
+    await this.ready;
+    if (!this.closed) this.respond(response);
+  }
+
+  /**
+   * A frame whose handling failed outside its command (an extension UI answer whose route call
+   * failed, a bug): pi's catch-all answer, naming the command as pi does (`id` and `type` of what
+   * was parsed; pi's `parse` is only for a frame that is not JSON), with "internal error" as its
+   * text (the cause goes to the log); the connection stays open. Never throws.
+   */
+  private frameFailed(command: RpcCommand, err: unknown): void {
+    this.app.log.warn({ err: (err as Error).message, command: command.type }, "rpc frame failed");
+    try {
+      this.respond(rpcError(command.id, command.type, "internal error"));
+    } catch {
+      this.close(1011, "internal error");
+    }
+  }
+
+  /** One parsed record; `call` is the route call of a user input (see `splitInput`). */
+  private async onCommand(record: RpcCommand, call: RouteCall | undefined): Promise<void> {
     await this.ready;
     if (this.closed) return;
-    // One record per frame; a JSONL writer's line ending is tolerated (pi strips `\r`).
-    let line = frame.endsWith("\n") ? frame.slice(0, -1) : frame;
-    if (line.endsWith("\r")) line = line.slice(0, -1);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-      if (tooDeep(parsed)) throw new Error(TOO_DEEP_MESSAGE);
-    } catch (err) {
-      this.respond(parseErrorResponse(err));
-      return;
-    }
-    const record: RpcCommand = isRecord(parsed) ? parsed : {};
     if (record.type === "extension_ui_response") {
       await this.answerUi(record);
       return;
@@ -193,7 +219,8 @@ export class RpcConnection {
       this.respond(unknownCommandResponse(record));
       return;
     }
-    const run = () => this.execute(type, record).catch((err: unknown) => this.failed(record, type, err));
+    const run = () =>
+      this.execute(type, record, call).catch((err: unknown) => this.failed(record, type, err));
     if (LANE_COMMANDS.has(type) || SESSION_CHANGING_COMMANDS.has(type)) this.inLane(run);
     else this.respond(await run());
   }
@@ -214,13 +241,13 @@ export class RpcConnection {
     return rpcError(record.id, type, err instanceof Error ? err.message : String(err));
   }
 
-  private async execute(type: string, command: RpcCommand): Promise<Outcome> {
+  private async execute(type: string, command: RpcCommand, input: RouteCall | undefined): Promise<Outcome> {
     switch (type) {
       case "prompt":
-        return this.prompt(command);
+        return this.prompt(command, input ?? promptCall(command));
       case "steer":
       case "follow_up":
-        return this.deliver(command, type);
+        return this.deliver(command, type, input ?? deliverCall(command, type));
       case "abort": {
         const res = await this.call(abortCall());
         return res.status < 400
@@ -234,15 +261,15 @@ export class RpcConnection {
     }
   }
 
-  /** pi's `prompt`: refused while streaming (unless `streamingBehavior`), else queued. */
-  private async prompt(command: RpcCommand): Promise<Outcome> {
+  /** pi's `prompt` (`call`: its route call): refused while streaming (unless `streamingBehavior`), else queued. */
+  private async prompt(command: RpcCommand, call: RouteCall): Promise<Outcome> {
     const { id } = command;
     const streaming = await this.isStreaming();
     if (streaming && command.streamingBehavior === undefined)
       return rpcError(id, "prompt", ALREADY_PROCESSING);
     this.holds++;
     try {
-      const res = await this.call(promptCall(command));
+      const res = await this.call(call);
       if (res.status >= 400) return rpcError(id, "prompt", routeErrorText(res.status, res.body));
       const { runId, delivered } = res.body as { runId?: unknown; delivered?: unknown };
       if (typeof runId !== "string") return rpcError(id, "prompt", "the prompt was not accepted");
@@ -263,11 +290,11 @@ export class RpcConnection {
     }
   }
 
-  /** pi's `steer` / `follow_up`: into the running run (idle: the fleet queues a prompt). */
-  private async deliver(command: RpcCommand, type: "steer" | "follow_up"): Promise<Outcome> {
+  /** pi's `steer` / `follow_up` (`call`: its route call): into the running run (idle: the fleet queues a prompt). */
+  private async deliver(command: RpcCommand, type: "steer" | "follow_up", call: RouteCall): Promise<Outcome> {
     this.holds++;
     try {
-      const res = await this.call(deliverCall(command, type));
+      const res = await this.call(call);
       if (res.status >= 400) return rpcError(command.id, type, routeErrorText(res.status, res.body));
       const { runId, delivered } = res.body as { runId?: unknown; delivered?: unknown };
       // A new run (the session was idle): its end is forwarded if pi's events do not end it.
@@ -376,12 +403,25 @@ export class RpcConnection {
       },
     );
     this.subscription = subscription;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await subscription.start();
+      // Frames wait for this (up to 64 of them, each up to the frame limit): never indefinitely,
+      // as when the hub cannot subscribe (Redis unreachable) and would retry for ever.
+      await Promise.race([
+        subscription.start(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`stream not live within ${this.limits.streamOpenTimeoutMs} ms`)),
+            this.limits.streamOpenTimeoutMs,
+          );
+        }),
+      ]);
     } catch (err) {
       this.app.log.warn({ err: (err as Error).message }, "rpc stream subscription failed");
       this.close(1011, "stream unavailable");
       return;
+    } finally {
+      clearTimeout(timer);
     }
     for (const pending of await pendingUi(this.s, ref, this.app.log)) {
       if (this.subscription !== subscription) return;

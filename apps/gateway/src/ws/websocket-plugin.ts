@@ -5,7 +5,8 @@
  * Frames are capped like the REST routes that take images (`inputBodyLimit`: text and JSON plus
  * PI_FLEET_MAX_IMAGES images), with room for a frame's envelope: a prompt with images that REST
  * accepts is accepted over a socket too, and the route behind a socket request (run in-process)
- * still enforces its exact limit. A larger frame closes the socket with 1009 (ws).
+ * still enforces its exact limit. A larger frame closes the socket with 1009 (ws), and so does a
+ * message that does not arrive within PI_FLEET_REQUEST_TIMEOUT_MS (message-deadline.ts).
  */
 import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";

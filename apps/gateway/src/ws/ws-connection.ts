@@ -9,14 +9,15 @@
  * close deadlines and frame flow are socket-lifecycle.ts's.
  */
 import { randomUUID } from "node:crypto";
-import { isOffset, WS_PROTOCOL, WsClientFrame } from "@pi-fleet/contracts";
+import type { Duplex } from "node:stream";
+import { type ApiError, isOffset, WS_PROTOCOL, WsClientFrame } from "@pi-fleet/contracts";
 import { type StreamEntry, type StreamRef, StreamSubscription } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
 import { isRedisUnavailable } from "../error-handler.ts";
-import { injectRoute, type SocketClient } from "../inject-route.ts";
+import { injectRoute, type RouteCall, type SocketClient } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 import { pendingUi } from "../routes/events.ts";
 import type { GatewayServices } from "../services.ts";
@@ -28,20 +29,33 @@ const validate = Compile(WsClientFrame);
 /** A replay that makes no progress for this long (ms) is cut with `stream_lagging` (as SSE's). */
 const REPLAY_STALL_MS = 10_000;
 
+/**
+ * While replays wait for the client to read: how often the connection checks its unsent bytes
+ * (ms). The TCP socket's `drain` resumes them at once; this only catches the rest, and notices a
+ * stall, without waking up a hundred times a second per stalled client.
+ */
+export const CONGESTION_CHECK_MS = 250;
+
 /** Limits of one connection. */
 export interface WsLimits {
   maxBufferedBytes: number;
   maxSubscriptions: number;
   /** WebSocket ping interval (ms); a socket silent for two is cut (socket-lifecycle.ts). */
   pingIntervalMs: number;
+  /**
+   * Spends one request of the org's rate limit (limits/rate-limit.ts) for a `subscribe`, as a
+   * REST request would; resolves the error to answer when the budget is spent.
+   */
+  spendRequest: () => Promise<ApiError | undefined>;
 }
 
-type Frame = { kind: string; [key: string]: unknown };
+type Frame = { kind: string; id?: unknown; [key: string]: unknown };
 
 /** Serves one WebSocket. */
 export class WsConnection {
   readonly id = randomUUID();
   private readonly socket: WebSocket;
+  private readonly raw: Duplex;
   private readonly app: FastifyInstance;
   private readonly s: GatewayServices;
   private readonly limits: WsLimits;
@@ -56,17 +70,25 @@ export class WsConnection {
   private readonly cancelled = new Set<string>();
   /** Each subscription's slot among the credential's open streams (PI_FLEET_MAX_STREAMS_PER_KEY). */
   private readonly slots = new Map<string, () => void>();
+  /** The wait of the replays while the socket is congested (see congested()). */
+  private drained: Promise<void> | undefined;
   private greeted = false;
   private closed = false;
 
+  /**
+   * @param raw the connection's TCP socket (the upgrade request's `request.raw.socket`): its
+   *   `drain` ends a replay's wait for the client
+   */
   constructor(
     socket: WebSocket,
+    raw: Duplex,
     app: FastifyInstance,
     auth: RequestAuth,
     client: SocketClient,
     limits: WsLimits,
   ) {
     this.socket = socket;
+    this.raw = raw;
     this.auth = auth;
     this.app = app;
     this.s = app.services;
@@ -74,10 +96,7 @@ export class WsConnection {
     this.limits = limits;
     this.flow = new FrameFlow(socket);
     keepAlive(socket, limits.pingIntervalMs);
-    socket.on("message", (data, isBinary) => {
-      const text = isBinary ? null : data.toString();
-      this.flow.track(this.onMessage(text)).catch((err: unknown) => this.failedFrame(text, err));
-    });
+    socket.on("message", (data, isBinary) => this.onMessage(isBinary ? null : data.toString()));
     socket.on("close", () => void this.dispose());
     socket.on("error", () => void this.dispose());
   }
@@ -89,15 +108,34 @@ export class WsConnection {
     void this.dispose();
   }
 
-  private async onMessage(text: string | null): Promise<void> {
-    if (this.closed) return;
+  /**
+   * One frame: parsed, checked and dispatched synchronously, so neither its text nor its parsed
+   * object outlives this call — a request keeps only its serialised body while its route runs (a
+   * prompt frame may carry ~54 MiB of images). Never throws (a throw here would reach ws).
+   */
+  private onMessage(text: string | null): void {
+    let id: unknown;
+    try {
+      const frame = this.parse(text);
+      if (frame === undefined) return;
+      id = frame.id;
+      const work = this.dispatch(frame);
+      if (work) this.flow.track(work).catch((err: unknown) => this.failedFrame(id, err));
+    } catch (err) {
+      this.failedFrame(id, err);
+    }
+  }
+
+  /** The frame, validated; undefined when it was answered with an error frame (or the socket closed). */
+  private parse(text: string | null): Frame | undefined {
+    if (this.closed) return undefined;
     let frame: unknown;
     try {
       if (text === null) throw new Error("binary frames are not accepted");
       frame = JSON.parse(text);
     } catch {
       this.send({ kind: "error", code: "PF_ERR_REQUEST_MALFORMED_JSON", error: "frames are JSON text" });
-      return;
+      return undefined;
     }
     if (tooDeep(frame)) {
       this.send({
@@ -105,7 +143,7 @@ export class WsConnection {
         code: "PF_ERR_REQUEST_INVALID",
         error: `invalid frame: ${TOO_DEEP_MESSAGE}`,
       });
-      return;
+      return undefined;
     }
     if (!validate.Check(frame)) {
       const first = validate.Errors(frame)[0];
@@ -116,34 +154,39 @@ export class WsConnection {
         code: "PF_ERR_REQUEST_INVALID",
         error: `invalid frame${first ? `: ${first.instancePath || "/"} ${first.message}` : ""}`,
       });
-      return;
+      return undefined;
     }
     const f = frame as Frame;
     if (!this.greeted && f.kind !== "hello") {
       this.send({ kind: "error", code: "PF_ERR_REQUEST_INVALID", error: "send hello first" });
-      return;
+      return undefined;
     }
+    return f;
+  }
+
+  /** Answers a valid frame; returns the work still under way (tracked by FrameFlow), if any. */
+  private dispatch(f: Frame): Promise<void> | undefined {
     switch (f.kind) {
       case "hello":
         this.greeted = true;
         this.send({ kind: "welcome", protocol: WS_PROTOCOL, connectionId: this.id });
-        return;
+        return undefined;
       case "ping":
         this.send({ kind: "pong", ...(f.id === undefined ? {} : { id: f.id }) });
-        return;
+        return undefined;
       case "subscribe":
-        await this.subscribe(
+        return this.subscribe(
           f as Frame & { projectId: string; sessionId?: string; after?: string; id?: string },
         );
-        return;
       case "unsubscribe":
-        await this.unsubscribe(f as Frame & { projectId: string; sessionId?: string; id?: string });
-        return;
-      case "request":
-        await this.request(
-          f as Frame & { id: string | number; method: string; params: Record<string, unknown> },
-        );
-        return;
+        return this.unsubscribe(f as Frame & { projectId: string; sessionId?: string; id?: string });
+      case "request": {
+        const r = f as Frame & { id: string | number; method: string; params: Record<string, unknown> };
+        // The route call is built (its body serialised) now; the frame is not kept meanwhile.
+        return this.request(r.id, requestRoute(r.method, r.params));
+      }
+      default:
+        return undefined;
     }
   }
 
@@ -170,16 +213,23 @@ export class WsConnection {
     this.subscribing.add(key);
     let exists: unknown;
     let cancelled = false;
+    let refused: ApiError | undefined;
     try {
-      exists = f.sessionId
-        ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
-        : await this.s.registry.getProject(this.auth.org, f.projectId);
+      // One request of the org's budget, as REST counts one, before the Redis work it pays for
+      // (lookup, watch, bounds, replay: about a dozen commands with the unsubscribe).
+      refused = await this.limits.spendRequest();
+      if (!refused) {
+        exists = f.sessionId
+          ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
+          : await this.s.registry.getProject(this.auth.org, f.projectId);
+      }
     } finally {
       this.subscribing.delete(key);
       cancelled = this.cancelled.delete(key); // also when the lookup failed: never left behind
     }
     // The socket closed during the lookup: dispose() has run, nothing may be added now.
     if (this.closed) return;
+    if (refused) return fail(refused.code, refused.message);
     if (cancelled) {
       return fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
     }
@@ -270,27 +320,17 @@ export class WsConnection {
     });
   }
 
-  private async request(f: {
-    id: string | number;
-    method: string;
-    params: Record<string, unknown>;
-  }): Promise<void> {
-    const { status, body } = await injectRoute(this.app, this.client, requestRoute(f.method, f.params));
-    if (status < 400) this.send({ kind: "response", id: f.id, ok: true, result: body });
-    else this.send({ kind: "response", id: f.id, ok: false, status, error: body });
+  private async request(id: string | number, call: RouteCall): Promise<void> {
+    const { status, body } = await injectRoute(this.app, this.client, call);
+    if (status < 400) this.send({ kind: "response", id, ok: true, result: body });
+    else this.send({ kind: "response", id, ok: false, status, error: body });
   }
 
   /**
    * A frame whose handling failed (Redis unreachable, a bug): an error frame answers it (with its
    * id when it had one), the socket stays open, the failure is logged. Never throws.
    */
-  private failedFrame(text: string | null, err: unknown): void {
-    let id: unknown;
-    try {
-      id = text === null ? undefined : (JSON.parse(text) as { id?: unknown } | null)?.id;
-    } catch {
-      id = undefined;
-    }
+  private failedFrame(id: unknown, err: unknown): void {
     const unavailable = err instanceof Error && isRedisUnavailable(err);
     if (unavailable) this.app.log.warn({ err: (err as Error).message }, "ws frame failed: redis unavailable");
     else this.app.log.error({ err }, "ws frame failed");
@@ -307,27 +347,45 @@ export class WsConnection {
   }
 
   /**
-   * Replay backpressure: waits while the socket holds more than a quarter of the client limit. A
-   * client that reads nothing for {@link REPLAY_STALL_MS} is cut as lagging (as SSE does).
+   * Replay backpressure: waits while the socket holds more than a quarter of the client limit
+   * (at most 256 KiB). Every replaying subscription of the connection waits on the same wait,
+   * which ends when the TCP socket drains; a check every {@link CONGESTION_CHECK_MS} catches what
+   * no `drain` announces and cuts a client that reads nothing for {@link REPLAY_STALL_MS} as
+   * lagging (as SSE does).
    */
   private congested(): Promise<void> | undefined {
     const highWater = Math.min(256 * 1024, Math.floor(this.limits.maxBufferedBytes / 4));
     if (this.closed || this.socket.bufferedAmount <= highWater) return undefined;
+    this.drained ??= this.drain(highWater).finally(() => {
+      this.drained = undefined;
+    });
+    return this.drained;
+  }
+
+  /** Resolves once the socket holds at most `highWater` unsent bytes, or closed, or was cut. */
+  private drain(highWater: number): Promise<void> {
     let buffered = this.socket.bufferedAmount;
     let progressAt = performance.now();
     return new Promise((resolve) => {
-      const check = () => {
-        if (this.closed || this.socket.bufferedAmount <= highWater) return resolve();
+      const done = (): void => {
+        clearInterval(check);
+        this.raw.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      const check = setInterval(() => {
+        if (this.closed || this.socket.bufferedAmount <= highWater) return done();
         if (this.socket.bufferedAmount < buffered) {
           buffered = this.socket.bufferedAmount;
           progressAt = performance.now();
         } else if (performance.now() - progressAt > REPLAY_STALL_MS) {
           this.cutLagging();
-          return resolve();
+          done();
         }
-        setTimeout(check, 10);
-      };
-      setTimeout(check, 10);
+      }, CONGESTION_CHECK_MS);
+      // ws writes straight to the TCP socket (no compression): its `drain` is ws's buffer emptied.
+      this.raw.on("drain", done);
+      this.socket.on("close", done);
     });
   }
 

@@ -3,9 +3,12 @@
  * validation and semantics. `params` carries the ids plus the route's body fields.
  */
 
-import type { RouteCall } from "../inject-route.ts";
+import { jsonBody, type RouteCall } from "../inject-route.ts";
 
-/** The REST call for `method` with `params` (ids already validated by the frame schema). */
+/**
+ * The REST call for `method` with `params` (ids already validated by the frame schema). A POST's
+ * body is serialised here (a Buffer), so the caller can let go of the frame while the route runs.
+ */
 export function requestRoute(method: string, params: Record<string, unknown>): RouteCall {
   const { projectId, sessionId, requestId, idempotencyKey, ...body } = params as {
     projectId: string;
@@ -16,24 +19,25 @@ export function requestRoute(method: string, params: Record<string, unknown>): R
   };
   const base = `/v1/projects/${projectId}/sessions/${sessionId}`;
   const headers: Record<string, string> = idempotencyKey ? { "idempotency-key": idempotencyKey } : {};
+  const post = (path: string): RouteCall => ({
+    method: "POST",
+    url: `${base}${path}`,
+    headers,
+    payload: jsonBody(body),
+  });
   switch (method) {
     case "prompt":
-      return { method: "POST", url: `${base}/prompt`, headers, payload: body };
+      return post("/prompt");
     case "steer":
-      return { method: "POST", url: `${base}/steer`, headers, payload: body };
+      return post("/steer");
     case "follow_up":
-      return { method: "POST", url: `${base}/follow_up`, headers, payload: body };
+      return post("/follow_up");
     case "abort":
-      return { method: "POST", url: `${base}/abort`, headers, payload: body };
+      return post("/abort");
     case "commands":
-      return { method: "POST", url: `${base}/commands`, headers, payload: body };
+      return post("/commands");
     case "extension_ui_response":
-      return {
-        method: "POST",
-        url: `${base}/extension-ui/${encodeURIComponent(requestId ?? "")}/response`,
-        headers,
-        payload: body,
-      };
+      return post(`/extension-ui/${encodeURIComponent(requestId ?? "")}/response`);
     case "state":
       return { method: "GET", url: `${base}/state`, headers };
     default:
