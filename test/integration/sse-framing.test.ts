@@ -1,8 +1,8 @@
 // The SSE response on the wire, read from a raw TCP socket (what proxies and minimal clients see):
 // an HTTP/1.1 request gets well-formed chunked transfer encoding carrying `retry:` and the frames
-// in order (written straight to the socket as pre-built chunks, sse-wire.ts), and the terminating
-// chunk when the gateway ends the stream; an HTTP/1.0 request (no chunked encoding) gets the
-// frames unframed; a live-only request's first frame names the offset the stream starts after.
+// in order, and the terminating chunk when the gateway ends the stream; an HTTP/1.0 request (no
+// chunked encoding) gets the frames unframed; a live-only request's first frame names the offset
+// the stream starts after.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";

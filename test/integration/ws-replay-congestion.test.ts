@@ -1,13 +1,13 @@
 // A `/v1/ws` replay whose client stops reading waits for the socket to drain without polling:
 // it polled every 10 ms per stalled subscription (a new timer each time: ~100 a second per client,
-// so thousands of stalled clients kept a gateway core busy). Now the TCP socket's `drain` resumes
-// it, and a check every CONGESTION_CHECK_MS per connection notices stalls. A client that reads
-// again still gets the whole replay, in order.
+// so thousands of stalled clients kept a gateway core busy). Now one wait per connection looks at
+// the socket less and less often while nothing is taken, down to every STALLED_CHECK_MS
+// (drain-wait.ts). A client that reads again still gets the whole replay, in order.
 import { createHook } from "node:async_hooks";
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
-import { CONGESTION_CHECK_MS } from "../../apps/gateway/src/ws/ws-connection.ts";
+import { STALLED_CHECK_MS } from "../../apps/gateway/src/drain-wait.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 
 const EVENTS = 4000;
@@ -78,7 +78,7 @@ describe("a replay whose client stops reading", () => {
     await sleep(1500); // every replay is backed up by now
     const stalled = await timersPerSecond(2000);
     // Before: ~100 new timers a second per stalled client. Now: at most the connection's check.
-    expect(stalled - baseline).toBeLessThan(CLIENTS * (1000 / CONGESTION_CHECK_MS + 5));
+    expect(stalled - baseline).toBeLessThan(CLIENTS * (1000 / STALLED_CHECK_MS + 5));
     for (const c of clients) c.ws.resume();
     await waitFor(() => clients.every((c) => c.offsets.length === EVENTS), {
       timeoutMs: 20_000,

@@ -211,20 +211,7 @@ export class StreamSubscription implements HubListener {
       for (;;) {
         await this.replay();
         if (this.closed) return;
-        // The live entries that arrived meanwhile, each only if it follows the last one sent
-        // (an entry whose announcement was lost is not skipped: read the stream again instead).
-        const pending = this.buffer;
-        this.dropBuffer();
-        let gap = false;
-        for (const e of pending) {
-          if (compareOffsets(e.id, this.lastSent) <= 0) continue;
-          if (e.prev !== this.lastSent) {
-            gap = true;
-            break;
-          }
-          this.deliver(e);
-        }
-        if (!gap) break;
+        if (await this.flushBuffer()) break;
       }
       this.buffering = false;
     } catch (err) {
@@ -233,6 +220,34 @@ export class StreamSubscription implements HubListener {
     } finally {
       this.repairing = false;
     }
+  }
+
+  /**
+   * Delivers the live entries that arrived during the replay, each only if it follows the last
+   * one sent (an entry whose announcement was lost is not skipped: read the stream again
+   * instead), at the pace the client reads like the replay: entries that arrive while it waits
+   * join the buffer and are flushed in turn.
+   * @returns true when caught up; false when the stream must be read again (a gap, a buffer
+   *   that overflowed while waiting, or the stream recreated meanwhile)
+   */
+  private async flushBuffer(): Promise<boolean> {
+    const generation = this.generation;
+    while (this.buffer.length > 0) {
+      const pending = this.buffer;
+      this.dropBuffer();
+      for (const e of pending) {
+        if (this.closed) return true;
+        if (compareOffsets(e.id, this.lastSent) <= 0) continue;
+        if (e.prev !== this.lastSent) return false;
+        this.deliver(e);
+        const wait = this.sink.congested?.();
+        if (wait) {
+          await wait;
+          if (this.repairAgain || generation !== this.generation) return false;
+        }
+      }
+    }
+    return true;
   }
 
   /** Reads pages after `lastSent` until caught up (and again while live entries overflowed). */

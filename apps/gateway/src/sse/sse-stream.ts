@@ -2,14 +2,14 @@
  * One SSE response over a subscription (API.md "Event stream"): `retry:` once, frames
  * `id: <offset>\ndata: <json>\n\n`, a comment heartbeat, `stream_reset` frames without an id (the
  * client keeps its cursor semantics). Frames produced in one I/O turn are coalesced into one
- * write; once the head is out, frames go to the socket as pre-built HTTP chunks shared by every
- * subscriber of the event (sse-wire.ts). Backpressure: while replaying, the subscription waits for the socket to drain
+ * write. Backpressure: while replaying, the subscription waits for the socket to drain
  * (`congested()`); live, a client whose unsent bytes exceed the bound gets a final
  * `stream_lagging` event and is closed — it resumes with its last id.
  */
 import type { ServerResponse } from "node:http";
 import type { ResetReason, StreamEntry, SubscriptionSink } from "@pi-fleet/streams";
-import { canWriteChunks, chunkOf, entryChunk, type Flushable, flushAfterTurn } from "./sse-wire.ts";
+import { waitForDrain } from "../drain-wait.ts";
+import { type Flushable, flushAfterTurn } from "./flush-scheduler.ts";
 
 /** Options of one SSE stream. */
 export interface SseOptions {
@@ -34,11 +34,7 @@ export class SseStream implements SubscriptionSink, Flushable {
   private readonly opts: SseOptions;
   private heartbeat: NodeJS.Timeout | undefined;
   private held: string[] | undefined = [];
-  /** Frames go to the socket as HTTP chunks (see `canWriteChunks`); else through `res.write`. */
-  private chunks = false;
-  /** This turn's frames: HTTP chunks (`chunks`) or SSE text. */
-  private pending: (Buffer | string)[] = [];
-  private pendingBytes = 0;
+  private pending = "";
   private flushScheduled = false;
   private lastId: string | undefined;
   private ended = false;
@@ -68,7 +64,6 @@ export class SseStream implements SubscriptionSink, Flushable {
   open(startOffset?: string): void {
     const held = this.held ?? [];
     this.held = undefined;
-    this.chunks = canWriteChunks(this.res);
     this.frame(`retry: ${this.opts.retryMs}\n${startOffset === undefined ? "" : `id: ${startOffset}\n`}\n`);
     for (const frame of held) this.frame(frame);
     this.heartbeat = setInterval(() => this.frame(": heartbeat\n\n"), this.opts.heartbeatMs);
@@ -77,8 +72,7 @@ export class SseStream implements SubscriptionSink, Flushable {
 
   entry(entry: StreamEntry): void {
     this.onStreamFrame();
-    if (this.chunks && !this.held) this.enqueue(entryChunk(entry.id, entry.data), entry.id);
-    else this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
+    this.frame(`id: ${entry.id}\ndata: ${entry.data}\n\n`, entry.id);
   }
 
   reset(reason: ResetReason, firstOffset: string): void {
@@ -93,33 +87,18 @@ export class SseStream implements SubscriptionSink, Flushable {
 
   congested(): Promise<void> | undefined {
     const highWater = Math.min(REPLAY_HIGH_WATER, Math.floor(this.opts.maxBufferedBytes / 4));
-    if (this.ended || this.res.writableLength + this.pendingBytes <= highWater) return undefined;
+    if (this.ended || this.res.writableLength + this.pending.length <= highWater) return undefined;
     this.flush();
     if (this.res.writableLength <= highWater || this.res.destroyed) return undefined;
-    // Resume on "drain" (the socket's: chunks bypass the response), with a short poll as a safety
-    // net (an HTTP response does not always re-emit "drain" for bytes queued before its socket
-    // was attached).
-    const since = performance.now();
-    const socket = this.res.socket;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearInterval(poll);
-        this.res.off("drain", done);
-        this.res.off("close", done);
-        socket?.off("drain", done);
-        resolve();
-      };
-      const poll = setInterval(() => {
-        if (this.ended || this.res.destroyed || this.res.writableLength <= highWater) done();
-        else if (performance.now() - since > REPLAY_STALL_MS) {
-          // Not reading at all during a replay: cut it like a lagging live client.
-          this.cut();
-          done();
-        }
-      }, 5);
-      this.res.on("drain", done);
-      this.res.on("close", done);
-      socket?.on("drain", done);
+    return waitForDrain({
+      buffered: () => this.res.writableLength,
+      highWater,
+      drains: [this.res],
+      closes: [this.res],
+      ended: () => this.ended || this.res.destroyed,
+      // Not reading at all during a replay: cut it like a lagging live client.
+      stallMs: REPLAY_STALL_MS,
+      onStall: () => this.cut(),
     });
   }
 
@@ -130,19 +109,13 @@ export class SseStream implements SubscriptionSink, Flushable {
       this.held.push(chunk);
       return;
     }
-    this.enqueue(this.chunks ? chunkOf(chunk) : chunk, id);
-  }
-
-  private enqueue(bytes: Buffer | string, id: string | undefined): void {
-    if (this.ended) return;
     // Lagging = bytes Node could not hand to the kernel (the client does not read), not what this
     // turn is still coalescing.
     if (this.res.writableLength > this.opts.maxBufferedBytes) {
       this.cut();
       return;
     }
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
+    this.pending += chunk;
     if (id !== undefined) this.lastId = id;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -169,24 +142,13 @@ export class SseStream implements SubscriptionSink, Flushable {
     this.res.end();
   }
 
-  /** Writes this turn's frames: one socket write (several: corked into one writev), or one `res.write`. */
+  /** Writes this turn's frames with one `res.write`. */
   flush(): void {
     this.flushScheduled = false;
-    const frames = this.pending;
-    if (frames.length === 0) return;
-    this.pending = [];
-    this.pendingBytes = 0;
-    const socket = this.res.socket;
-    if (this.res.destroyed || !socket) return;
-    if (!this.chunks) {
-      this.res.write(frames.join(""));
-    } else if (frames.length === 1) {
-      socket.write(frames[0] as Buffer);
-    } else {
-      socket.cork();
-      for (const frame of frames) socket.write(frame as Buffer);
-      socket.uncork();
-    }
+    if (this.pending === "" || this.res.destroyed) return;
+    const chunk = this.pending;
+    this.pending = "";
+    this.res.write(chunk);
   }
 
   private finish(): void {

@@ -16,6 +16,7 @@ import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
+import { waitForDrain } from "../drain-wait.ts";
 import { isRedisUnavailable } from "../error-handler.ts";
 import { injectRoute, type RouteCall, type SocketClient } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
@@ -28,13 +29,6 @@ const validate = Compile(WsClientFrame);
 
 /** A replay that makes no progress for this long (ms) is cut with `stream_lagging` (as SSE's). */
 const REPLAY_STALL_MS = 10_000;
-
-/**
- * While replays wait for the client to read: how often the connection checks its unsent bytes
- * (ms). The TCP socket's `drain` resumes them at once; this only catches the rest, and notices a
- * stall, without waking up a hundred times a second per stalled client.
- */
-export const CONGESTION_CHECK_MS = 250;
 
 /** Limits of one connection. */
 export interface WsLimits {
@@ -349,9 +343,8 @@ export class WsConnection {
   /**
    * Replay backpressure: waits while the socket holds more than a quarter of the client limit
    * (at most 256 KiB). Every replaying subscription of the connection waits on the same wait,
-   * which ends when the TCP socket drains; a check every {@link CONGESTION_CHECK_MS} catches what
-   * no `drain` announces and cuts a client that reads nothing for {@link REPLAY_STALL_MS} as
-   * lagging (as SSE does).
+   * which ends when the socket is down to the mark (drain-wait.ts) and cuts a client that reads
+   * nothing for {@link REPLAY_STALL_MS} as lagging (as SSE does).
    */
   private congested(): Promise<void> | undefined {
     const highWater = Math.min(256 * 1024, Math.floor(this.limits.maxBufferedBytes / 4));
@@ -364,28 +357,15 @@ export class WsConnection {
 
   /** Resolves once the socket holds at most `highWater` unsent bytes, or closed, or was cut. */
   private drain(highWater: number): Promise<void> {
-    let buffered = this.socket.bufferedAmount;
-    let progressAt = performance.now();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearInterval(check);
-        this.raw.off("drain", done);
-        this.socket.off("close", done);
-        resolve();
-      };
-      const check = setInterval(() => {
-        if (this.closed || this.socket.bufferedAmount <= highWater) return done();
-        if (this.socket.bufferedAmount < buffered) {
-          buffered = this.socket.bufferedAmount;
-          progressAt = performance.now();
-        } else if (performance.now() - progressAt > REPLAY_STALL_MS) {
-          this.cutLagging();
-          done();
-        }
-      }, CONGESTION_CHECK_MS);
+    return waitForDrain({
+      buffered: () => this.socket.bufferedAmount,
+      highWater,
       // ws writes straight to the TCP socket (no compression): its `drain` is ws's buffer emptied.
-      this.raw.on("drain", done);
-      this.socket.on("close", done);
+      drains: [this.raw],
+      closes: [this.socket],
+      ended: () => this.closed,
+      stallMs: REPLAY_STALL_MS,
+      onStall: () => this.cutLagging(),
     });
   }
 
