@@ -186,6 +186,26 @@ describe("/v1/ws subscriptions", () => {
     c.ws.close();
     await c.closed;
   });
+
+  it("a subscribe right after an unsubscribe that cancelled one is set up, not refused", async () => {
+    const c = await hello();
+    for (let round = 0; round < 5; round++) {
+      // All three at once: the first subscribe is still looking its session up when the others land.
+      c.send({ kind: "subscribe", id: `a${round}`, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "unsubscribe", id: `u${round}`, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "subscribe", id: `b${round}`, projectId: project, sessionId: sessions[0] });
+      // Every subscribe is answered: the first with an error or (set up before the unsubscribe)
+      // with `subscribed`, the second with `subscribed`.
+      const first = await c.frame((f) => f.id === `a${round}`, "the first subscribe's answer");
+      expect(["subscribed", "error"]).toContain(first.kind);
+      const second = await c.frame((f) => f.id === `b${round}`, "the second subscribe's answer");
+      expect(second).toMatchObject({ kind: "subscribed" });
+      c.send({ kind: "unsubscribe", id: `v${round}`, projectId: project, sessionId: sessions[0] });
+      await c.frame((f) => f.kind === "unsubscribed" && f.id === `v${round}`, "unsubscribed");
+    }
+    c.ws.close();
+    await c.closed;
+  });
 });
 
 describe("ids that become part of a route URL", () => {

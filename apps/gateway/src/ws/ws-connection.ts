@@ -58,8 +58,8 @@ export class WsConnection {
   /** Who authenticated the upgrade request; subscriptions are scoped to its org. */
   readonly auth: RequestAuth;
   private readonly subscriptions = new Map<string, StreamSubscription>();
-  /** Streams whose subscribe is looking up its project or session (see subscribe()). */
-  private readonly subscribing = new Set<string>();
+  /** Streams whose subscribe is looking up its project or session (see subscribe()): its end. */
+  private readonly subscribing = new Map<string, Promise<void>>();
   /** Of those, the ones an unsubscribe arrived for meanwhile. */
   private readonly cancelled = new Set<string>();
   /** Each subscription's slot among the credential's open streams (PI_FLEET_MAX_STREAMS_PER_KEY). */
@@ -194,6 +194,10 @@ export class WsConnection {
     const fail = (code: string, error: string) => this.send({ kind: "error", id: f.id, code, error });
     if (f.after !== undefined && !isOffset(f.after))
       return fail("PF_ERR_STREAM_CURSOR_INVALID", "invalid stream offset");
+    // A subscribe of this stream that an unsubscribe cancelled while it looked the stream up ends
+    // in a moment (with an error): this one waits for it instead of being refused.
+    const ending = this.subscribing.get(key);
+    if (ending && this.cancelled.has(key)) await ending;
     if (this.subscriptions.has(key) || this.subscribing.has(key))
       return fail("PF_ERR_REQUEST_INVALID", "already subscribed");
     if (this.subscriptions.size + this.subscribing.size >= this.limits.maxSubscriptions) {
@@ -204,7 +208,13 @@ export class WsConnection {
     }
     // Reserved while the lookup is in flight: frames are handled concurrently, so a second
     // subscribe to the same stream (or past the cap) must see this one.
-    this.subscribing.add(key);
+    let lookedUp: () => void = () => {};
+    this.subscribing.set(
+      key,
+      new Promise<void>((resolve) => {
+        lookedUp = resolve;
+      }),
+    );
     let exists: unknown;
     let cancelled = false;
     let refused: ApiError | undefined;
@@ -220,6 +230,7 @@ export class WsConnection {
     } finally {
       this.subscribing.delete(key);
       cancelled = this.cancelled.delete(key); // also when the lookup failed: never left behind
+      lookedUp();
     }
     // The socket closed during the lookup: dispose() has run, nothing may be added now.
     if (this.closed) return;
@@ -268,7 +279,11 @@ export class WsConnection {
       // Watching the stream before the ack, as SSE sends its head only after it: a client that
       // acts on `subscribed` (prompts) misses nothing written after it.
       await subscription.open();
-      if (this.subscriptions.get(key) !== subscription) return;
+      if (this.subscriptions.get(key) !== subscription) {
+        // Unsubscribed while the stream was being watched: no ack will come, so say so.
+        fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
+        return;
+      }
       this.send({
         kind: "subscribed",
         id: f.id,
