@@ -49,14 +49,18 @@ export function waitForDrain(w: DrainWatch): Promise<void> {
     };
     const check = (): void => {
       const now = w.buffered();
-      if (w.ended() || now <= w.highWater) return done();
+      if (w.ended() || now <= w.highWater) {
+        done();
+        return;
+      }
       if (now < last) {
         last = now;
         progressAt = performance.now();
         delay = FIRST_CHECK_MS;
       } else if (performance.now() - progressAt > w.stallMs) {
         w.onStall();
-        return done();
+        done();
+        return;
       } else {
         delay = Math.min(delay * 2, STALLED_CHECK_MS);
       }
