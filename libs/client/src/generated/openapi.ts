@@ -3522,7 +3522,7 @@ export interface paths {
         };
         /**
          * WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.
-         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.
+         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked, 1009 frame too large or a message not received within PI_FLEET_REQUEST_TIMEOUT_MS, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.
          */
         get: {
             parameters: {
