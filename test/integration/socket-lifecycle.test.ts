@@ -208,6 +208,31 @@ describe("/v1/ws subscriptions", () => {
   });
 });
 
+describe("subscribe / unsubscribe sequences", () => {
+  it("each unsubscribe cancels the subscribes sent before it, and only those", async () => {
+    const c = await hello();
+    for (let round = 0; round < 3; round++) {
+      // Sent at once: A looks its session up, B waits for the cancelled A, C waits too.
+      const ids = { a: `a${round}`, b: `b${round}`, c: `c${round}` };
+      c.send({ kind: "subscribe", id: ids.a, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "unsubscribe", id: `u${round}`, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "subscribe", id: ids.b, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "unsubscribe", id: `v${round}`, projectId: project, sessionId: sessions[0] });
+      c.send({ kind: "subscribe", id: ids.c, projectId: project, sessionId: sessions[0] });
+      expect(await c.frame((f) => f.id === ids.b, "B's answer")).toMatchObject({
+        kind: "error",
+        code: "PF_ERR_REQUEST_INVALID",
+      });
+      // C came after the last unsubscribe: it is the one set up (before: B was, and C refused).
+      expect(await c.frame((f) => f.id === ids.c, "C's answer")).toMatchObject({ kind: "subscribed" });
+      c.send({ kind: "unsubscribe", id: `w${round}`, projectId: project, sessionId: sessions[0] });
+      await c.frame((f) => f.kind === "unsubscribed" && f.id === `w${round}`, "unsubscribed");
+    }
+    c.ws.close();
+    await c.closed;
+  });
+});
+
 describe("ids that become part of a route URL", () => {
   it('refuses "." and ".." as an extension UI request id or an RPC session path', async () => {
     const c = await hello();

@@ -5,9 +5,10 @@
 // Before, ws held such a message (up to ~54 MiB) with no deadline; a fragmented one survived even
 // the ping check, since pongs may come between fragments.
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FrameBoundaries } from "../../apps/gateway/src/ws/message-deadline.ts";
+import { FrameBoundaries, messageDeadline } from "../../apps/gateway/src/ws/message-deadline.ts";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 
 const TIMEOUT_MS = 1000;
@@ -209,5 +210,52 @@ describe("FrameBoundaries", () => {
       fb.feed(Buffer.concat([frame(1, Buffer.from("x")), frame(1, Buffer.from("yz")).subarray(0, 4)])),
     ).toBe(true);
     expect(fb.busy).toBe(true);
+  });
+});
+
+describe("messageDeadline", () => {
+  /** A ws-like socket that records its close code, and a raw socket to feed and pause. */
+  function fakes() {
+    const ws = Object.assign(new EventEmitter(), {
+      CONNECTING: 0,
+      OPEN: 1,
+      CLOSING: 2,
+      CLOSED: 3,
+      readyState: 1,
+      closedWith: undefined as number | undefined,
+      close(code: number) {
+        this.closedWith = code;
+        this.readyState = 2;
+      },
+      terminate() {
+        this.readyState = 3;
+      },
+    });
+    return { ws, raw: new EventEmitter() };
+  }
+
+  it("does not count the time the gateway does not read the socket", async () => {
+    const { ws, raw } = fakes();
+    const stop = messageDeadline(ws as never, raw as never, 200);
+    try {
+      // A frame of 1000 bytes, 100 of them sent; the gateway then stops reading for 300 ms.
+      raw.emit("data", frame(2, Buffer.alloc(1000)).subarray(0, 108));
+      await sleep(20);
+      raw.emit("pause");
+      await sleep(300);
+      raw.emit("resume");
+      await sleep(50);
+      // ~70 ms of the 200 ms were spent reading: still open, and the message may finish.
+      expect(ws.closedWith).toBeUndefined();
+      raw.emit("data", frame(2, Buffer.alloc(1000)).subarray(108));
+      await sleep(250);
+      expect(ws.closedWith).toBeUndefined();
+      // The next message that stalls is cut on time.
+      raw.emit("data", frame(2, Buffer.alloc(1000)).subarray(0, 108));
+      await sleep(300);
+      expect(ws.closedWith).toBe(1009);
+    } finally {
+      stop();
+    }
   });
 });

@@ -8,6 +8,7 @@
  * cost a few timer ticks per second each.
  */
 import type { EventEmitter } from "node:events";
+import type { Writable } from "node:stream";
 
 /** First interval between two looks at a congested socket (ms). */
 const FIRST_CHECK_MS = 5;
@@ -18,6 +19,12 @@ export const STALLED_CHECK_MS = 250;
 export interface DrainWatch {
   /** Unsent bytes now (bytes). */
   buffered(): number;
+  /**
+   * Bytes the client's TCP connection has taken so far (monotonic): progress, even while other
+   * traffic on the same socket keeps `buffered()` up. For a net.Socket: `bytesWritten` (handed to
+   * it) minus `writableLength` (not yet written to the kernel), see {@link takenBy}.
+   */
+  taken(): number;
   /** Resolve once `buffered()` is at most this (bytes). */
   highWater: number;
   /** Emitters whose `drain` means everything was sent (the TCP socket, the HTTP response). */
@@ -31,13 +38,18 @@ export interface DrainWatch {
   onStall(): void;
 }
 
+/** What `socket` has written to the kernel so far (bytes): its `taken()`. */
+export function takenBy(socket: Writable & { bytesWritten: number }): number {
+  return socket.bytesWritten - socket.writableLength;
+}
+
 /**
  * Resolves when the socket holds at most `highWater` unsent bytes, when it drained or closed, when
  * `ended()` turns true, or after `onStall()`. Never rejects.
  */
 export function waitForDrain(w: DrainWatch): Promise<void> {
   return new Promise((resolve) => {
-    let last = w.buffered();
+    let last = w.taken();
     let progressAt = performance.now();
     let delay = FIRST_CHECK_MS;
     let timer: NodeJS.Timeout | undefined;
@@ -48,13 +60,13 @@ export function waitForDrain(w: DrainWatch): Promise<void> {
       resolve();
     };
     const check = (): void => {
-      const now = w.buffered();
-      if (w.ended() || now <= w.highWater) {
+      if (w.ended() || w.buffered() <= w.highWater) {
         done();
         return;
       }
-      if (now < last) {
-        last = now;
+      const taken = w.taken();
+      if (taken > last) {
+        last = taken;
         progressAt = performance.now();
         delay = FIRST_CHECK_MS;
       } else if (performance.now() - progressAt > w.stallMs) {

@@ -233,9 +233,14 @@ export class StreamSubscription implements HubListener {
   private async flushBuffer(): Promise<boolean> {
     const generation = this.generation;
     while (this.buffer.length > 0) {
-      const pending = this.buffer;
+      // Entries are let go as they are delivered: while the client is slow, what is left of this
+      // batch and the new buffer together stay within the buffer's caps (plus one batch).
+      const pending: (BufferedEntry | undefined)[] = this.buffer;
       this.dropBuffer();
-      for (const e of pending) {
+      for (let i = 0; i < pending.length; i++) {
+        const e = pending[i];
+        pending[i] = undefined;
+        if (!e) continue;
         if (this.closed) return true;
         if (compareOffsets(e.id, this.lastSent) <= 0) continue;
         if (e.prev !== this.lastSent) return false;

@@ -8,7 +8,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { ResetReason, StreamEntry, SubscriptionSink } from "@pi-fleet/streams";
-import { waitForDrain } from "../drain-wait.ts";
+import { takenBy, waitForDrain } from "../drain-wait.ts";
 import { type Flushable, flushAfterTurn } from "./flush-scheduler.ts";
 
 /** Options of one SSE stream. */
@@ -90,8 +90,10 @@ export class SseStream implements SubscriptionSink, Flushable {
     if (this.ended || this.res.writableLength + this.pending.length <= highWater) return undefined;
     this.flush();
     if (this.res.writableLength <= highWater || this.res.destroyed) return undefined;
+    const socket = this.res.socket;
     return waitForDrain({
       buffered: () => this.res.writableLength,
+      taken: () => (socket ? takenBy(socket) : 0),
       highWater,
       drains: [this.res],
       closes: [this.res],

@@ -104,14 +104,17 @@ export class FrameBoundaries {
  * Closes `socket` ({@link MESSAGE_TIMEOUT_CLOSE_CODE}) when a message it started receiving has not
  * fully arrived `timeoutMs` later. `raw` is the connection's TCP socket (the upgrade request's
  * `request.raw.socket`); call this synchronously in the socket route's handler, before ws starts
- * reading it, so every byte is seen. Time the gateway itself does not read the socket (paused:
- * FrameFlow in socket-lifecycle.ts) does not count.
+ * reading it, so every byte is seen. Time the gateway itself does not read the socket (`raw`
+ * paused: FrameFlow in socket-lifecycle.ts, or ws's own backpressure) does not count: the clock
+ * stops at the raw socket's `pause` and goes on at its `resume`.
  * @returns stop (also called when the socket closes)
  */
 export function messageDeadline(socket: WebSocket, raw: Readable, timeoutMs: number): () => void {
   const frames = new FrameBoundaries();
-  /** When the unfinished message started arriving (performance.now()). */
+  /** When the unfinished message started arriving (performance.now()), moved by paused time. */
   let since = 0;
+  /** Since when the gateway does not read the socket, if it does not. */
+  let pausedAt: number | undefined;
   let timer: NodeJS.Timeout | undefined;
   const arm = (ms: number): void => {
     timer = setTimeout(check, ms);
@@ -121,9 +124,12 @@ export function messageDeadline(socket: WebSocket, raw: Readable, timeoutMs: num
     timer = undefined;
     // Finished meanwhile: the next message arms its own deadline.
     if (!frames.busy) return;
-    const now = performance.now();
-    if (socket.isPaused) since = now;
-    const left = since + timeoutMs - now;
+    // Not read by the gateway: the clock stands still; look again later.
+    if (pausedAt !== undefined) {
+      arm(timeoutMs);
+      return;
+    }
+    const left = since + timeoutMs - performance.now();
     if (left > 0) {
       arm(left);
       return;
@@ -139,12 +145,24 @@ export function messageDeadline(socket: WebSocket, raw: Readable, timeoutMs: num
     if (started || timer === undefined) since = performance.now();
     if (timer === undefined) arm(timeoutMs);
   };
+  const onPause = (): void => {
+    pausedAt ??= performance.now();
+  };
+  const onResume = (): void => {
+    if (pausedAt === undefined) return;
+    since += performance.now() - pausedAt;
+    pausedAt = undefined;
+  };
   const stop = (): void => {
     raw.off("data", onData);
+    raw.off("pause", onPause);
+    raw.off("resume", onResume);
     clearTimeout(timer);
     timer = undefined;
   };
   raw.on("data", onData);
+  raw.on("pause", onPause);
+  raw.on("resume", onResume);
   socket.once("close", stop);
   return stop;
 }

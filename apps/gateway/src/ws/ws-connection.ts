@@ -9,14 +9,14 @@
  * close deadlines and frame flow are socket-lifecycle.ts's.
  */
 import { randomUUID } from "node:crypto";
-import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
 import { type ApiError, isOffset, WS_PROTOCOL, WsClientFrame } from "@pi-fleet/contracts";
 import { type StreamEntry, type StreamRef, StreamSubscription } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import Compile from "typebox/compile";
 import type { WebSocket } from "ws";
 import type { RequestAuth } from "../auth/request-auth.ts";
-import { waitForDrain } from "../drain-wait.ts";
+import { takenBy, waitForDrain } from "../drain-wait.ts";
 import { isRedisUnavailable } from "../error-handler.ts";
 import { injectRoute, type RouteCall, type SocketClient } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
@@ -29,6 +29,11 @@ const validate = Compile(WsClientFrame);
 
 /** A replay that makes no progress for this long (ms) is cut with `stream_lagging` (as SSE's). */
 const REPLAY_STALL_MS = 10_000;
+
+/** One subscribe not set up yet; an unsubscribe of its stream cancels it. */
+interface SubscribeAttempt {
+  cancelled: boolean;
+}
 
 /** Limits of one connection. */
 export interface WsLimits {
@@ -49,7 +54,7 @@ type Frame = { kind: string; id?: unknown; [key: string]: unknown };
 export class WsConnection {
   readonly id = randomUUID();
   private readonly socket: WebSocket;
-  private readonly raw: Duplex;
+  private readonly raw: Socket;
   private readonly app: FastifyInstance;
   private readonly s: GatewayServices;
   private readonly limits: WsLimits;
@@ -58,10 +63,10 @@ export class WsConnection {
   /** Who authenticated the upgrade request; subscriptions are scoped to its org. */
   readonly auth: RequestAuth;
   private readonly subscriptions = new Map<string, StreamSubscription>();
-  /** Streams whose subscribe is looking up its project or session (see subscribe()): its end. */
-  private readonly subscribing = new Map<string, Promise<void>>();
-  /** Of those, the ones an unsubscribe arrived for meanwhile. */
-  private readonly cancelled = new Set<string>();
+  /** Streams whose subscribe is looking up its project or session (see lookUp()), and its end. */
+  private readonly subscribing = new Map<string, { attempt: SubscribeAttempt; done: Promise<void> }>();
+  /** Subscribes of each stream not yet set up: an unsubscribe cancels all of them. */
+  private readonly attempts = new Map<string, Set<SubscribeAttempt>>();
   /** Each subscription's slot among the credential's open streams (PI_FLEET_MAX_STREAMS_PER_KEY). */
   private readonly slots = new Map<string, () => void>();
   /** The wait of the replays while the socket is congested (see congested()). */
@@ -75,7 +80,7 @@ export class WsConnection {
    */
   constructor(
     socket: WebSocket,
-    raw: Duplex,
+    raw: Socket,
     app: FastifyInstance,
     auth: RequestAuth,
     client: SocketClient,
@@ -194,56 +199,18 @@ export class WsConnection {
     const fail = (code: string, error: string) => this.send({ kind: "error", id: f.id, code, error });
     if (f.after !== undefined && !isOffset(f.after))
       return fail("PF_ERR_STREAM_CURSOR_INVALID", "invalid stream offset");
-    // A subscribe of this stream that an unsubscribe cancelled while it looked the stream up ends
-    // in a moment (with an error): this one waits for it instead of being refused.
-    const ending = this.subscribing.get(key);
-    if (ending && this.cancelled.has(key)) await ending;
-    if (this.subscriptions.has(key) || this.subscribing.has(key))
-      return fail("PF_ERR_REQUEST_INVALID", "already subscribed");
-    if (this.subscriptions.size + this.subscribing.size >= this.limits.maxSubscriptions) {
-      return fail(
-        "PF_ERR_REQUEST_TOO_LARGE",
-        `at most ${this.limits.maxSubscriptions} subscriptions per connection`,
-      );
-    }
-    // Reserved while the lookup is in flight: frames are handled concurrently, so a second
-    // subscribe to the same stream (or past the cap) must see this one.
-    let lookedUp: () => void = () => {};
-    this.subscribing.set(
-      key,
-      new Promise<void>((resolve) => {
-        lookedUp = resolve;
-      }),
-    );
-    let exists: unknown;
-    let cancelled = false;
-    let refused: ApiError | undefined;
+    const attempt: SubscribeAttempt = { cancelled: false };
+    const attempts = this.attempts.get(key) ?? new Set<SubscribeAttempt>();
+    this.attempts.set(key, attempts);
+    attempts.add(attempt);
+    let found: boolean;
     try {
-      // One request of the org's budget, as REST counts one, before the Redis work it pays for
-      // (lookup, watch, bounds, replay: about a dozen commands with the unsubscribe).
-      refused = await this.limits.spendRequest();
-      if (!refused) {
-        exists = f.sessionId
-          ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
-          : await this.s.registry.getProject(this.auth.org, f.projectId);
-      }
+      found = await this.lookUp(f, key, attempt, fail);
     } finally {
-      this.subscribing.delete(key);
-      cancelled = this.cancelled.delete(key); // also when the lookup failed: never left behind
-      lookedUp();
+      attempts.delete(attempt);
+      if (attempts.size === 0) this.attempts.delete(key);
     }
-    // The socket closed during the lookup: dispose() has run, nothing may be added now.
-    if (this.closed) return;
-    if (refused) return fail(refused.code, refused.message);
-    if (cancelled) {
-      return fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
-    }
-    if (!exists) {
-      return fail(
-        f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
-        "unknown project or session",
-      );
-    }
+    if (!found) return;
     // Each subscription is an open stream of the credential, as an SSE stream is.
     try {
       this.slots.set(
@@ -313,10 +280,83 @@ export class WsConnection {
     }
   }
 
+  /**
+   * The part of a subscribe before its subscription exists: waits for a cancelled subscribe of the
+   * same stream to end, checks the caps, spends a request of the org's budget and looks the
+   * project or session up. Answers the refusals itself.
+   * @returns whether the stream exists and the subscribe goes on
+   */
+  private async lookUp(
+    f: { projectId: string; sessionId?: string },
+    key: string,
+    attempt: SubscribeAttempt,
+    fail: (code: string, error: string) => void,
+  ): Promise<boolean> {
+    const unsubscribed = () => {
+      fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
+      return false;
+    };
+    // A subscribe of this stream that an unsubscribe cancelled while it looked the stream up ends
+    // in a moment (with an error): this one waits for it instead of being refused.
+    const ending = this.subscribing.get(key);
+    if (ending?.attempt.cancelled) await ending.done;
+    if (this.closed) return false;
+    if (attempt.cancelled) return unsubscribed();
+    if (this.subscriptions.has(key) || this.subscribing.has(key)) {
+      fail("PF_ERR_REQUEST_INVALID", "already subscribed");
+      return false;
+    }
+    if (this.subscriptions.size + this.subscribing.size >= this.limits.maxSubscriptions) {
+      fail(
+        "PF_ERR_REQUEST_TOO_LARGE",
+        `at most ${this.limits.maxSubscriptions} subscriptions per connection`,
+      );
+      return false;
+    }
+    // Reserved while the lookup is in flight: frames are handled concurrently, so a second
+    // subscribe to the same stream (or past the cap) must see this one.
+    let lookedUp: () => void = () => {};
+    const done = new Promise<void>((resolve) => {
+      lookedUp = resolve;
+    });
+    this.subscribing.set(key, { attempt, done });
+    let exists: unknown;
+    let refused: ApiError | undefined;
+    try {
+      // One request of the org's budget, as REST counts one, before the Redis work it pays for
+      // (lookup, watch, bounds, replay: about a dozen commands with the unsubscribe).
+      refused = await this.limits.spendRequest();
+      if (!refused) {
+        exists = f.sessionId
+          ? await this.s.registry.getSession(this.auth.org, f.projectId, f.sessionId)
+          : await this.s.registry.getProject(this.auth.org, f.projectId);
+      }
+    } finally {
+      this.subscribing.delete(key);
+      lookedUp();
+    }
+    // The socket closed during the lookup: dispose() has run, nothing may be added now.
+    if (this.closed) return false;
+    if (refused) {
+      fail(refused.code, refused.message);
+      return false;
+    }
+    if (attempt.cancelled) return unsubscribed();
+    if (!exists) {
+      fail(
+        f.sessionId ? "PF_ERR_SESSION_NOT_FOUND" : "PF_ERR_PROJECT_NOT_FOUND",
+        "unknown project or session",
+      );
+      return false;
+    }
+    return true;
+  }
+
   private async unsubscribe(f: { projectId: string; sessionId?: string; id?: string }): Promise<void> {
     const key = `${f.projectId}/${f.sessionId ?? ""}`;
-    // A subscribe still looking up its stream: it stops there (and answers an error).
-    if (this.subscribing.has(key)) this.cancelled.add(key);
+    // Subscribes not set up yet (looking up their stream, or waiting for a cancelled one): they stop
+    // there and answer an error.
+    for (const attempt of this.attempts.get(key) ?? []) attempt.cancelled = true;
     const subscription = this.subscriptions.get(key);
     this.subscriptions.delete(key);
     this.releaseSlot(key);
@@ -374,6 +414,7 @@ export class WsConnection {
   private drain(highWater: number): Promise<void> {
     return waitForDrain({
       buffered: () => this.socket.bufferedAmount,
+      taken: () => takenBy(this.raw),
       highWater,
       // ws writes straight to the TCP socket (no compression): its `drain` is ws's buffer emptied.
       drains: [this.raw],
