@@ -58,12 +58,12 @@ function categoryOf(f: CallFrame): string | undefined {
   if (fn === "(idle)") return "idle";
   if (fn === "(program)") return "V8/native, unattributed";
   if (WRITE_FNS.has(fn) || /node:_http_outgoing|node:internal\/streams\/writable/.test(url)) {
-    return "socket writes (node:http res.write → writev)";
+    return "socket writes (write / writev syscalls and their JS path)";
   }
   if (/ioredis|redis-parser|standard-as-callback/.test(url)) return "ioredis (pub/sub input, commands)";
   if (fn === "onStreamRead" || /node:internal\/streams\/readable/.test(url)) return "socket reads";
   if (url.includes("libs/streams/")) return "streams lib (hub dispatch, subscriptions)";
-  if (url.includes("apps/gateway/src/sse/")) return "SseStream (frame strings, buffer check)";
+  if (url.includes("apps/gateway/src/sse/")) return "SseStream (frame strings, flush, buffer check)";
   if (/node:_http_server|node:_http_common|node:_http_incoming/.test(url))
     return "node:http request handling";
   if (/fastify|avvio|find-my-way|light-my-request|pino/.test(url)) return "fastify / pino";
