@@ -4372,7 +4372,7 @@ export interface components {
             runId: string;
             /** @description The run's session. */
             sessionId: string;
-            /** @description Why, e.g. `worker_lost`, `lease_lost`, `shutdown`. */
+            /** @description Why, e.g. `worker_lost`, `lease_lost`, `shutdown`, `org_disabled`. */
             reason: string;
             usage?: {
                 input: number;
@@ -4383,7 +4383,7 @@ export interface components {
                 cost: number;
             };
         };
-        /** @description A queued run was cancelled (`abort` with `cancelQueued`). */
+        /** @description A queued run was cancelled (`abort` with `cancelQueued`, or its org disabled). */
         RunCancelledEvent: {
             /** @enum {string} */
             type: "run_cancelled";
@@ -4391,6 +4391,8 @@ export interface components {
             runId: string;
             /** @description The run's session. */
             sessionId: string;
+            /** @description Set when the fleet cancelled it: `org_disabled` (an operator disabled the org). Absent for a client's `abort` with `cancelQueued`. */
+            reason?: string;
         };
         /** @description Sent instead of a silent gap when a subscription cannot resume where asked. */
         StreamResetEvent: {

@@ -77,13 +77,15 @@ export const RunAbortedEvent = Type.Object(
   { description: "The run was aborted by a client." },
 );
 
-/** `run_interrupted`: the fleet stopped the run (worker lost, lease lost, shutdown). */
+/** `run_interrupted`: the fleet stopped the run (worker lost, lease lost, shutdown, org disabled). */
 export const RunInterruptedEvent = Type.Object(
   {
     type: Type.Literal("run_interrupted"),
     runId,
     sessionId,
-    reason: Type.String({ description: "Why, e.g. `worker_lost`, `lease_lost`, `shutdown`." }),
+    reason: Type.String({
+      description: "Why, e.g. `worker_lost`, `lease_lost`, `shutdown`, `org_disabled`.",
+    }),
     usage: Type.Optional(RunUsageSchema),
   },
   { description: "The run was interrupted by the fleet; it is not retried." },
@@ -91,8 +93,18 @@ export const RunInterruptedEvent = Type.Object(
 
 /** `run_cancelled`: a queued run was cancelled before it started. */
 export const RunCancelledEvent = Type.Object(
-  { type: Type.Literal("run_cancelled"), runId, sessionId },
-  { description: "A queued run was cancelled (`abort` with `cancelQueued`)." },
+  {
+    type: Type.Literal("run_cancelled"),
+    runId,
+    sessionId,
+    reason: Type.Optional(
+      Type.String({
+        description:
+          "Set when the fleet cancelled it: `org_disabled` (an operator disabled the org). Absent for a client's `abort` with `cancelQueued`.",
+      }),
+    ),
+  },
+  { description: "A queued run was cancelled (`abort` with `cancelQueued`, or its org disabled)." },
 );
 
 /** `stream_reset`: the resume point is gone; the stream continues from `firstOffset`. */
