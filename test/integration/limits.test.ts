@@ -90,6 +90,10 @@ describe("limits", () => {
     }
     expect(refused).toMatchObject({ kind: "error", code: "PF_ERR_RATE_LIMITED", at: RATE - 2 });
     expect(String(refused?.error)).toMatch(/more than 30 requests per minute; retry in \d+ seconds/);
+    // The wait as a field too (REST's Retry-After), in ms: what the client SDK waits.
+    expect(refused?.retryAfterMs).toEqual(expect.any(Number));
+    expect(refused?.retryAfterMs as number).toBeGreaterThan(0);
+    expect(refused?.retryAfterMs as number).toBeLessThanOrEqual(60_000);
     // The same budget as REST, on any gateway; the socket stays open.
     expect((await stack.call("GET", "/v1/projects", undefined, k.key)).status).toBe(429);
     ws.send(JSON.stringify({ kind: "ping", id: "alive" }));

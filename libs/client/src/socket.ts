@@ -453,13 +453,18 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
       // 429; or the gateway still setting up a subscription of this stream closed just before
       // (it answers `unsubscribed` at once, and refuses a new subscribe until that lookup ends,
       // which takes milliseconds: a few tries): try again later on this connection.
+      // A rate-limited subscribe names its wait (`retryAfterMs`, as REST's Retry-After): not before.
       const ws = this.ws;
+      const wait =
+        typeof frame.retryAfterMs === "number" && frame.retryAfterMs > 0
+          ? Math.min(frame.retryAfterMs, MAX_RETRY_AFTER_MS)
+          : 0;
       setTimeout(
         () => {
           if (ws === this.ws && this.welcome && this.subscriptions.get(sub.key) === sub && !sub.paused)
             this.sendSubscribe(sub);
         },
-        backoffDelay(sub.failures++, this.opts.reconnect),
+        Math.max(wait, backoffDelay(sub.failures++, this.opts.reconnect)),
       );
       return;
     }

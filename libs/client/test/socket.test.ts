@@ -231,4 +231,33 @@ describe("PiFleetSocket", () => {
     sub.close();
     socket.close();
   });
+
+  it("waits the retryAfterMs a rate-limited subscribe names before subscribing again", async () => {
+    const { socket, next } = harness();
+    const ws = await next(1);
+    ws.welcome("c1");
+    await socket.ready();
+    const sub = socket.subscribe("p", "s");
+    await tick();
+    const subscribe = ws.sent.at(-1)!;
+    ws.push({
+      kind: "error",
+      id: subscribe.id,
+      code: "PF_ERR_RATE_LIMITED",
+      error: "retry in 1 seconds",
+      retryAfterMs: 150,
+    });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(
+      ws.sent.filter((f) => f.kind === "subscribe"),
+      "not before the wait",
+    ).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(
+      ws.sent.filter((f) => f.kind === "subscribe"),
+      "after it",
+    ).toHaveLength(2);
+    sub.close();
+    socket.close();
+  });
 });

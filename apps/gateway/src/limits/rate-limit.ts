@@ -63,6 +63,7 @@ export function socketRequestBudget(app: FastifyInstance): RequestBudget {
     return new ApiError(
       "PF_ERR_RATE_LIMITED",
       `the org made more than ${verdict.max} requests per minute; retry in ${verdict.ttlInSeconds} seconds`,
+      { retryAfterMs: verdict.ttlInSeconds * 1000 },
     );
   };
 }

@@ -196,7 +196,8 @@ export class WsConnection {
     id?: string;
   }): Promise<void> {
     const key = `${f.projectId}/${f.sessionId ?? ""}`;
-    const fail = (code: string, error: string) => this.send({ kind: "error", id: f.id, code, error });
+    const fail = (code: string, error: string, extra?: { retryAfterMs?: number }) =>
+      this.send({ kind: "error", id: f.id, code, error, ...extra });
     if (f.after !== undefined && !isOffset(f.after))
       return fail("PF_ERR_STREAM_CURSOR_INVALID", "invalid stream offset");
     const attempt: SubscribeAttempt = { cancelled: false };
@@ -290,7 +291,7 @@ export class WsConnection {
     f: { projectId: string; sessionId?: string },
     key: string,
     attempt: SubscribeAttempt,
-    fail: (code: string, error: string) => void,
+    fail: (code: string, error: string, extra?: { retryAfterMs?: number }) => void,
   ): Promise<boolean> {
     const unsubscribed = () => {
       fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
@@ -338,7 +339,9 @@ export class WsConnection {
     // The socket closed during the lookup: dispose() has run, nothing may be added now.
     if (this.closed) return false;
     if (refused) {
-      fail(refused.code, refused.message);
+      // The wait, as REST's Retry-After gives it.
+      const { retryAfterMs } = (refused.details ?? {}) as { retryAfterMs?: number };
+      fail(refused.code, refused.message, retryAfterMs === undefined ? undefined : { retryAfterMs });
       return false;
     }
     if (attempt.cancelled) return unsubscribed();
