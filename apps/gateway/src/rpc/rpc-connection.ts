@@ -227,10 +227,14 @@ export class RpcConnection {
 
   /** Runs `handler` after the lane's earlier work; its response goes out when it is done. */
   private inLane(handler: () => Promise<Outcome>): void {
-    this.lane = this.lane.then(async () => {
-      if (this.closed) return;
-      this.respond(await handler());
-    });
+    this.lane = this.lane
+      .then(async () => {
+        if (this.closed) return;
+        this.respond(await handler());
+      })
+      // A step that threw anyway (handlers answer their own errors) must not stop the lane: every
+      // later command would wait for ever.
+      .catch((err: unknown) => this.app.log.error({ err }, "rpc lane step failed"));
     // Queued work counts as in flight: a client cannot stack up commands faster than they run.
     void this.flow.track(this.lane);
   }
