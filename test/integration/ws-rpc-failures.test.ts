@@ -3,7 +3,7 @@
 // PI_FLEET_REQUEST_TIMEOUT_MS and lets go of the frames waiting for it (they waited, unanswered,
 // until Redis came back, even after the client left); a frame that parsed but whose handling
 // failed is answered as pi's catch-all answers it, naming its id and command (it was answered as a
-// parse error).
+// parse error). A `/v1/ws` subscribe whose stream cannot go live fails the same way, in time.
 import { waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
@@ -70,6 +70,36 @@ describe("pi RPC socket failures", () => {
     ok.ws.send(JSON.stringify({ id: "n", type: "no_such_command" }));
     await waitFor(() => ok.records.find((r) => r.id === "n"));
     ok.ws.close();
+  });
+
+  it("/v1/ws: a subscribe whose stream does not go live in time fails, and the socket goes on", async () => {
+    const session = await newSession();
+    const hub = stack.gateway.services.hub;
+    const watch = hub.watch.bind(hub);
+    hub.watch = (channel, listener) =>
+      channel.includes(session) ? new Promise(() => {}) : watch(channel, listener);
+    const ws = new WebSocket(`${stack.gateway.url.replace("http", "ws")}/v1/ws`);
+    const frames: Rec[] = [];
+    ws.on("message", (d) => frames.push(JSON.parse(String(d)) as Rec));
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    try {
+      ws.send(JSON.stringify({ kind: "hello", protocol: 1 }));
+      ws.send(JSON.stringify({ kind: "subscribe", id: "s1", projectId: "rpcfail", sessionId: session }));
+      // It waited for ever (holding its slot) while the hub's subscribe hung.
+      const answer = await waitFor(() => frames.find((f) => f.id === "s1"), {
+        timeoutMs: TIMEOUT_MS + 3000,
+      });
+      expect(answer).toMatchObject({ kind: "error", code: "PF_ERR_SERVICE_UNAVAILABLE" });
+    } finally {
+      hub.watch = watch;
+    }
+    // The pub/sub is back: the same stream subscribes on the same socket.
+    ws.send(JSON.stringify({ kind: "subscribe", id: "s2", projectId: "rpcfail", sessionId: session }));
+    expect(await waitFor(() => frames.find((f) => f.id === "s2"))).toMatchObject({ kind: "subscribed" });
+    ws.close();
   });
 
   it("answers a parsed frame whose handling failed with its id and command, not as a parse error", async () => {

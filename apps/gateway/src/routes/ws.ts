@@ -36,6 +36,7 @@ export async function wsRoutes(app: FastifyInstance): Promise<void> {
         pingIntervalMs: s.env.PI_FLEET_SSE_HEARTBEAT_MS,
         // A subscribe costs one request of the org's PI_FLEET_ORG_RATE_LIMIT, as over REST.
         spendRequest: () => budget(request),
+        streamOpenTimeoutMs: s.env.PI_FLEET_REQUEST_TIMEOUT_MS,
       });
       const open = connection;
       openSockets.add(open);

@@ -46,9 +46,29 @@ export interface WsLimits {
    * REST request would; resolves the error to answer when the budget is spent.
    */
   spendRequest: () => Promise<ApiError | undefined>;
+  /**
+   * How long a subscription's stream may take to go live (ms: PI_FLEET_REQUEST_TIMEOUT_MS);
+   * beyond it the subscribe fails with PF_ERR_SERVICE_UNAVAILABLE (Redis' pub/sub unreachable).
+   */
+  streamOpenTimeoutMs: number;
 }
 
 type Frame = { kind: string; id?: unknown; [key: string]: unknown };
+
+/** `promise`, or a rejection once `ms` passed (the timer never outlives it). */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** Serves one WebSocket. */
 export class WsConnection {
@@ -246,7 +266,7 @@ export class WsConnection {
     try {
       // Watching the stream before the ack, as SSE sends its head only after it: a client that
       // acts on `subscribed` (prompts) misses nothing written after it.
-      await subscription.open();
+      await withTimeout(subscription.open(), this.limits.streamOpenTimeoutMs);
       if (this.subscriptions.get(key) !== subscription) {
         // Unsubscribed while the stream was being watched: no ack will come, so say so.
         fail("PF_ERR_REQUEST_INVALID", "unsubscribed before the subscription was set up");
