@@ -1,7 +1,7 @@
 // The CLI's config store (apps/cli/src/config-store.ts) in a temp dir: 0700 dir, 0600 file,
 // atomic rewrite, broken files, an existing dir too open tightened (another user's refused, even
-// sticky; root's kept unless others may write to it and it is not sticky), env-paths' XDG
-// location, and env over config over default.
+// sticky; root's kept unless others may write to it and it is not sticky), a config file someone
+// else could have written not used, env-paths' XDG location, and env over config over default.
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,6 +62,25 @@ describe("saveConfig / loadConfig / clearConfig", () => {
     await expect(loadConfig(root)).rejects.toBeInstanceOf(CliError);
     await writeFile(join(root, CONFIG_FILE), JSON.stringify({ url: 5, key: "" }));
     expect(await loadConfig(root)).toEqual({});
+  });
+
+  it("uses only a config file no one else could have written, and tightens a readable one", async () => {
+    const file = await saveConfig(root, { url: "http://a:1", key: "pfk_secret_123456" });
+    await chmod(file, 0o644);
+    expect(await loadConfig(root)).toEqual({ url: "http://a:1", key: "pfk_secret_123456" });
+    expect(await mode(file)).toBe(0o600);
+    // Writable by others: someone may have pointed it at their gateway (it was read as is).
+    await chmod(file, 0o666);
+    await expect(loadConfig(root)).rejects.toThrow(/may be written by others \(0666\): not used/);
+    await chmod(file, 0o600);
+    // Another user's file (planted before the first login in a shared dir): not used.
+    if (process.getuid!() === 0) await chown(file, 4242, 4242);
+    else vi.spyOn(process, "getuid").mockReturnValue(process.getuid!() + 4242);
+    try {
+      await expect(loadConfig(root)).rejects.toThrow(/belongs to another user \(uid \d+\): not used/);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 
   it("clears the stored config", async () => {

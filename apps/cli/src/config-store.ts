@@ -56,15 +56,25 @@ function isErrno(err: unknown, code: string): boolean {
 }
 
 /**
- * Reads the stored config in `dir`; `{}` when there is none. Throws a {@link CliError} when the
- * file is not a JSON object with string fields.
+ * Reads the stored config in `dir`; `{}` when there is none. Like ssh with its config, a file
+ * someone else could have written is not used (POSIX): one owned by another user (not root), or
+ * one group or others may write to. One of the user's own that group or others may read is
+ * tightened to 0600 (it holds the API key).
+ * @throws CliError when the file is not a JSON object with string fields, or is not trusted
  */
 export async function loadConfig(dir: string): Promise<StoredConfig> {
   const file = configPath(dir);
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    const handle = await open(file, "r");
+    try {
+      await trustedFile(file, await handle.stat(), () => handle.chmod(0o600));
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
+    if (err instanceof CliError) throw err;
     if (isErrno(err, "ENOENT")) return {};
     throw new CliError(`cannot read ${file}: ${(err as Error).message}`);
   }
@@ -88,6 +98,23 @@ export async function loadConfig(dir: string): Promise<StoredConfig> {
 
 /** `mode`'s permission bits as ls-style octal: `0755`, `01777` (sticky). */
 const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;
+
+/** See loadConfig: refuses a config file someone else could have written; tightens a readable one. */
+async function trustedFile(
+  file: string,
+  { uid, mode }: { uid: number; mode: number },
+  tighten: () => Promise<void>,
+): Promise<void> {
+  if (process.platform === "win32") return;
+  const hint = "delete it and run `pifleet login` again";
+  if (uid !== process.getuid?.() && uid !== 0) {
+    throw new CliError(`${file} belongs to another user (uid ${uid}): not used`, undefined, { hint });
+  }
+  if ((mode & 0o022) !== 0) {
+    throw new CliError(`${file} may be written by others (${octal(mode)}): not used`, undefined, { hint });
+  }
+  if ((mode & 0o044) !== 0 && uid === process.getuid?.()) await tighten();
+}
 
 /**
  * Makes `dir` fit for a secret before one is written into it (POSIX; nothing on Windows, where
