@@ -9,7 +9,7 @@
  * (or root's) that is private (0700): created so, or tightened to it when it already exists with
  * group or other permissions (see {@link privateDir}).
  */
-import { chmod, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import envPaths from "env-paths";
 import { CliError, usageError } from "./errors.ts";
