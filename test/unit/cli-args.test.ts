@@ -4,13 +4,14 @@
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerFromFlags } from "../../apps/cli/src/commands/answer.ts";
 import { outcomeExitCode } from "../../apps/cli/src/commands/prompt.ts";
 import { CliError } from "../../apps/cli/src/errors.ts";
 import type { Io } from "../../apps/cli/src/io.ts";
 import { run, VERSION } from "../../apps/cli/src/program.ts";
+import { textSink } from "../support/text-sink.ts";
 
 let configDir: string;
 
@@ -22,19 +23,10 @@ afterAll(async () => {
   await rm(configDir, { recursive: true, force: true });
 });
 
-function sink(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  let text = "";
-  stream.on("data", (c: Buffer) => {
-    text += c.toString("utf8");
-  });
-  return { stream, text: () => text };
-}
-
 /** Runs the CLI in-process; a closed port as gateway, so nothing can be reached by accident. */
 async function cli(argv: string[], stdin = "") {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   const io: Io = {
     stdout: out.stream,
     stderr: err.stream,

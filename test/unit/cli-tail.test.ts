@@ -7,11 +7,12 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../apps/cli/src/errors.ts";
 import type { Io } from "../../apps/cli/src/io.ts";
 import { run } from "../../apps/cli/src/program.ts";
+import { textSink } from "../support/text-sink.ts";
 
 let configDir: string;
 
@@ -23,22 +24,13 @@ afterAll(async () => {
   await rm(configDir, { recursive: true, force: true });
 });
 
-function sink(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  let text = "";
-  stream.on("data", (c: Buffer) => {
-    text += c.toString("utf8");
-  });
-  return { stream, text: () => text };
-}
-
 /**
  * Runs the CLI in-process against `url`; after `timeoutMs` it presses Ctrl-C (the CLI then exits
  * 0 from `tail`) and reports `timedOut`.
  */
 async function cli(argv: string[], url: string, timeoutMs = 5000) {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   let interrupt: (() => void) | undefined;
   const io: Io = {
     stdout: out.stream,
