@@ -99,6 +99,18 @@ describe("StreamSubscription", () => {
     // The client stops reading at entry 220, inside the replay's last page.
     const sink = new PacedSink(50, 220);
     const subscription = new StreamSubscription(log, hub, ref, "0", sink);
+    // A live-only subscriber on the same hub: the hub hands each announcement to every watcher of
+    // the stream at once, so once it has the live entries, the paced one has buffered them too.
+    const probed: string[] = [];
+    const probe = new StreamSubscription(log, hub, ref, undefined, {
+      entry: (e) => probed.push(e.id),
+      reset: () => {},
+      failed: (err) => {
+        throw err;
+      },
+    });
+    await probe.open();
+    await probe.catchUp();
     await subscription.open();
     const catchingUp = subscription.catchUp();
     await waitFor(() => sink.ids.length === 220);
@@ -110,7 +122,7 @@ describe("StreamSubscription", () => {
         Array.from({ length: 100 }, (_, k) => event(i + k)),
       );
     }
-    await new Promise((r) => setTimeout(r, 200)); // the hub hands the announcements over
+    await waitFor(() => probed.length === 2000);
     sink.resume();
     await catchingUp;
     await waitFor(() => sink.ids.length === 2230, { timeoutMs: 10_000 });
@@ -120,5 +132,6 @@ describe("StreamSubscription", () => {
     // Never more than one batch without asking the client (the buffer used to come in one go).
     expect(sink.maxRun).toBeLessThanOrEqual(51);
     await subscription.close();
+    await probe.close();
   });
 });

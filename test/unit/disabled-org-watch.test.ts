@@ -1,6 +1,7 @@
 // DisabledOrgWatch (apps/worker): one disabled org whose interrupt never settles (pi's abort
 // waits for a tool that ignores its signal) neither stops the checks for other orgs nor holds
 // the worker's shutdown. Ownership and Redis are fakes: the watch's own scheduling is under test.
+import { waitFor } from "@pi-fleet/testkit";
 import { describe, expect, it } from "vitest";
 import { DisabledOrgWatch } from "../../apps/worker/src/disabled-org-watch.ts";
 
@@ -38,10 +39,10 @@ describe("DisabledOrgWatch", () => {
     const disabled = new Set(["stuck"]);
     const { calls, ownership, ctx } = fakes(disabled);
     const watch = new DisabledOrgWatch(ctx as never, ownership as never, 20);
-    await new Promise((resolve) => setTimeout(resolve, 120));
-    // Disabled later: the next checks still run and reach it.
+    await waitFor(() => calls.includes("stuck"));
+    // Disabled later, while the stuck interrupt hangs: the next checks still run and reach it.
     disabled.add("other");
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor(() => calls.filter((org) => org === "other").length >= 2);
     const started = performance.now();
     await watch.close();
     expect(performance.now() - started).toBeLessThan(1000);
