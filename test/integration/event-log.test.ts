@@ -16,6 +16,7 @@ import {
 } from "@pi-fleet/streams";
 import { uniquePrefix, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerSession } from "./helpers/register-session.ts";
 
 const keys = createKeys(uniquePrefix("event-log"));
 let redis: Redis;
@@ -24,7 +25,7 @@ let hub: StreamHub;
 const ref = (session: string) => ({ org: "acme", project: "web", session });
 /** `ref(session)` of a session that exists in the registry (appends refuse a deleted session). */
 async function sessionRef(session: string) {
-  await new Registry(redis, keys).createSession("acme", "web", session, {});
+  await registerSession(redis, keys, ref(session));
   return ref(session);
 }
 
@@ -84,8 +85,7 @@ afterAll(async () => {
 describe("fencing", () => {
   it("rejects appends and transitions from a holder whose lease moved, writing nothing", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const registry = new Registry(redis, keys);
-    await registry.createSession("acme", "web", "fenced", {});
+    await registerSession(redis, keys, ref("fenced"));
     const a = new LeaseManager(redis, keys, "worker-a", 300);
     const b = new LeaseManager(redis, keys, "worker-b", 300);
     const first = await a.acquire("acme", "web");
@@ -182,7 +182,7 @@ describe("fencing", () => {
 describe("run transitions", () => {
   it("lets exactly one of two racing terminal transitions win", async () => {
     const log = new EventLog(redis, keys, 1000);
-    await new Registry(redis, keys).createSession("acme", "web", "race", {});
+    await registerSession(redis, keys, ref("race"));
     for (let i = 0; i < 20; i++) {
       const { runId } = await log.enqueueRun(ref("race"), `race-${i}`, { firstMessage: "x", promptChars: 1 });
       await log.transitionRun(ref("race"), runId, "", ["queued"], "running", { type: "run_started" });
@@ -205,7 +205,7 @@ describe("run transitions", () => {
 
   it("maps one idempotency digest to one run", async () => {
     const log = new EventLog(redis, keys, 1000);
-    await new Registry(redis, keys).createSession("acme", "web", "idem", {});
+    await registerSession(redis, keys, ref("idem"));
     const results = await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
         log.enqueueRun(ref("idem"), `idem-${i}`, {
@@ -222,7 +222,6 @@ describe("run transitions", () => {
 
   it("starts a run only below its org's quota, taking the slot in the same call", async () => {
     const log = new EventLog(redis, keys, 1000);
-    const registry = new Registry(redis, keys);
     const res = await new LeaseManager(redis, keys, "worker-q", 2000).acquire("acme", "web");
     if (!("lease" in res)) throw new Error("expected to acquire");
     const token = res.lease.token;
@@ -231,7 +230,7 @@ describe("run transitions", () => {
     await redis.del(slots);
     const runs: string[] = [];
     for (const s of ["quota-a", "quota-b"]) {
-      await registry.createSession("acme", "web", s, {});
+      await registerSession(redis, keys, ref(s));
       runs.push((await log.enqueueRun(ref(s), `${s}-1`, { firstMessage: "x", promptChars: 1 })).runId);
     }
     const started = { type: "run_started" };

@@ -10,7 +10,6 @@
 // history without any reset.
 
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
-import { Registry } from "@pi-fleet/registry";
 import {
   EventLog,
   type ResetReason,
@@ -24,12 +23,13 @@ import {
 import { uniquePrefix } from "@pi-fleet/testkit";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerSession as register } from "./helpers/register-session.ts";
 
 const keys = createKeys(uniquePrefix("stream-prop"));
 
 /** Creates the session's registry record: appends refuse a session that does not exist. */
 async function registerSession(ref: SessionRef): Promise<void> {
-  await new Registry(writerRedis, keys).createSession(ref.org, ref.project, ref.session, {});
+  await register(writerRedis, keys, ref);
 }
 let writerRedis: Redis;
 let readerRedis: Redis;

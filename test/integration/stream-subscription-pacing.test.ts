@@ -3,7 +3,6 @@
 // the sink's congestion is asked after each one, as during the replay. They used to be written in
 // one go (up to 10,000 entries), which alone could put a reading client past its buffer limit.
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
-import { Registry } from "@pi-fleet/registry";
 import {
   EventLog,
   type SessionRef,
@@ -14,6 +13,7 @@ import {
 } from "@pi-fleet/streams";
 import { uniquePrefix, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerSession } from "./helpers/register-session.ts";
 
 const keys = createKeys(uniquePrefix("stream-pacing"));
 let redis: Redis;
@@ -87,7 +87,7 @@ class PacedSink implements SubscriptionSink {
 describe("StreamSubscription", () => {
   it("delivers the live entries buffered during a replay at the client's pace, in order", async () => {
     const ref: SessionRef = { org: "acme", project: "p", session: "paced" };
-    await new Registry(redis, keys).createSession(ref.org, ref.project, ref.session, {});
+    await registerSession(redis, keys, ref);
     // A backlog to replay: 230 entries, read in pages of 50 (the last one 30).
     for (let i = 0; i < 230; i += 46) {
       await log.append(

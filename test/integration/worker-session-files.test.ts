@@ -11,11 +11,12 @@ import { createLogger } from "@pi-fleet/observability";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
 import { WorkspacePaths } from "@pi-fleet/security";
-import { EventLog } from "@pi-fleet/streams";
+import { EventLog, SessionRecords } from "@pi-fleet/streams";
 import { uniquePrefix } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WorkerSessionFiles } from "../../apps/worker/src/session-files.ts";
 import type { WorkerContext } from "../../apps/worker/src/worker-context.ts";
+import { registerSession } from "./helpers/register-session.ts";
 
 const keys = createKeys(uniquePrefix("worker-session-files"));
 const ORG = "acme";
@@ -34,11 +35,12 @@ beforeAll(async () => {
   ctx = {
     registry,
     events,
+    sessions: new SessionRecords(events),
     paths: new WorkspacePaths(root),
     logger: createLogger("test", "silent"),
   } as unknown as WorkerContext;
   await registry.upsertProject(ORG, PROJECT, PROJECT);
-  await registry.createSession(ORG, PROJECT, "source", { name: "main" });
+  await registerSession(redis, keys, { org: ORG, project: PROJECT, session: "source" }, { name: "main" });
 });
 
 afterAll(async () => {
@@ -101,7 +103,12 @@ describe("WorkerSessionFiles", () => {
   });
 
   it("an owner's settings write is fenced: refused for an ex-owner and for a deleted session", async () => {
-    await registry.createSession(ORG, PROJECT, "settings", { modelId: "m1" });
+    await registerSession(
+      redis,
+      keys,
+      { org: ORG, project: PROJECT, session: "settings" },
+      { modelId: "m1" },
+    );
     const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
     if (!("lease" in a)) throw new Error("expected to acquire");
     const stale = a.lease;
@@ -116,7 +123,7 @@ describe("WorkerSessionFiles", () => {
         await registry.updateSessionSettings(ORG, PROJECT, "settings", { modelId: "stale" }, stale.token),
       ).toBe(false);
       expect((await registry.getSession(ORG, PROJECT, "settings"))?.modelId).toBe("m2");
-      await registry.deleteSession(ORG, PROJECT, "settings");
+      await new SessionRecords(events).delete(ORG, PROJECT, "settings");
       expect(
         await registry.updateSessionSettings(ORG, PROJECT, "settings", { modelId: "m3" }, b.lease.token),
       ).toBe(false);
@@ -152,33 +159,28 @@ describe("WorkerSessionFiles", () => {
     }
   });
 
-  it("a lease lost between the record and the event: the event is refused, the session stays", async () => {
-    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, PROJECT);
+  it("registers nothing for a project deleted meanwhile: no record, history or event", async () => {
+    const other = "gone";
+    await registry.upsertProject(ORG, other, other);
+    await registerSession(redis, keys, { org: ORG, project: other, session: "source" });
+    const a = await new LeaseManager(redis, keys, "worker-a", 10_000).acquire(ORG, other);
     if (!("lease" in a)) throw new Error("expected to acquire");
-    const files = new WorkerSessionFiles(ctx, a.lease, "source");
-    const slot = await files.allocate();
-    // The takeover happens right after the record was written.
-    let b: ProjectLease | undefined;
-    const takeOver = async () => {
-      await redis.del(keys.lease(ORG, PROJECT));
-      const taken = await new LeaseManager(redis, keys, "worker-b", 10_000).acquire(ORG, PROJECT);
-      if ("lease" in taken) b = taken.lease;
-    };
-    const createFenced = registry.createSessionFenced.bind(registry);
-    registry.createSessionFenced = async (...args: Parameters<typeof createFenced>) => {
-      const record = await createFenced(...args);
-      await takeOver();
-      return record;
-    };
     try {
-      const before = await activity();
-      await files.register(slot, created);
-      expect(b).toBeDefined();
-      expect(await registry.getSession(ORG, PROJECT, slot.sessionId)).toBeDefined();
-      expect(await activity()).toEqual(before);
+      const files = new WorkerSessionFiles(ctx, a.lease, "source");
+      const slot = await files.allocate();
+      // The gateway deletes the project while the worker forks one of its sessions.
+      await registry.deleteProject(ORG, other);
+      await expect(files.register(slot, created)).rejects.toThrow(/project was deleted/);
+      expect(await redis.exists(keys.session(ORG, other, slot.sessionId))).toBe(0);
+      expect(await redis.exists(keys.messages(ORG, other, slot.sessionId))).toBe(0);
+      expect(await redis.zscore(keys.sessions(ORG, other), slot.sessionId)).toBeNull();
+      const events = await new EventLog(redis, keys, 1000).range(
+        { org: ORG, project: other, activity: true },
+        "0",
+        100,
+      );
+      expect(events.map((e) => JSON.parse(e.data).sessionId)).not.toContain(slot.sessionId);
     } finally {
-      registry.createSessionFenced = createFenced;
-      await b?.release();
       await a.lease.release();
     }
   });

@@ -13,7 +13,7 @@ import { RunProducer } from "@pi-fleet/queue";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
 import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
-import { EventLog, StreamHub } from "@pi-fleet/streams";
+import { EventLog, SessionRecords, StreamHub } from "@pi-fleet/streams";
 import { ApiKeyStore, AuditLog, OrgStore } from "@pi-fleet/tenancy";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.ts";
@@ -88,6 +88,7 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     // Seal-only: the gateway stores provider keys but never decrypts them.
     registry: new Registry(redis, keys, secrets.sealOnly()),
     events,
+    sessions: new SessionRecords(events),
     hub: new StreamHub(hubSub),
     producer,
     control,

@@ -6,17 +6,20 @@
  */
 import type { GatewayServices } from "./services.ts";
 
-/** Deletes a session: registry, stream, history, open runs; transcript file via maintenance. */
+/**
+ * Deletes a session: its registry record together with its `session_deleted` activity event, then
+ * stream, history and open runs; the transcript file via maintenance. Every step after the first
+ * is idempotent, so a concurrent delete of the same session is harmless (one event either way).
+ */
 export async function purgeSession(
   s: GatewayServices,
   org: string,
   projectId: string,
   sessionId: string,
 ): Promise<void> {
-  await s.registry.deleteSession(org, projectId, sessionId);
+  await s.sessions.delete(org, projectId, sessionId);
   await s.control.send(org, projectId, "forget_session", { session: sessionId }, 2000).catch(() => undefined);
   await s.events.deleteSessionData({ org, project: projectId, session: sessionId });
-  await s.events.appendActivity(org, projectId, { type: "session_deleted", sessionId });
   await s.producer.requestMaintenance({
     type: "purge-session",
     org,

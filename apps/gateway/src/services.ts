@@ -7,7 +7,7 @@ import type { RunProducer } from "@pi-fleet/queue";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import type { Registry } from "@pi-fleet/registry";
 import type { WorkspacePaths } from "@pi-fleet/security";
-import type { EventLog, StreamHub } from "@pi-fleet/streams";
+import type { EventLog, SessionRecords, StreamHub } from "@pi-fleet/streams";
 import type { ApiKeyStore, AuditLog, OrgStore } from "@pi-fleet/tenancy";
 import type { LiveConnections } from "./auth/live-connections.ts";
 import type { ControlClient } from "./control-client.ts";
@@ -27,6 +27,8 @@ export interface GatewayServices {
   redis: Redis;
   registry: Registry;
   events: EventLog;
+  /** Session creation and deletion with their activity events (one script each). */
+  sessions: SessionRecords;
   hub: StreamHub;
   producer: RunProducer;
   control: ControlClient;

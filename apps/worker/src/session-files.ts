@@ -12,7 +12,7 @@ import { mkdir } from "node:fs/promises";
 import { isEntityId } from "@pi-fleet/contracts";
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CreatedSession, SessionFiles, SessionSlot } from "@pi-fleet/pi-runtime";
-import { FencedError } from "@pi-fleet/streams";
+import { FencedError, MissingRecordError } from "@pi-fleet/streams";
 import type { WorkerContext } from "./worker-context.ts";
 
 /** The error of a step refused because the project lease moved. */
@@ -60,12 +60,11 @@ export class WorkerSessionFiles implements SessionFiles {
    * Registers the new session with the source session's model settings (the branch continues on
    * the same model and thinking level), its messages as history and a name derived from the
    * source: `<source name> (fork)` / `(clone)`, the source's registry name or else pi's name on
-   * the branch; no name when neither exists, or for new_session. Both the record (with its
-   * history) and then `session_created` are written only while this lease's token holds the
-   * project lease. The event is best effort: a failed or fenced activity append is logged, the
-   * session (registered while the lease was held) exists either way.
-   * @throws Error when the lease is gone or the record's write was fenced (nothing registered
-   *   then); the registry's error
+   * the branch; no name when neither exists, or for new_session. The record (with its history)
+   * and its `session_created` activity event are written by one script, only while this lease's
+   * token holds the project lease.
+   * @throws Error when the lease is gone, the write was fenced or the project was deleted
+   *   (nothing registered then); Redis errors
    */
   async register(slot: SessionSlot, created: CreatedSession): Promise<void> {
     this.assertOwner();
@@ -73,46 +72,26 @@ export class WorkerSessionFiles implements SessionFiles {
     const base = source?.name ?? created.piSessionName;
     const suffix = NAME_SUFFIX[created.origin];
     const name = base && suffix ? `${base} (${suffix})` : undefined;
-    const record = await this.ctx.registry.createSessionFenced(
-      this.org,
-      this.project,
-      slot.sessionId,
-      {
-        name,
-        provider: source?.provider,
-        modelId: source?.modelId,
-        thinkingLevel: source?.thinkingLevel,
-        firstMessage: created.firstMessage,
-      },
-      created.messages,
-      this.lease.token,
-    );
-    if (!record) throw new Error(LEASE_LOST);
-    await this.appendCreated(slot.sessionId, name).catch((err: Error) =>
-      this.ctx.logger.warn(
+    try {
+      await this.ctx.sessions.create(
+        this.org,
+        this.project,
+        slot.sessionId,
         {
-          err: err.message,
-          fenced: err instanceof FencedError,
-          project: this.project,
-          session: slot.sessionId,
+          name,
+          provider: source?.provider,
+          modelId: source?.modelId,
+          thinkingLevel: source?.thinkingLevel,
+          firstMessage: created.firstMessage,
         },
-        "could not append session_created",
-      ),
-    );
-  }
-
-  /**
-   * Appends `session_created` to the project's activity stream, fenced by the lease token.
-   * @throws FencedError when the lease moved (nothing written); MissingRecordError when the
-   *   project is gone
-   */
-  private async appendCreated(sessionId: string, name: string | undefined): Promise<void> {
-    await this.ctx.events.appendActivity(
-      this.org,
-      this.project,
-      { type: "session_created", sessionId, ...(name ? { name } : {}) },
-      this.lease.token,
-    );
+        created.messages,
+        this.lease.token,
+      );
+    } catch (err) {
+      if (err instanceof FencedError) throw new Error(LEASE_LOST);
+      if (err instanceof MissingRecordError) throw new Error("The project was deleted");
+      throw err;
+    }
   }
 
   private assertOwner(): void {

@@ -8,7 +8,7 @@ import type { RuntimeCache } from "@pi-fleet/pi-runtime";
 import type { Keys, Redis } from "@pi-fleet/redis";
 import type { Registry } from "@pi-fleet/registry";
 import type { WorkspacePaths } from "@pi-fleet/security";
-import type { EventLog } from "@pi-fleet/streams";
+import type { EventLog, SessionRecords } from "@pi-fleet/streams";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PresetProvider } from "./presets.ts";
 import type { RunSlots } from "./run-slots.ts";
@@ -25,6 +25,8 @@ export interface WorkerContext {
   bullmq: Redis;
   registry: Registry;
   events: EventLog;
+  /** Session creation (fork, clone, new_session) with its activity event, fenced. */
+  sessions: SessionRecords;
   leases: LeaseManager;
   runtimes: RuntimeCache;
   paths: WorkspacePaths;

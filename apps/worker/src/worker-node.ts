@@ -13,7 +13,7 @@ import { listBuiltinModels, preparePiProcess, probeSandbox, RuntimeCache } from 
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
 import { secretBoxFromEnv, unencryptedSecretsWarning, WorkspacePaths } from "@pi-fleet/security";
-import { EventLog } from "@pi-fleet/streams";
+import { EventLog, SessionRecords } from "@pi-fleet/streams";
 import { ControlInbox } from "./control-inbox.ts";
 import { DisabledOrgWatch } from "./disabled-org-watch.ts";
 import { startHealthServer } from "./health-server.ts";
@@ -107,6 +107,7 @@ export async function startWorker(
     bullmq,
     registry,
     events,
+    sessions: new SessionRecords(events),
     leases: new LeaseManager(redis, keys, workerId, env.PI_FLEET_LEASE_TTL_MS),
     runtimes: new RuntimeCache(),
     paths: new WorkspacePaths(env.WORKSPACE_DIR),

@@ -1,6 +1,8 @@
 /**
  * CRUD over the registry hashes in Redis: projects, sessions, custom providers, built-in provider
- * credentials and the model catalog. Callers pass validated ids (route schemas check them); this
+ * credentials and the model catalog. Sessions are created and deleted by `SessionRecords`
+ * (`@pi-fleet/streams`), which writes the record and its project activity event in one script;
+ * this module reads them and updates their settings. Callers pass validated ids (route schemas check them); this
  * module never builds paths. Secrets (provider keys) are sealed with the injected SecretSealer
  * before they reach Redis and opened only by a registry that was given an opener (workers).
  */
@@ -27,29 +29,6 @@ import type {
   SecretSealer,
   SessionRecord,
 } from "./types.ts";
-
-/**
- * KEYS: lease, session hash, project's session index, session messages list.
- * ARGV: lease token, created-at (epoch ms), session id, n = the number of hash field arguments,
- * then the n arguments (alternating names and values, passed as they are: no JSON to decode, so
- * any string is stored as given), then the history's messages (JSON each).
- * Writes the session only while the token holds the project lease; returns 1, or 0 when fenced.
- */
-const CREATE_SESSION_FENCED = new LuaScript(
-  "create-session-fenced",
-  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[4])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + n))
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-local i = 5 + n
-while i <= #ARGV do
-  local j = math.min(i + 999, #ARGV)
-  redis.call('RPUSH', KEYS[4], unpack(ARGV, i, j))
-  i = j + 1
-end
-return 1`,
-  4,
-);
 
 /**
  * KEYS: lease, session hash. ARGV: lease token, then field names and values.
@@ -163,74 +142,6 @@ export class Registry {
     return sessions;
   }
 
-  /**
-   * Creates a session record. A session that starts with a transcript (a fork or clone made by
-   * the worker) passes `firstMessage` (the list's preview) and `history`, its persisted messages
-   * (pi `AgentMessage` objects, oldest first), written in the same transaction as the record, so
-   * the session is never listed without them.
-   */
-  async createSession(
-    org: string,
-    projectId: string,
-    id: string,
-    opts: {
-      name?: string;
-      provider?: string;
-      modelId?: string;
-      thinkingLevel?: ThinkingLevel;
-      firstMessage?: string;
-    },
-    history: readonly unknown[] = [],
-  ): Promise<SessionRecord> {
-    const now = new Date();
-    const fields: string[] = ["id", id, "projectId", projectId, "createdAt", now.toISOString()];
-    for (const [k, v] of Object.entries(opts)) if (v !== undefined) fields.push(k, String(v));
-    const tx = this.redis
-      .multi()
-      .hset(this.keys.session(org, projectId, id), ...fields)
-      .zadd(this.keys.sessions(org, projectId), now.getTime(), id);
-    if (history.length > 0) {
-      tx.rpush(this.keys.messages(org, projectId, id), ...history.map((m) => JSON.stringify(m)));
-    }
-    await tx.exec();
-    const session = await this.getSession(org, projectId, id);
-    if (!session) throw new Error("session vanished during create");
-    return session;
-  }
-
-  /**
-   * createSession for a project's lease holder (a worker's fork, clone or new_session): the
-   * record, its index entry and `history` are written in one script, and only while `leaseToken`
-   * (`<worker>:<epoch>`) holds the project lease, like every other write of an owner.
-   * @returns the record; undefined when fenced (the lease moved: nothing was written)
-   */
-  async createSessionFenced(
-    org: string,
-    projectId: string,
-    id: string,
-    opts: Parameters<Registry["createSession"]>[3],
-    history: readonly unknown[],
-    leaseToken: string,
-  ): Promise<SessionRecord | undefined> {
-    const now = new Date();
-    const fields: string[] = ["id", id, "projectId", projectId, "createdAt", now.toISOString()];
-    for (const [k, v] of Object.entries(opts)) if (v !== undefined) fields.push(k, String(v));
-    const written = await CREATE_SESSION_FENCED.run(
-      this.redis,
-      [
-        this.keys.lease(org, projectId),
-        this.keys.session(org, projectId, id),
-        this.keys.sessions(org, projectId),
-        this.keys.messages(org, projectId, id),
-      ],
-      [leaseToken, now.getTime(), id, fields.length, ...fields, ...history.map((m) => JSON.stringify(m))],
-    );
-    if (written !== 1) return undefined;
-    const session = await this.getSession(org, projectId, id);
-    if (!session) throw new Error("session vanished during create");
-    return session;
-  }
-
   /** Reads a session; undefined when unknown (or when it belongs to another project). */
   async getSession(org: string, projectId: string, id: string): Promise<SessionRecord | undefined> {
     const h = await this.redis.hgetall(this.keys.session(org, projectId, id));
@@ -291,15 +202,6 @@ export class Registry {
       [leaseToken, ...fields],
     );
     return written === 1;
-  }
-
-  /** Removes a session record from the registry. */
-  async deleteSession(org: string, projectId: string, id: string): Promise<void> {
-    await this.redis
-      .multi()
-      .del(this.keys.session(org, projectId, id))
-      .zrem(this.keys.sessions(org, projectId), id)
-      .exec();
   }
 
   /** A session's persisted messages (pi `AgentMessage` objects), oldest first. */

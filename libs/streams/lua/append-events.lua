@@ -1,6 +1,5 @@
 -- Appends wire events to a session stream, fenced by the project lease.
--- KEYS: 1 lease, 2 stream, 3 stream meta, 4 session messages list, 5 the record the stream belongs
---       to (session hash; project hash for the activity stream)
+-- KEYS: 1 lease, 2 stream, 3 stream meta, 4 session messages list, 5 session hash
 -- ARGV: 1 lease token "<worker>:<epoch>" ('' = unfenced), 2 retention "<maxlen>:<maxAgeMs>", 3 channel, 4 epoch seed,
 --       then pairs: event json, history json ('' = nothing to mirror)
 -- Returns the entry ids, or the error "FENCED ..." when the caller does not hold the lease, or

@@ -4,16 +4,11 @@
  * that a worker without the project lease cannot write at all (fencing, ARCHITECTURE.md §3).
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { RunStatus, RunUsage, WireEvent } from "@pi-fleet/contracts";
 import { TERMINAL_RUN_STATUSES } from "@pi-fleet/contracts";
 import type { Keys, Redis } from "@pi-fleet/redis";
-import { LuaScript } from "@pi-fleet/redis";
+import { streamScript as script } from "./lua-scripts.ts";
 
-const luaDir = new URL("../lua/", import.meta.url);
-const lib = readFileSync(new URL("lib-append.lua", luaDir), "utf8");
-const script = (name: string, keys: number) =>
-  new LuaScript(name, `${lib}\n${readFileSync(new URL(`${name}.lua`, luaDir), "utf8")}`, keys);
 const APPEND = script("append-events", 5);
 const ENQUEUE = script("enqueue-run", 12);
 const TRANSITION = script("transition-run", 9);
@@ -142,7 +137,8 @@ export class EventLog {
   readonly maxAgeMs: number;
   /** Told about terminal transitions and fenced writes (the process's metrics). */
   observer: EventLogObserver = {};
-  private readonly retention: string;
+  /** `<maxLen>:<maxAgeMs>`, the retention argument of every append script. */
+  readonly retention: string;
 
   /**
    * @param redis a `command` connection
@@ -196,39 +192,6 @@ export class EventLog {
   }
 
   /**
-   * Appends an activity event to a project's activity stream (session created/deleted; run
-   * events are appended by the run scripts themselves).
-   * @param token lease token `<worker>:<epoch>` of an owner's write, or "" (the gateway's) for an
-   *   unfenced one
-   * @throws FencedError when `token` no longer holds the project lease (nothing was written);
-   *   MissingRecordError when the project is gone
-   */
-  async appendActivity(org: string, project: string, event: WireEvent, token = ""): Promise<string> {
-    const a = this.address({ org, project, activity: true });
-    const keys = [
-      this.keys.lease(org, project),
-      a.stream,
-      a.meta,
-      `${a.stream}:none`,
-      this.keys.project(org, project),
-    ];
-    const args = [
-      token,
-      this.retention,
-      a.channel,
-      randomBytes(8).toString("hex"),
-      JSON.stringify(event),
-      "",
-    ];
-    try {
-      const ids = (await APPEND.run(this.redis, keys, args)) as string[];
-      return ids[0] ?? "";
-    } catch (err) {
-      throw this.appendError(err, "project");
-    }
-  }
-
-  /**
    * Appends events to the session stream; `history[i]`, when given, is mirrored into the
    * session's message list (the persisted history served by `GET …/sessions/{id}`).
    * @param token lease token `<worker>:<epoch>`, or "" for an unfenced write
@@ -258,18 +221,18 @@ export class EventLog {
     try {
       return (await APPEND.run(this.redis, keys, args)) as string[];
     } catch (err) {
-      throw this.appendError(err, "session");
+      throw this.appendError(err);
     }
   }
 
   /** The typed error of a failed APPEND: FencedError, MissingRecordError, else `err` itself. */
-  private appendError(err: unknown, record: "session" | "project"): unknown {
+  private appendError(err: unknown): unknown {
     if (isFenced(err)) {
       this.observer.fenced?.("append");
       return new FencedError((err as Error).message);
     }
     if (err instanceof Error && err.message.includes("NOSESSION")) {
-      return new MissingRecordError(`the ${record} was deleted`);
+      return new MissingRecordError("the session was deleted");
     }
     return err;
   }

@@ -18,6 +18,7 @@ import {
   SessionParams,
   type ThinkingLevel,
 } from "@pi-fleet/contracts";
+import { MissingRecordError } from "@pi-fleet/streams";
 import type { FastifyInstance } from "fastify";
 import { requireProject, requireSession } from "../lookups.ts";
 import { clampLevel, effectiveSettings } from "../model-settings.ts";
@@ -87,20 +88,16 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
       const body = (request.body ?? {}) as ModelChoice & { name?: string };
       await requireProject(s, request.auth.org, projectId);
       const thinkingLevel = await checkModel(s, request.auth.org, body);
-      const session = await s.registry.createSession(request.auth.org, projectId, randomUUID(), {
-        ...body,
-        thinkingLevel,
-      });
-      await s.events.appendActivity(request.auth.org, projectId, {
-        type: "session_created",
-        sessionId: session.id,
-        ...(session.name ? { name: session.name } : {}),
-      });
-      return {
-        id: session.id,
-        createdAt: session.createdAt,
-        ...(session.name ? { name: session.name } : {}),
-      };
+      const id = randomUUID();
+      // The record and its `session_created` activity event are written together.
+      const { createdAt } = await s.sessions
+        .create(request.auth.org, projectId, id, { ...body, thinkingLevel })
+        .catch((err: unknown) => {
+          // The project was deleted since the lookup above.
+          if (err instanceof MissingRecordError) throw new ApiError("PF_ERR_PROJECT_NOT_FOUND");
+          throw err;
+        });
+      return { id, createdAt, ...(body.name ? { name: body.name } : {}) };
     },
   );
   app.get(
