@@ -1,7 +1,10 @@
 // Keyed mode end to end on a real gateway + worker + Redis: the operator API creates orgs and keys,
-// roles gate what a key may do, revocation, expiry and disabling take effect on the next request,
-// org B never sees org A's data, every change is audited, and deleting an org removes everything.
+// roles gate what a key may do, revocation, expiry and disabling take effect on the next request
+// (and stop the org's running runs and commands), org B never sees org A's data, every change is
+// audited, and deleting an org removes everything.
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { createKeys } from "@pi-fleet/redis";
 import { EventLog } from "@pi-fleet/streams";
 import { waitFor } from "@pi-fleet/testkit";
@@ -310,6 +313,41 @@ describe("keyed mode", () => {
           : await stack.call("GET", path, undefined, keys.acmeAdmin);
         expect([path, res.status, (res.json as Json).code]).toEqual([path, 400, "PF_ERR_REQUEST_INVALID"]);
       }
+    }
+  });
+
+  it("stops a disabled org's running bash command, which answers as cancelled", async () => {
+    // Disabling stopped the org's runs, but a user bash command already running went on to its
+    // end (up to its time cap). After the audit test: this command's key.use entry lands after
+    // the response, so it could come after the re-enabling org.update that test expects newest.
+    const token = keys.acmeMember;
+    expect((await stack.call("POST", "/v1/projects", { name: "disabled-commands" }, token)).status).toBe(200);
+    const projectDir = (
+      (await stack.call("GET", "/v1/projects/disabled-commands", undefined, token)).json as Json
+    ).projectDir as string;
+    const sid = (
+      (await stack.call("POST", "/v1/projects/disabled-commands/sessions", {}, token)).json as Json
+    ).id as string;
+    const command = stack.call(
+      "POST",
+      `/v1/projects/disabled-commands/sessions/${sid}/commands`,
+      { type: "bash", command: "touch started; sleep 20" },
+      token,
+    );
+    await waitFor(() => existsSync(join(projectDir, "started")), { timeoutMs: 10_000 });
+    const disabledAt = Date.now();
+    expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: true })).status).toBe(200);
+    try {
+      const res = await command;
+      expect(Date.now() - disabledAt).toBeLessThan(5_000);
+      // pi's answer for a cancelled bash command: no exit code.
+      expect(res).toMatchObject({
+        status: 200,
+        json: { type: "bash", success: true, data: { cancelled: true } },
+      });
+      expect((res.json as { data: Json }).data).not.toHaveProperty("exitCode");
+    } finally {
+      expect((await admin("PATCH", "/v1/admin/orgs/acme", { disabled: false })).status).toBe(200);
     }
   });
 

@@ -1,21 +1,26 @@
 /**
- * Stops the running runs of an org an operator disabled (`PATCH /v1/admin/orgs/{org}
- * {disabled: true}`). Queued runs are refused where they start (start-run.lua reads the same org
- * flag and the run is recorded `run_cancelled {reason: "org_disabled"}`); a run already running
- * would go on to its end. Every `intervalMs` this worker reads the flag (`disabled` = "1" in the
- * org hash, `Keys.org`; no hash, as for open mode's `default`, is enabled) of each org it runs
- * something for, and interrupts those runs: `run_interrupted {reason: "org_disabled"}`. Polling
- * rather than a broadcast from the gateway: a missed message would let a run go on, a read cannot
- * be missed, and the cost is one pipelined HGET per org with running runs per interval.
+ * Stops the running runs and session commands of an org an operator disabled (`PATCH
+ * /v1/admin/orgs/{org} {disabled: true}`). Queued runs are refused where they start
+ * (start-run.lua reads the same org flag and the run is recorded `run_cancelled {reason:
+ * "org_disabled"}`); a run or a command (a user `bash` up to its time cap, a `compact`) already
+ * running would go on to its end. Every `intervalMs` this worker reads the flag (`disabled` = "1"
+ * in the org hash, `Keys.org`; no hash, as for open mode's `default`, is enabled) of each org it
+ * runs something for, interrupts those runs (`run_interrupted {reason: "org_disabled"}`) and stops
+ * those commands (they answer pi's cancelled result: bash `{cancelled: true}`, compact
+ * "Compaction cancelled"). Polling rather than a broadcast from the gateway: a missed message
+ * would let a run go on, a read cannot be missed, and the cost is one pipelined HGET per org with
+ * running work per interval.
  * An interrupt is not awaited by the check: pi's abort waits for the agent to settle, which a
  * tool that ignores its abort signal can delay for ever, and one stuck org must not stop the
  * watch for the others (nor the worker's shutdown). While an org's interrupt is under way (at
- * most {@link INTERRUPT_WAIT_MS}) it is not started again.
+ * most {@link INTERRUPT_WAIT_MS}) it is not started again. Stopping commands waits for nothing
+ * (it signals pi's aborts), so it is done on every check that finds the org disabled: a command
+ * that arrived meanwhile is stopped too.
  */
 import type { Ownership } from "./ownership.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
-/** How often running runs' orgs are checked (ms). */
+/** How often the orgs of running runs and commands are checked (ms). */
 export const DISABLED_ORG_CHECK_MS = 1000;
 
 /** How long an org's interrupt counts as under way before a later check may try again (ms). */
@@ -47,8 +52,9 @@ export class DisabledOrgWatch {
   }
 
   /**
-   * One check: starts interrupting the running runs of every disabled org (not awaited, see the
-   * module comment). Never throws (a Redis error is logged; the next check tries again).
+   * One check: stops the running commands of every disabled org and starts interrupting its
+   * running runs (not awaited, see the module comment). Never throws (a Redis error is logged;
+   * the next check tries again).
    */
   async check(): Promise<void> {
     if (this.closed) return;
@@ -65,8 +71,20 @@ export class DisabledOrgWatch {
       return;
     }
     orgs.forEach((org, i) => {
-      if (flags[i] === "1" && !this.closed) this.interrupt(org);
+      if (flags[i] !== "1" || this.closed) return;
+      this.stopCommands(org);
+      this.interrupt(org);
     });
+  }
+
+  /** Stops the org's commands in flight here (signals only: nothing to wait for). */
+  private stopCommands(org: string): void {
+    try {
+      const commands = this.ownership.abortOrgCommands(org);
+      if (commands > 0) this.ctx.logger.warn({ org, commands }, "org disabled: running commands stopped");
+    } catch (err) {
+      this.ctx.logger.warn({ err: (err as Error).message, org }, "could not stop a disabled org's commands");
+    }
   }
 
   private interrupt(org: string): void {

@@ -55,11 +55,24 @@ export class Ownership {
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  /** Orgs with a run running on this worker now. */
+  /** Orgs with a run or a session command running on this worker now. */
   runningOrgs(): Set<string> {
     const orgs = new Set<string>();
-    for (const runner of this.runners.values()) if (runner.running > 0) orgs.add(runner.org);
+    for (const runner of this.runners.values()) {
+      if (runner.running > 0 || runner.commandsRunning > 0) orgs.add(runner.org);
+    }
     return orgs;
+  }
+
+  /**
+   * Stops the session commands of `org` in flight on this worker now (user `bash`, `compact`:
+   * ProjectRunner.abortCommands), across its owned projects, without waiting for them to end.
+   * Never throws. @returns how many commands were in flight and not stopped before
+   */
+  abortOrgCommands(org: string): number {
+    let stopped = 0;
+    for (const runner of this.runners.values()) if (runner.org === org) stopped += runner.abortCommands();
+    return stopped;
   }
 
   /**

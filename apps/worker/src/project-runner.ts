@@ -14,6 +14,7 @@ import { projectQueueOptions, queueOptions, type RunJobData } from "@pi-fleet/qu
 import { DelayedError, type Job, Queue, WaitingError, Worker } from "bullmq";
 import { EagerStart } from "./eager-start.ts";
 import { RunExecutor } from "./run-executor.ts";
+import { RunningCommands } from "./running-commands.ts";
 import { WorkerSessionFiles } from "./session-files.ts";
 import { SessionGate } from "./session-gate.ts";
 import { SessionHost } from "./session-host.ts";
@@ -56,11 +57,8 @@ export class ProjectRunner {
   private reconciled = false;
   /** Whether the last close() completed every step in time (set by close). */
   private closedInTime = false;
-  /** Commands running now, and when the last one started or ended (monotonic ms): idle release. */
-  private commandsInFlight = 0;
-  private lastCommandAt = 0;
-  /** Commands running now, by session. */
-  private readonly commandSessions = new Map<string, number>();
+  /** Session commands in flight (idle release, session eviction, abortCommands). */
+  private readonly commands = new RunningCommands();
 
   /**
    * @param shouldYield asked when a run is throttled by its org's quota and nothing of this project
@@ -160,6 +158,23 @@ export class ProjectRunner {
     return this.executor.abortAll(reason);
   }
 
+  /** Number of session commands in flight here now (see command()). */
+  get commandsRunning(): number {
+    return this.commands.size;
+  }
+
+  /**
+   * Stops every session command in flight here now, without waiting for them (an operator
+   * disabled the org): a user `bash` answers pi's cancelled result (`{cancelled: true}`, no exit
+   * code), a `compact` answers "Compaction cancelled" (PiSession.abortCommands); other commands
+   * are short and finish. A command whose session is still opening is stopped once it is open.
+   * Runs are left alone (interruptRuns). Never throws.
+   * @returns how many commands were in flight and not stopped before
+   */
+  abortCommands(): number {
+    return this.commands.abortAll();
+  }
+
   /**
    * Delivers a steer / follow-up message (text and optional images) into the session's running run.
    * @returns the run it joined, or undefined when the session is idle (the caller queues a prompt)
@@ -181,15 +196,17 @@ export class ProjectRunner {
    * Runs a pi command on the session (opening it if needed). Model and thinking changes are
    * written back to the registry so the next run keeps them. fork, clone and new_session create
    * their new session through WorkerSessionFiles (file, registry record, activity event).
+   * abortCommands() stops a running `bash` or `compact` (it then answers pi's cancelled result).
    */
   async command(sessionId: string, request: { type: string; [k: string]: unknown }): Promise<CommandResult> {
     // A command keeps the project from idle release while it runs, and counts as activity.
-    this.commandsInFlight++;
-    this.lastCommandAt = performance.now();
-    this.commandSessions.set(sessionId, (this.commandSessions.get(sessionId) ?? 0) + 1);
+    const running = this.commands.begin(sessionId);
     try {
       const session = await this.host.acquire(sessionId);
-      const result = await session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
+      const answer = session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
+      // After command() started it, so that an abortCommands() that came first reaches it.
+      running.attach(session);
+      const result = await answer;
       if (result.success && MODEL_COMMANDS.has(request.type)) {
         const settings = session.settings();
         // Fenced: an ex-owner's late answer does not overwrite what the new owner records.
@@ -207,11 +224,7 @@ export class ProjectRunner {
       }
       return result;
     } finally {
-      this.commandsInFlight--;
-      this.lastCommandAt = performance.now();
-      const left = (this.commandSessions.get(sessionId) ?? 1) - 1;
-      if (left > 0) this.commandSessions.set(sessionId, left);
-      else this.commandSessions.delete(sessionId);
+      running.end();
     }
   }
 
@@ -223,7 +236,7 @@ export class ProjectRunner {
   evictIdleSessions(idleMs: number): Promise<number> {
     return this.host.evictIdle(
       idleMs,
-      (sessionId) => this.executor.active.has(sessionId) || this.commandSessions.has(sessionId),
+      (sessionId) => this.executor.active.has(sessionId) || this.commands.has(sessionId),
     );
   }
 
@@ -295,8 +308,8 @@ export class ProjectRunner {
    * its queue (queues-and-streams.md §3.4 pitfall 1).
    */
   async idleFor(idleMs: number): Promise<boolean> {
-    const lastActivity = Math.max(this.executor.lastActivity, this.lastCommandAt);
-    if (this.executor.inFlight > 0 || this.commandsInFlight > 0 || performance.now() - lastActivity < idleMs)
+    const lastActivity = Math.max(this.executor.lastActivity, this.commands.lastAt);
+    if (this.executor.inFlight > 0 || this.commands.size > 0 || performance.now() - lastActivity < idleMs)
       return false;
     const counts = await this.queue.getJobCounts("active", "wait", "delayed", "prioritized");
     return Object.values(counts).every((n) => n === 0);

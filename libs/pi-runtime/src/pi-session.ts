@@ -1,7 +1,8 @@
 // Wraps one pi AgentSession behind the fleet's PiSession: one run at a time, events converted to
 // the lean wire form inside a listener that can never throw (hazard H11), outcomes classified
 // with the fleet's own abort flag (H15), and abort-before-dispose so the partial turn is kept (H14).
-// Steering input and RPC-style commands are delegated (queued-input rules here, commands/).
+// Steering input and RPC-style commands are delegated (queued-input rules here, commands/); the
+// commands pi can stop (user bash, compact) are counted here so abortCommands() can stop them.
 import { rm } from "node:fs/promises";
 import type { AgentSession, BashOperations, ModelRuntime } from "@earendil-works/pi-coding-agent";
 import { THINKING_LEVELS, type ThinkingLevel, type WireEvent } from "@pi-fleet/contracts";
@@ -23,6 +24,18 @@ import type {
   SessionSettings,
 } from "./types.ts";
 import { toWireEvent } from "./wire-event.ts";
+
+/** Command types abortCommands() stops (the only long-running ones pi has an abort for). */
+const ABORTABLE_COMMANDS = new Set(["bash", "compact"]);
+/** pi's text for a cancelled compaction, the answer of every compact abortCommands() stopped. */
+const COMPACTION_CANCELLED = "Compaction cancelled";
+
+/** A bash or compact command running through command(). */
+interface AbortableCommand {
+  readonly type: string;
+  /** abortCommands() stopped it. */
+  cancelled: boolean;
+}
 
 interface ActiveRun {
   readonly tracker: RunTracker;
@@ -68,6 +81,8 @@ export class PiAgentSession implements PiSession {
   readonly #unsubscribe: () => void;
   #run: ActiveRun | undefined;
   #disposed = false;
+  /** The bash and compact commands running now (see ABORTABLE_COMMANDS). */
+  readonly #commands = new Set<AbortableCommand>();
 
   constructor(parts: PiAgentSessionParts) {
     this.#session = parts.session;
@@ -80,6 +95,14 @@ export class PiAgentSession implements PiSession {
     this.#outOfRun = parts.outOfRun;
     this.#unsubscribe = this.#session.subscribe((event) => {
       // Runs synchronously inside pi's event queue: no I/O, and nothing may escape (H11).
+      if (event.type === "compaction_start" && event.reason === "manual" && this.#compactCancelled()) {
+        // A compact abortCommands() met before pi created its controller (just before this event).
+        try {
+          this.#session.abortCompaction();
+        } catch {
+          // as below: pi must never see the exception
+        }
+      }
       const run = this.#run;
       if (!run) {
         try {
@@ -163,18 +186,54 @@ export class PiAgentSession implements PiSession {
 
   async command(request: CommandRequest, files?: SessionFiles): Promise<CommandResult> {
     if (this.#disposed) return { success: false, error: "PiSession is disposed" };
-    return runCommand(
-      {
-        session: this.#session,
-        runtime: this.#runtime,
-        rt: this.#rt,
-        bashOperations: this.#bashOperations,
-        overflowLogs: this.#overflowLogs,
-        busy: this.#run !== undefined || this.#session.isStreaming,
-        ...(files ? { files } : {}),
-      },
-      request,
-    );
+    const type: unknown = typeof request === "object" && request !== null ? request.type : undefined;
+    const entry: AbortableCommand | undefined =
+      typeof type === "string" && ABORTABLE_COMMANDS.has(type) ? { type, cancelled: false } : undefined;
+    if (entry) this.#commands.add(entry);
+    try {
+      const result = await runCommand(
+        {
+          session: this.#session,
+          runtime: this.#runtime,
+          rt: this.#rt,
+          bashOperations: this.#bashOperations,
+          overflowLogs: this.#overflowLogs,
+          busy: this.#run !== undefined || this.#session.isStreaming,
+          ...(files ? { files } : {}),
+        },
+        request,
+      );
+      // Where the abort hit decides pi's text ("This operation was aborted", "Turn prefix
+      // summarization failed: …"): one answer for every compact stopped here.
+      if (entry?.cancelled && entry.type === "compact" && !result.success && result.code === undefined) {
+        return { success: false, error: COMPACTION_CANCELLED };
+      }
+      return result;
+    } finally {
+      if (entry) this.#commands.delete(entry);
+    }
+  }
+
+  abortCommands(): number {
+    const running = [...this.#commands];
+    for (const c of running) c.cancelled = true;
+    try {
+      // pi registers a user command's abort controller as executeBash starts, which command()
+      // reaches synchronously: every bash command counted here is reached.
+      if (running.some((c) => c.type === "bash")) this.#session.abortBash();
+      // pi's compact() awaits abort() before it creates its controller: one not created yet is
+      // stopped by the listener at compaction_start.
+      if (running.some((c) => c.type === "compact")) this.#session.abortCompaction();
+    } catch {
+      // An abort listener that throws must not stop the caller (the commands still end).
+    }
+    return running.length;
+  }
+
+  /** A compact command abortCommands() stopped is still running. */
+  #compactCancelled(): boolean {
+    for (const c of this.#commands) if (c.type === "compact" && c.cancelled) return true;
+    return false;
   }
 
   /**

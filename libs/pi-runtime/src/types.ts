@@ -313,6 +313,20 @@ export interface PiSession {
    * run/steer/followUp/abort).
    */
   command(request: CommandRequest, files?: SessionFiles): Promise<CommandResult>;
+  /**
+   * Stops the commands running on this session now (an operator disabled the org), without
+   * waiting for them to end; each command() then answers as pi reports the cancellation:
+   * - `bash` (pi's abortBash: the command's process group gets SIGKILL) →
+   *   `{success: true, data: {output, cancelled: true, truncated}}` without `exitCode`, recorded
+   *   in the session as a cancelled bashExecution message, like `abort_bash`;
+   * - `compact` (pi's abortCompaction, which would also cancel an automatic compaction under way)
+   *   → `{success: false, error: "Compaction cancelled"}`; a compact whose compaction pi has not
+   *   started yet is cancelled as it starts.
+   * These are the long-running commands pi can abort; the others are short and have no abort.
+   * A run is left alone (abort() stops it), and so are commands started after this call. Never
+   * throws. @returns how many bash and compact commands were running
+   */
+  abortCommands(): number;
   /** Aborts the current run (bash process group included) and waits until pi persisted the partial turn. */
   abort(): Promise<void>;
   settings(): SessionSettings;
