@@ -2,8 +2,12 @@
  * Gateway side of the control channel: sends a request to the worker that holds a project's
  * lease and waits for its reply. Requests go to the worker's inbox channel; replies come back on
  * this gateway's own reply channel (one subscriber connection per gateway, not per request).
+ * While it waits, the client looks at the project's lease every {@link HOLDER_CHECK_MS}: a request
+ * whose worker lost the project (it died, or another worker took over) ends as `lost` within a
+ * few seconds instead of waiting out its whole timeout (a user `bash` may be waited for minutes).
  */
 import { randomUUID } from "node:crypto";
+import { ApiError } from "@pi-fleet/contracts";
 import { CONTROL_NOT_OWNER, type Keys, type Redis } from "@pi-fleet/redis";
 
 /** A control request as it travels to a worker. */
@@ -25,11 +29,30 @@ export interface ControlReply {
   error?: string;
 }
 
-/** Outcome of {@link ControlClient.send}: `no-owner` when no worker holds the project. */
+/**
+ * Outcome of {@link ControlClient.send}: `no-owner` when no worker holds the project; `lost` when
+ * the worker asked stopped holding it before it answered (what the request did is unknown).
+ */
 export type ControlOutcome =
   | { kind: "reply"; reply: ControlReply }
   | { kind: "no-owner" }
-  | { kind: "timeout" };
+  | { kind: "timeout" }
+  | { kind: "lost" };
+
+/**
+ * How often a waiting request looks at the lease (ms). Two looks in a row that find another holder
+ * (or none) end it as `lost`: a worker releasing while it finishes the request (a drain) still
+ * gets one interval to answer.
+ */
+export const HOLDER_CHECK_MS = 1000;
+
+/** The API error of a `lost` outcome: 503, the request's effect unknown (a retry may repeat it). */
+export function workerLostError(): ApiError {
+  return new ApiError(
+    "PF_ERR_SERVICE_UNAVAILABLE",
+    "the worker running this request stopped owning the project before it answered; its outcome is unknown",
+  );
+}
 
 /** Sends control requests and correlates replies. */
 export class ControlClient {
@@ -40,9 +63,15 @@ export class ControlClient {
   private readonly pending = new Map<string, (reply: ControlReply) => void>();
   private readonly ownerWaiters = new Map<string, Set<() => void>>();
   private readonly requestOwner: (org: string, project: string) => Promise<void>;
-  /** Told the duration of each published request (metrics); outcome `reply`, `timeout` or `no_receiver`. */
-  onRoundTrip: (type: string, outcome: "reply" | "timeout" | "no_receiver", seconds: number) => void =
-    () => {};
+  /**
+   * Told the duration of each published request (metrics); outcome `reply`, `timeout`,
+   * `no_receiver` or `lost`.
+   */
+  onRoundTrip: (
+    type: string,
+    outcome: "reply" | "timeout" | "no_receiver" | "lost",
+    seconds: number,
+  ) => void = () => {};
 
   /**
    * @param sub a dedicated subscriber connection (owned by this client)
@@ -140,13 +169,53 @@ export class ControlClient {
       const timeout = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);
       });
-      const result = await Promise.race([replied, timeout]);
+      const watch = this.watchHolder(org, project, holder);
+      const result = await Promise.race([replied, timeout, watch.lost]);
       clearTimeout(timer);
-      this.onRoundTrip(type, result === "timeout" ? "timeout" : "reply", took());
-      return result === "timeout" ? { kind: "timeout" } : { kind: "reply", reply: result };
+      watch.stop();
+      if (typeof result === "string") {
+        this.onRoundTrip(type, result, took());
+        return { kind: result };
+      }
+      this.onRoundTrip(type, "reply", took());
+      return { kind: "reply", reply: result };
     } finally {
       this.pending.delete(request.id);
     }
+  }
+
+  /**
+   * Looks at the project's lease every {@link HOLDER_CHECK_MS} (the first look one interval in, so
+   * a prompt reply costs nothing) until stopped; `lost` resolves once two looks in a row found a
+   * holder other than `holder` (or none). A look that fails (Redis) counts as neither.
+   */
+  private watchHolder(
+    org: string,
+    project: string,
+    holder: string,
+  ): { lost: Promise<"lost">; stop: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    let misses = 0;
+    const lost = new Promise<"lost">((resolve) => {
+      const look = async (): Promise<void> => {
+        const now: string | null | undefined = await this.redis
+          .get(this.keys.lease(org, project))
+          .catch(() => undefined);
+        if (stopped) return;
+        if (now !== undefined) misses = now === holder ? 0 : misses + 1;
+        if (misses >= 2) resolve("lost");
+        else timer = setTimeout(() => void look(), HOLDER_CHECK_MS);
+      };
+      timer = setTimeout(() => void look(), HOLDER_CHECK_MS);
+    });
+    return {
+      lost,
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+      },
+    };
   }
 
   /**

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ApiError } from "@pi-fleet/contracts";
+import { workerLostError } from "./control-client.ts";
 import { enqueuePrompt, type QueuedRun } from "./enqueue.ts";
 import type { UserInput } from "./prompt-input.ts";
 import type { GatewayServices } from "./services.ts";
@@ -82,6 +83,7 @@ async function deliverToRun(
       payload: { text: input.text, mode, ...(imagesKey ? { imagesKey } : {}) },
     });
     if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+    if (outcome.kind === "lost") throw workerLostError();
     if (outcome.kind === "no-owner" || !outcome.reply.ok) return undefined;
     const result = (outcome.reply.result ?? {}) as { delivered?: unknown; runId?: unknown };
     if (result.delivered !== mode || typeof result.runId !== "string") return undefined;

@@ -135,6 +135,12 @@ export const EnvSchema = Type.Object({
   /** Per-command time cap of the agent's bash tool, in ms. */
   PI_FLEET_BASH_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 600_000 }),
   /**
+   * How long the gateway waits for a long-running session command (`POST …/commands` and the RPC
+   * socket: `compact`, and a user `bash`, which waits at least PI_FLEET_BASH_TIMEOUT_MS + 30 s) to
+   * answer, in ms, before 503 PF_ERR_CONTROL_TIMEOUT (the command goes on). Other commands: 30 s.
+   */
+  PI_FLEET_COMMAND_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 600_000 }),
+  /**
    * Where the agent's shell commands run (worker only): `none` on the host with a minimal env,
    * `bwrap` inside bubblewrap (`/usr/bin/bwrap`: only the project dir writable, no network,
    * private /tmp and PID namespace). Workers refuse to start when bwrap cannot run.

@@ -4,6 +4,8 @@
  * lease over the control channel and back; commands get an owner on demand. Steer and follow-up
  * on an idle session become a new prompt run, as in pi.
  */
+
+import type { Env } from "@pi-fleet/config";
 import {
   AbortRequest,
   AbortResponse,
@@ -21,7 +23,7 @@ import {
 } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
 import { requireRole } from "../auth/authenticate.ts";
-import type { ControlOutcome } from "../control-client.ts";
+import { type ControlOutcome, workerLostError } from "../control-client.ts";
 import { deliverInput } from "../deliver.ts";
 import { requireSession } from "../lookups.ts";
 import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
@@ -40,9 +42,28 @@ const UI_ALREADY_ANSWERED = "already answered";
 /** The reply's result, or the matching API error. */
 function resultOf(outcome: ControlOutcome): Record<string, unknown> | undefined {
   if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+  if (outcome.kind === "lost") throw workerLostError();
   if (outcome.kind === "no-owner") return undefined;
   if (!outcome.reply.ok) return undefined;
   return (outcome.reply.result ?? {}) as Record<string, unknown>;
+}
+
+/** How long a session command is waited for (ms), unless it is one of {@link LONG_COMMANDS}. */
+const COMMAND_WAIT_MS = 30_000;
+
+/** Commands that may run for minutes: a user shell command (up to its cap) and a compaction. */
+const LONG_COMMANDS: ReadonlySet<string> = new Set(["bash", "compact"]);
+
+/**
+ * How long `POST …/commands` waits for the worker's answer (ms): PI_FLEET_COMMAND_TIMEOUT_MS for a
+ * `bash` or `compact` (a bash at least its own cap PI_FLEET_BASH_TIMEOUT_MS + 30 s, so it is never
+ * cut short by the wait), 30 s for the others. A worker lost meanwhile ends the wait within seconds
+ * (ControlClient: `lost`).
+ */
+export function commandWaitMs(env: Env, type: string): number {
+  if (!LONG_COMMANDS.has(type)) return COMMAND_WAIT_MS;
+  const wait = env.PI_FLEET_COMMAND_TIMEOUT_MS;
+  return type === "bash" ? Math.max(wait, env.PI_FLEET_BASH_TIMEOUT_MS + 30_000) : wait;
 }
 
 /** Commands that only read (`get_state`, `get_messages`, …): allowed to viewers. */
@@ -150,10 +171,11 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
         projectId,
         "command",
         { session: id, payload: command },
-        30_000,
+        commandWaitMs(s.env, command.type),
         true,
       );
       if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+      if (outcome.kind === "lost") throw workerLostError();
       if (outcome.kind === "no-owner")
         throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", "no worker could take the project");
       if (!outcome.reply.ok) throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", outcome.reply.error);
