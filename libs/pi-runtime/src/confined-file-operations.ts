@@ -1,15 +1,20 @@
 // Keeps pi's file tools inside the project dir (hazard H4: they accept absolute, `~` and `..`
-// paths). pi resolves the model's path against the cwd and hands the absolute result to its
-// `*Operations`; the operations here refuse anything whose real location (realpath of the
-// deepest existing ancestor, plus the missing tail) is outside the project's real path, so `..`
-// escapes, absolute paths elsewhere and symlinks (dangling ones included) that point outside all
-// fail with "Path escapes the project directory: …".
+// paths), except that the read-only tools (read, ls, grep, find) may also read inside the
+// session's operator skill roots: pi lists each loaded skill in the system prompt by its absolute
+// path and tells the model to `read` it, and operator skills (PI_SKILL_PATHS) live outside the
+// project. write and edit reach the project dir only. pi resolves the model's path against the
+// cwd (the project dir) and hands the absolute result to its `*Operations`; the operations here
+// refuse anything whose real location (realpath of the deepest existing ancestor, plus the missing
+// tail) is outside the roots its access allows (project real path; for reads also the read-only
+// roots' real paths), so `..` escapes, absolute paths elsewhere and symlinks (dangling ones
+// included) that point outside all fail with "Path escapes the project directory: …".
 //
 // Check-then-use races (a symlink swapped in between, by the agent's own bash) are narrowed by
 // opening through the kernel instead of the path: the parent directory is opened, its real path
 // is read back from /proc/self/fd and checked, and the file is opened relative to that open
 // directory (`/proc/self/fd/<dirfd>/<name>`, the openat idiom) with O_NOFOLLOW, so neither the
-// final component nor a swapped ancestor can redirect the open. Residual risks: without /proc
+// final component nor a swapped ancestor can redirect the open. A root itself is opened by its
+// real path with O_NOFOLLOW and re-checked through its descriptor. Residual risks: without /proc
 // (non-Linux) the path is opened directly with O_NOFOLLOW only; a hard link inside the project
 // to an outside file is followed (creating one needs access to the outside file, which only
 // unsandboxed bash has); `grep` runs rg and `find` walks by path below a checked root, neither
@@ -37,20 +42,29 @@ import {
   type WriteOperations,
 } from "@earendil-works/pi-coding-agent";
 
-/** Thrown (and shown to the model) when a path leads outside the project dir. */
+/** Thrown (and shown to the model) when a path leads outside the roots its access may reach. */
 export class PathEscapeError extends Error {
   override readonly name = "PathEscapeError";
 }
 
 /** Symlink hops followed while resolving one path (the kernel's own limit is 40). */
 const MAX_LINK_HOPS = 40;
-const { O_RDONLY, O_WRONLY, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = constants;
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } =
+  constants;
+/** Open flags that can change the file system: an open with any of them needs "write" access. */
+const WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
 /** Whether /proc/self/fd works (Linux); checked once. */
 const HAVE_PROC_FD = existsSync("/proc/self/fd");
 
+/**
+ * What an operation does with a path: "read" may reach the project and the read-only roots,
+ * "write" (create, change, mkdir) the project only.
+ */
+export type FileAccess = "read" | "write";
+
 /** Where a path really lands: the real path of its deepest existing ancestor plus the rest. */
 export interface ResolvedPath {
-  /** Real path of the deepest existing ancestor (inside the project's real path). */
+  /** Real path of the deepest existing ancestor (inside a root the access may reach). */
   existing: string;
   /** Components below `existing` that do not exist (yet). */
   tail: string[];
@@ -59,17 +73,27 @@ export interface ResolvedPath {
 }
 
 /**
- * The project dir as a jail for file operations. Paths given to it are absolute (pi resolves
- * the model's input first); relative ones resolve against the project dir.
+ * The project dir as a jail for file operations, the one writable root, plus optional read-only
+ * roots (the session's operator skill dirs) that reads may also reach (with the project: the
+ * readable roots). Paths given to it are absolute (pi resolves the model's input first); relative
+ * ones resolve against the project dir.
  */
 export class ProjectConfinement {
   /** The project dir as configured (what pi resolves paths against). */
   readonly root: string;
+  /** Real paths that reads (never writes) may also reach; see the constructor. */
+  readonly readOnlyRoots: readonly string[];
   #realRoot: Promise<string> | undefined;
 
-  /** @param projectDir absolute project dir (it must exist by the time a tool runs) */
-  constructor(projectDir: string) {
+  /**
+   * @param projectDir absolute project dir (it must exist by the time a tool runs)
+   * @param readOnlyRoots absolute real paths (dirs, or single files) readable besides the project;
+   *   one that is not a real path fails closed (nothing below it resolves inside it), and one that
+   *   is the project dir or contains it is ignored (it would open other projects). Default none.
+   */
+  constructor(projectDir: string, readOnlyRoots: readonly string[] = []) {
     this.root = resolve(projectDir);
+    this.readOnlyRoots = readOnlyRoots.map((r) => resolve(r));
   }
 
   /** The project dir's real path (resolved once it succeeded). */
@@ -98,12 +122,20 @@ export class ProjectConfinement {
     return commonTop !== undefined && target.split(sep)[1] === commonTop ? rel : target;
   }
 
+  /** Real paths `access` may reach: the project's first; for "read" the read-only roots after it. */
+  async #roots(access: FileAccess): Promise<string[]> {
+    const realRoot = await this.realRoot();
+    if (access === "write") return [realRoot];
+    return [realRoot, ...this.readOnlyRoots.filter((r) => !isInside(realRoot, r))];
+  }
+
   /**
    * Resolves where `path` really lands (symlinks followed, dangling ones included) and checks
-   * it is the project dir or below it. @throws PathEscapeError
+   * it is a root `access` may reach or below one (only the project dir for "write").
+   * @throws PathEscapeError
    */
-  async resolve(path: string): Promise<ResolvedPath> {
-    const realRoot = await this.realRoot();
+  async resolve(path: string, access: FileAccess): Promise<ResolvedPath> {
+    const roots = await this.#roots(access);
     const target = resolve(this.root, path);
     let existing = target;
     let tail: string[] = [];
@@ -132,7 +164,11 @@ export class ProjectConfinement {
       existing = parent;
     }
     const full = join(existing, ...tail);
-    if (!isInside(full, realRoot)) throw this.escape(target, target !== full && isInside(target, this.root));
+    if (!roots.some((root) => isInside(full, root))) {
+      const viaLink =
+        target !== full && (isInside(target, this.root) || roots.some((r) => isInside(target, r)));
+      throw this.escape(target, viaLink);
+    }
     return { existing, tail, full };
   }
 
@@ -158,26 +194,37 @@ export class ProjectConfinement {
   }
 
   /**
-   * Opens `path` inside the project without following symlinks at open time: the parent dir is
+   * Opens `path` inside a root without following symlinks at open time: the parent dir is
    * opened and re-checked through /proc/self/fd, then the last component is opened relative to
-   * it with O_NOFOLLOW | `flags`. Resolves `path` first, so an in-project symlink is opened at
-   * its (checked) real target. Non-regular files (FIFOs, devices, dirs) are refused unless
-   * `allowDirectory` and it is a directory. Errors are re-worded (fsError).
+   * it with O_NOFOLLOW | `flags`; a root itself is opened by its real path and re-checked through
+   * its descriptor. Needs "write" access (the project only) when `options.access` says so or
+   * `flags` hold any of O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND; else "read". Resolves
+   * `path` first, so an in-root symlink is opened at its (checked) real target. Non-regular files
+   * (FIFOs, devices, dirs) are refused unless `options.allowDirectory` and it is a directory.
+   * Errors are re-worded (fsError).
+   * @throws PathEscapeError; Error with the fs `code` (ENOENT, EISDIR, ENOTSUP, ELOOP, …)
    */
-  async open(path: string, flags: number, allowDirectory = false): Promise<FileHandle> {
-    const { full } = await this.resolve(path);
+  async open(
+    path: string,
+    flags: number,
+    options: { allowDirectory?: boolean; access?: FileAccess } = {},
+  ): Promise<FileHandle> {
+    const allowDirectory = options.allowDirectory ?? false;
+    const access: FileAccess = flags & WRITE_FLAGS || options.access === "write" ? "write" : "read";
+    const { full } = await this.resolve(path, access);
     try {
       let handle: FileHandle;
-      if (full === (await this.realRoot())) {
-        if (!allowDirectory)
+      const roots = await this.#roots(access);
+      if (roots.includes(full)) {
+        if (full === roots[0] && !allowDirectory)
           throw Object.assign(new Error("EISDIR: illegal operation on a directory"), { code: "EISDIR" });
-        handle = await open(full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-        await this.#checkHandle(handle, path).catch(async (err: unknown) => {
+        handle = await open(full, flags | O_NOFOLLOW | O_NONBLOCK);
+        await this.#checkHandle(handle, path, access).catch(async (err: unknown) => {
           await handle.close();
           throw err;
         });
       } else {
-        handle = await this.#withDir(dirname(full), path, (dir) =>
+        handle = await this.#withDir(dirname(full), path, access, (dir) =>
           open(join(dir, basename(full)), flags | O_NOFOLLOW | O_NONBLOCK, 0o666),
         );
       }
@@ -202,7 +249,7 @@ export class ProjectConfinement {
    * to an open, checked directory (a component swapped for a symlink fails with ELOOP).
    */
   async mkdirs(path: string): Promise<void> {
-    const { existing, tail } = await this.resolve(path);
+    const { existing, tail } = await this.resolve(path, "write");
     try {
       if (!HAVE_PROC_FD) {
         if (tail.length > 0) await mkdir(join(existing, ...tail), { recursive: true });
@@ -210,7 +257,7 @@ export class ProjectConfinement {
       }
       let dir = await open(existing, O_RDONLY | O_DIRECTORY);
       try {
-        await this.#checkHandle(dir, path);
+        await this.#checkHandle(dir, path, "write");
         for (const name of tail) {
           const next = `/proc/self/fd/${dir.fd}/${name}`;
           await mkdir(next).catch((err: NodeJS.ErrnoException) => {
@@ -228,9 +275,9 @@ export class ProjectConfinement {
     }
   }
 
-  /** Lists a directory inside the project (entry names; symlinks are not followed). */
+  /** Lists a directory inside a readable root (entry names; symlinks are not followed). */
   async readdir(path: string): Promise<string[]> {
-    const handle = await this.open(path, O_RDONLY | O_DIRECTORY, true);
+    const handle = await this.open(path, O_RDONLY | O_DIRECTORY, { allowDirectory: true });
     try {
       return await readdir(this.#handlePath(handle, path));
     } catch (err) {
@@ -240,9 +287,9 @@ export class ProjectConfinement {
     }
   }
 
-  /** stat() of a path inside the project (its real target for symlinks). */
+  /** stat() of a path inside a readable root (its real target for symlinks). */
   async stat(path: string): Promise<Stats> {
-    const { full } = await this.resolve(path);
+    const { full } = await this.resolve(path, "read");
     try {
       return await lstat(full);
     } catch (err) {
@@ -256,31 +303,40 @@ export class ProjectConfinement {
   }
 
   /** Opens `dir`, checks where it really is, runs `fn` with a path naming the open dir. */
-  async #withDir<T>(dir: string, path: string, fn: (dirPath: string) => Promise<T>): Promise<T> {
+  async #withDir<T>(
+    dir: string,
+    path: string,
+    access: FileAccess,
+    fn: (dirPath: string) => Promise<T>,
+  ): Promise<T> {
     if (!HAVE_PROC_FD) return fn(dir);
     const handle = await open(dir, O_RDONLY | O_DIRECTORY);
     try {
-      await this.#checkHandle(handle, path);
+      await this.#checkHandle(handle, path, access);
       return await fn(`/proc/self/fd/${handle.fd}`);
     } finally {
       await handle.close();
     }
   }
 
-  /** The real location of an open handle must be the project dir or below it (the caller closes it). */
-  async #checkHandle(handle: FileHandle, path: string): Promise<void> {
+  /**
+   * The real location of an open handle must be a root `access` may reach or below one (the
+   * caller closes it).
+   */
+  async #checkHandle(handle: FileHandle, path: string, access: FileAccess): Promise<void> {
     if (!HAVE_PROC_FD) return;
     const where = await readlink(`/proc/self/fd/${handle.fd}`);
-    if (!isInside(where, await this.realRoot())) throw this.escape(resolve(this.root, path), true);
+    if (!(await this.#roots(access)).some((root) => isInside(where, root)))
+      throw this.escape(resolve(this.root, path), true);
   }
 }
 
-/** pi's read tool operations, confined to the project. */
+/** pi's read tool operations, confined to the project and `jail`'s read-only roots. */
 export function confinedReadOperations(jail: ProjectConfinement): ReadOperations {
   return {
     readFile: (path) => readWhole(jail, path),
     access: async (path) => {
-      const { full } = await jail.resolve(path);
+      const { full } = await jail.resolve(path, "read");
       await access(full, constants.R_OK).catch((err: unknown) => {
         throw jail.fsError(err, path);
       });
@@ -290,7 +346,7 @@ export function confinedReadOperations(jail: ProjectConfinement): ReadOperations
       try {
         // Sniffs through the open descriptor, so it reads exactly the checked file.
         return await detectSupportedImageMimeTypeFromFile(
-          HAVE_PROC_FD ? `/proc/self/fd/${handle.fd}` : (await jail.resolve(path)).full,
+          HAVE_PROC_FD ? `/proc/self/fd/${handle.fd}` : (await jail.resolve(path, "read")).full,
         );
       } finally {
         await handle.close();
@@ -300,7 +356,8 @@ export function confinedReadOperations(jail: ProjectConfinement): ReadOperations
 }
 
 /**
- * pi's write tool operations, confined to the project. pi calls mkdir(parent) before
+ * pi's write tool operations, confined to the project (never `jail`'s read-only roots: opens for
+ * writing and mkdirs need "write" access). pi calls mkdir(parent) before
  * writeFile(file): a parent outside the project is left alone here (nothing is created), so the
  * refusal comes from writeFile and names the file the model asked for.
  */
@@ -314,13 +371,16 @@ export function confinedWriteOperations(jail: ProjectConfinement): WriteOperatio
   };
 }
 
-/** pi's edit tool operations, confined to the project. */
+/**
+ * pi's edit tool operations, confined to the project: its reads need "write" access too, so the
+ * file it reads is one it may write (never in `jail`'s read-only roots).
+ */
 export function confinedEditOperations(jail: ProjectConfinement): EditOperations {
   return {
-    readFile: (path) => readWhole(jail, path),
+    readFile: (path) => readWhole(jail, path, "write"),
     writeFile: (path, content) => writeWhole(jail, path, content),
     access: async (path) => {
-      const { full } = await jail.resolve(path);
+      const { full } = await jail.resolve(path, "write");
       await access(full, constants.R_OK | constants.W_OK).catch((err: unknown) => {
         throw jail.fsError(err, path);
       });
@@ -328,7 +388,7 @@ export function confinedEditOperations(jail: ProjectConfinement): EditOperations
   };
 }
 
-/** pi's ls tool operations, confined to the project (entries leading outside fail to stat). */
+/** pi's ls tool operations, confined to the readable roots (entries leading outside fail to stat). */
 export function confinedLsOperations(jail: ProjectConfinement): LsOperations {
   return {
     exists: (path) => existsInside(jail, path),
@@ -337,7 +397,10 @@ export function confinedLsOperations(jail: ProjectConfinement): LsOperations {
   };
 }
 
-/** pi's grep tool operations: the search root and context reads confined (rg never follows links). */
+/**
+ * pi's grep tool operations: the search root and context reads confined to the readable roots (rg
+ * never follows links).
+ */
 export function confinedGrepOperations(jail: ProjectConfinement): GrepOperations {
   return {
     isDirectory: async (path) => (await jail.stat(path)).isDirectory(),
@@ -345,7 +408,7 @@ export function confinedGrepOperations(jail: ProjectConfinement): GrepOperations
   };
 }
 
-/** pi's find tool operations: a glob walk below a checked root that never follows symlinks. */
+/** pi's find tool operations: a glob walk below a checked (readable) path that never follows symlinks. */
 export function confinedFindOperations(jail: ProjectConfinement): FindOperations {
   return {
     exists: (path) => existsInside(jail, path),
@@ -353,40 +416,67 @@ export function confinedFindOperations(jail: ProjectConfinement): FindOperations
   };
 }
 
+/** The jails of one session's file tools: with the read-only roots, and the project alone. */
+interface ToolJails {
+  reading: ProjectConfinement;
+  projectOnly: ProjectConfinement;
+}
+
 /** The built-in tools that take paths, and how to build each confined. */
-const CONFINED_TOOL_FACTORIES: Record<
-  string,
-  (projectDir: string, jail: ProjectConfinement) => ToolDefinition
-> = {
-  read: (dir, jail) =>
-    defineTool(createReadToolDefinition(dir, { operations: confinedReadOperations(jail) })),
-  write: (dir, jail) =>
-    defineTool(createWriteToolDefinition(dir, { operations: confinedWriteOperations(jail) })),
-  edit: (dir, jail) =>
-    defineTool(createEditToolDefinition(dir, { operations: confinedEditOperations(jail) })),
-  ls: (dir, jail) => defineTool(createLsToolDefinition(dir, { operations: confinedLsOperations(jail) })),
-  grep: (dir, jail) =>
-    defineTool(createGrepToolDefinition(dir, { operations: confinedGrepOperations(jail) })),
-  find: (dir, jail) =>
-    defineTool(createFindToolDefinition(dir, { operations: confinedFindOperations(jail) })),
+const CONFINED_TOOL_FACTORIES: Record<string, (projectDir: string, jails: ToolJails) => ToolDefinition> = {
+  read: (dir, { reading }) =>
+    defineTool(createReadToolDefinition(dir, { operations: confinedReadOperations(reading) })),
+  write: (dir, { projectOnly }) =>
+    defineTool(createWriteToolDefinition(dir, { operations: confinedWriteOperations(projectOnly) })),
+  edit: (dir, { projectOnly }) =>
+    defineTool(createEditToolDefinition(dir, { operations: confinedEditOperations(projectOnly) })),
+  ls: (dir, { reading }) =>
+    defineTool(createLsToolDefinition(dir, { operations: confinedLsOperations(reading) })),
+  grep: (dir, { reading }) =>
+    defineTool(createGrepToolDefinition(dir, { operations: confinedGrepOperations(reading) })),
+  find: (dir, { reading }) =>
+    defineTool(createFindToolDefinition(dir, { operations: confinedFindOperations(reading) })),
 };
+
+/** Options of {@link confinedFileTools}. */
+export interface ConfinedFileToolsOptions {
+  /**
+   * Absolute real paths (dirs or files) that the read-only tools (read, ls, grep, find) may also
+   * reach, never write and edit: the session's operator skill roots (resource-policy.ts
+   * `operatorSkillRoots`). Default none. See ProjectConfinement's constructor.
+   */
+  readOnlyRoots?: readonly string[];
+}
 
 /**
  * Confined replacements (same names, so they replace pi's built-ins in `customTools`) for every
  * path-taking built-in among `toolNames` (read, write, edit, ls, grep, find); other names are
  * skipped. Enabling one of these tools in a session therefore always gets the confined form.
+ * read, ls, grep and find reach the project dir and `options.readOnlyRoots`; write and edit the
+ * project dir only. Relative paths resolve against `projectDir` (absolute).
  */
-export function confinedFileTools(projectDir: string, toolNames: readonly string[]): ToolDefinition[] {
-  const jail = new ProjectConfinement(projectDir);
+export function confinedFileTools(
+  projectDir: string,
+  toolNames: readonly string[],
+  options: ConfinedFileToolsOptions = {},
+): ToolDefinition[] {
+  const jails: ToolJails = {
+    reading: new ProjectConfinement(projectDir, options.readOnlyRoots),
+    projectOnly: new ProjectConfinement(projectDir),
+  };
   return toolNames.flatMap((name) => {
     const factory = CONFINED_TOOL_FACTORIES[name];
-    return factory ? [factory(projectDir, jail)] : [];
+    return factory ? [factory(projectDir, jails)] : [];
   });
 }
 
-/** The whole file, read through a confined descriptor. */
-async function readWhole(jail: ProjectConfinement, path: string): Promise<Buffer> {
-  const handle = await jail.open(path, O_RDONLY);
+/** The whole file, read through a confined descriptor (`access`: the roots it may lie in). */
+async function readWhole(
+  jail: ProjectConfinement,
+  path: string,
+  access: FileAccess = "read",
+): Promise<Buffer> {
+  const handle = await jail.open(path, O_RDONLY, { access });
   try {
     return await handle.readFile();
   } catch (err) {
@@ -422,8 +512,8 @@ async function existsInside(jail: ProjectConfinement, path: string): Promise<boo
 }
 
 /**
- * Files below `cwd` (inside the project) matching `pattern`: against the path relative to `cwd`
- * when the pattern has a `/`, else against the name. Symlinks are listed, never descended.
+ * Files below `cwd` (inside a readable root) matching `pattern`: against the path relative to
+ * `cwd` when the pattern has a `/`, else against the name. Symlinks are listed, never descended.
  */
 async function globInside(
   jail: ProjectConfinement,
@@ -432,7 +522,7 @@ async function globInside(
   ignore: readonly string[],
   limit: number,
 ): Promise<string[]> {
-  const root = (await jail.resolve(cwd)).full;
+  const root = (await jail.resolve(cwd, "read")).full;
   const results: string[] = [];
   const queue = [""];
   while (queue.length > 0 && results.length < limit) {

@@ -1,8 +1,9 @@
 // Assembles one pi agent session from explicit, isolated parts (the recipe of pi-sdk.md §2): the
 // org's runtime, a loader that loads only what the resource policy names, in-memory untrusted
 // settings, the session file opened at its exact path, the bash tool replaced by the minimal-env
-// spawner (on the host or in bubblewrap), the file tools confined to the project dir, and
-// extensions bound to the fleet's extension UI (pi-sdk.md §6).
+// spawner (on the host or in bubblewrap), the file tools confined to the project dir (reads also
+// to the operator skill dirs, whose skills pi tells the model to `read`), and extensions bound to
+// the fleet's extension UI (pi-sdk.md §6).
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -42,7 +43,8 @@ const TOOL_NAMES = ["read", "bash", "edit", "write"];
  * explicit model is not in the runtime), "auth" (its provider has no credential), "no_model"
  * (no explicit model and none available); TypeError for relative paths; Error when projectDir is
  * not a directory or an operator extension did not load.
- * File tools refuse paths outside the project dir (confined-file-operations.ts); with
+ * File tools refuse paths outside the project dir, except that `read` may also read inside the
+ * operator skill paths (`spec.skillPaths`; confined-file-operations.ts); with
  * `spec.sandbox` mode "bwrap" every bash command runs inside bubblewrap (sandbox.ts).
  */
 export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promise<PiSession> {
@@ -96,7 +98,7 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       { cacheWarming: "off", compaction: { enabled: true }, retry: { enabled: true, maxRetries: 2 } },
       { projectTrusted: false },
     );
-    const { loader, projectErrors, skillRoots } = await createPolicyResourceLoader({
+    const { loader, projectErrors, skillRoots, operatorSkillRoots } = await createPolicyResourceLoader({
       policy: spec,
       projectDir: spec.projectDir,
       agentDir: spec.agentDir,
@@ -114,7 +116,10 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
       settingsManager,
       tools: TOOL_NAMES,
       // defineTool: pi's identity helper that widens the tool type
-      customTools: [defineTool(bash), ...confinedFileTools(spec.projectDir, TOOL_NAMES)],
+      customTools: [
+        defineTool(bash),
+        ...confinedFileTools(spec.projectDir, TOOL_NAMES, { readOnlyRoots: operatorSkillRoots }),
+      ],
     });
     const ui = spec.ui;
     for (const e of projectErrors) {

@@ -40,6 +40,13 @@ export interface PolicyLoader {
   projectErrors: { path: string; error: string }[];
   /** Real paths skills were loaded from: a skill file read later must still lie in one (skill-command.ts). */
   skillRoots: string[];
+  /**
+   * Real paths of the operator's skill paths (`policy.skillPaths`, i.e. PI_SKILL_PATHS; none with
+   * `noSkills`, missing ones left out): pi lists their skills to the model by absolute path, so
+   * the read-only file tools may read inside them (confined-file-operations.ts). Operator
+   * extension dirs, though skill roots too, are not among them.
+   */
+  operatorSkillRoots: string[];
 }
 
 /**
@@ -73,10 +80,16 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
     : [...(policy.promptPaths ?? []), ...present(projectPrompts)];
   const extensionPaths = [...operatorExtensions, ...projectExtensions];
   if (extensionPaths.length === 0 && skillPaths.length === 0 && promptPaths.length === 0) {
-    return { loader: createIsolatedResourceLoader(parts.agentsFiles), projectErrors: [], skillRoots: [] };
+    return {
+      loader: createIsolatedResourceLoader(parts.agentsFiles),
+      projectErrors: [],
+      skillRoots: [],
+      operatorSkillRoots: [],
+    };
   }
 
   // Skills and prompts may come from these roots only (operator packages may carry their own).
+  const operatorSkillRoots = policy.noSkills ? [] : realRoots(policy.skillPaths ?? []);
   const skillRoots = realRoots([
     ...(policy.skillPaths ?? []),
     ...operatorExtensions,
@@ -127,7 +140,7 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
       projectErrors.push({ path, error: withoutProjectDir(e.error, projectDir) });
     else throw new Error(`Operator extension ${path} did not load: ${firstLine(e.error)}`);
   }
-  return { loader, projectErrors, skillRoots };
+  return { loader, projectErrors, skillRoots, operatorSkillRoots };
 }
 
 /**

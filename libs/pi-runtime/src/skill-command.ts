@@ -74,9 +74,9 @@ export const OPERATOR_SKILL_PREFIX = "operator-skill:";
  * to `projectDir` when the skill lies in the project (`.pi/skills/deploy/SKILL.md`,
  * `.pi/skills/deploy`), else {@link OPERATOR_SKILL_PREFIX} and the base names of its directory and
  * file (`operator-skill:review/SKILL.md`, `operator-skill:review`): an operator skill's server
- * path stays on the server, the agent's file tools could not read outside the project anyway,
- * and the prefix keeps the model from resolving the skill's references against the project's
- * own same-named files.
+ * path stays out of the user message (the model still has it from pi's skill list in its system
+ * prompt, where its `read` tool may read: confined-file-operations.ts), and the prefix keeps the
+ * model from resolving the skill's references against the project's own same-named files.
  */
 export function shownSkillPaths(skill: SkillRef, projectDir: string): { location: string; baseDir: string } {
   const inProject = (path: string) => {
