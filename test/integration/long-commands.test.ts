@@ -66,3 +66,27 @@ describe.concurrent("long-running session commands", () => {
     await redis.set(lease, holder ?? "", "PX", 30_000);
   });
 });
+
+describe("a gateway shutting down while a command runs", () => {
+  it("answers the waiting command 503 at once instead of holding its shutdown", async () => {
+    const own = await startInProcessStack(inject("redisUrl"), "long-commands-close");
+    try {
+      expect((await own.call("POST", "/v1/projects", { name: "closing" })).status).toBe(200);
+      const projectDir = ((await own.call("GET", "/v1/projects/closing")).json as Json).projectDir as string;
+      const sid = ((await own.call("POST", "/v1/projects/closing/sessions", {})).json as Json).id as string;
+      const command = own.call("POST", `/v1/projects/closing/sessions/${sid}/commands`, {
+        type: "bash",
+        command: "touch started; sleep 20",
+      });
+      await waitFor(() => existsSync(join(projectDir, "started")), { timeoutMs: 10_000 });
+      const closingAt = Date.now();
+      await own.gateway.close();
+      expect(Date.now() - closingAt).toBeLessThan(5_000);
+      const res = await command;
+      expect(res).toMatchObject({ status: 503, json: { code: "PF_ERR_SERVICE_UNAVAILABLE" } });
+      expect((res.json as Json).error).toMatch(/shutting down/);
+    } finally {
+      await own.close();
+    }
+  });
+});

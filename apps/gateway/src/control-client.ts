@@ -31,13 +31,15 @@ export interface ControlReply {
 
 /**
  * Outcome of {@link ControlClient.send}: `no-owner` when no worker holds the project; `lost` when
- * the worker asked stopped holding it before it answered (what the request did is unknown).
+ * the worker asked stopped holding it before it answered (what the request did is unknown);
+ * `shutdown` when this gateway began shutting down while the request waited (it goes on).
  */
 export type ControlOutcome =
   | { kind: "reply"; reply: ControlReply }
   | { kind: "no-owner" }
   | { kind: "timeout" }
-  | { kind: "lost" };
+  | { kind: "lost" }
+  | { kind: "shutdown" };
 
 /**
  * How often a waiting request looks at the lease (ms). Two looks in a row that find another holder
@@ -46,12 +48,36 @@ export type ControlOutcome =
  */
 export const HOLDER_CHECK_MS = 1000;
 
-/** The API error of a `lost` outcome: 503, the request's effect unknown (a retry may repeat it). */
-export function workerLostError(): ApiError {
-  return new ApiError(
-    "PF_ERR_SERVICE_UNAVAILABLE",
-    "the worker running this request stopped owning the project before it answered; its outcome is unknown",
-  );
+/**
+ * The longest a request waits for a project to get an owner (ms), whatever its own budget: a
+ * command that may then run for minutes does not hold its client that long when no worker can
+ * take the project.
+ */
+export const OWNER_WAIT_MAX_MS = 30_000;
+
+/**
+ * The API error of an outcome that ended without the worker's answer — `timeout` (503
+ * PF_ERR_CONTROL_TIMEOUT), `lost`, `shutdown` (503 PF_ERR_SERVICE_UNAVAILABLE: what the request
+ * did is unknown, a retry may repeat it) — or undefined for `reply` and `no-owner`, which each
+ * caller answers its own way.
+ */
+export function unansweredError(outcome: ControlOutcome): ApiError | undefined {
+  switch (outcome.kind) {
+    case "timeout":
+      return new ApiError("PF_ERR_CONTROL_TIMEOUT");
+    case "lost":
+      return new ApiError(
+        "PF_ERR_SERVICE_UNAVAILABLE",
+        "the worker running this request stopped owning the project before it answered; its outcome is unknown",
+      );
+    case "shutdown":
+      return new ApiError(
+        "PF_ERR_SERVICE_UNAVAILABLE",
+        "this gateway is shutting down; the request goes on at its worker (read its outcome from the session)",
+      );
+    default:
+      return undefined;
+  }
 }
 
 /** Sends control requests and correlates replies. */
@@ -63,19 +89,27 @@ export class ControlClient {
   private readonly pending = new Map<string, (reply: ControlReply) => void>();
   private readonly ownerWaiters = new Map<string, Set<() => void>>();
   private readonly requestOwner: (org: string, project: string) => Promise<void>;
+  /** Resolves when waiting stops (shutdown): every wait then ends as `shutdown`. */
+  private readonly stopped: Promise<"shutdown">;
+  private stop: () => void = () => {};
+  private stopping = false;
   /**
    * Told the duration of each published request (metrics); outcome `reply`, `timeout`,
-   * `no_receiver` or `lost`.
+   * `no_receiver`, `lost` or `shutdown`.
    */
   onRoundTrip: (
     type: string,
-    outcome: "reply" | "timeout" | "no_receiver" | "lost",
+    outcome: "reply" | "timeout" | "no_receiver" | "lost" | "shutdown",
     seconds: number,
   ) => void = () => {};
+
+  private readonly holderCheckMs: number;
+  private readonly ownerWaitMaxMs: number;
 
   /**
    * @param sub a dedicated subscriber connection (owned by this client)
    * @param requestOwner asks the fleet for an owner of a project (adds a dispatch job)
+   * @param timing ms; defaults {@link HOLDER_CHECK_MS} and {@link OWNER_WAIT_MAX_MS}
    */
   constructor(
     redis: Redis,
@@ -83,12 +117,18 @@ export class ControlClient {
     keys: Keys,
     gatewayId: string,
     requestOwner: (org: string, project: string) => Promise<void>,
+    timing: { holderCheckMs?: number; ownerWaitMaxMs?: number } = {},
   ) {
+    this.holderCheckMs = timing.holderCheckMs ?? HOLDER_CHECK_MS;
+    this.ownerWaitMaxMs = timing.ownerWaitMaxMs ?? OWNER_WAIT_MAX_MS;
     this.redis = redis;
     this.sub = sub;
     this.keys = keys;
     this.gatewayId = gatewayId;
     this.requestOwner = requestOwner;
+    this.stopped = new Promise((resolve) => {
+      this.stop = () => resolve("shutdown");
+    });
     this.sub.on("message", (channel: string, message: string) => {
       const waiters = this.ownerWaiters.get(channel);
       if (waiters) {
@@ -124,17 +164,21 @@ export class ControlClient {
     timeoutMs = 5000,
     ensureOwner = false,
   ): Promise<ControlOutcome> {
+    if (this.stopping) return { kind: "shutdown" };
     const deadline = performance.now() + timeoutMs;
     let holder = await this.redis.get(this.keys.lease(org, project));
-    if (!holder && ensureOwner) holder = await this.awaitOwner(org, project, timeoutMs);
+    if (!holder && ensureOwner) {
+      holder = await this.awaitOwner(org, project, Math.min(timeoutMs, this.ownerWaitMaxMs));
+    }
     for (;;) {
+      if (this.stopping) return { kind: "shutdown" };
       if (!holder) return { kind: "no-owner" };
       const outcome = await this.sendTo(holder, org, project, type, fields, deadline - performance.now());
       const left = deadline - performance.now();
       if (!ensureOwner || left <= 0 || outcome.kind !== "reply" || outcome.reply.ok) return outcome;
       if (outcome.reply.error !== CONTROL_NOT_OWNER) return outcome;
       // The holder is letting the project go (idle release, drain): ask its next owner.
-      holder = await this.awaitOwner(org, project, left, holder);
+      holder = await this.awaitOwner(org, project, Math.min(left, this.ownerWaitMaxMs), holder);
     }
   }
 
@@ -170,7 +214,7 @@ export class ControlClient {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);
       });
       const watch = this.watchHolder(org, project, holder);
-      const result = await Promise.race([replied, timeout, watch.lost]);
+      const result = await Promise.race([replied, timeout, watch.lost, this.stopped]);
       clearTimeout(timer);
       watch.stop();
       if (typeof result === "string") {
@@ -185,7 +229,7 @@ export class ControlClient {
   }
 
   /**
-   * Looks at the project's lease every {@link HOLDER_CHECK_MS} (the first look one interval in, so
+   * Looks at the project's lease every `holderCheckMs` (the first look one interval in, so
    * a prompt reply costs nothing) until stopped; `lost` resolves once two looks in a row found a
    * holder other than `holder` (or none). A look that fails (Redis) counts as neither.
    */
@@ -205,9 +249,9 @@ export class ControlClient {
         if (stopped) return;
         if (now !== undefined) misses = now === holder ? 0 : misses + 1;
         if (misses >= 2) resolve("lost");
-        else timer = setTimeout(() => void look(), HOLDER_CHECK_MS);
+        else timer = setTimeout(() => void look(), this.holderCheckMs);
       };
-      timer = setTimeout(() => void look(), HOLDER_CHECK_MS);
+      timer = setTimeout(() => void look(), this.holderCheckMs);
     });
     return {
       lost,
@@ -246,7 +290,11 @@ export class ControlClient {
       await this.requestOwner(org, project);
       const holder = await this.redis.get(this.keys.lease(org, project));
       if (holder && holder !== notHolder) return holder;
-      await Promise.race([announced, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      await Promise.race([
+        announced,
+        this.stopped,
+        new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
       const next = await this.redis.get(this.keys.lease(org, project));
       return next === notHolder ? null : next;
     } finally {
@@ -259,8 +307,18 @@ export class ControlClient {
     }
   }
 
-  /** Closes the reply subscription. */
+  /**
+   * Ends every wait at once as `shutdown`, and every later request (the gateway is shutting down:
+   * its HTTP server waits for in-flight requests, and a command may be waited for minutes).
+   */
+  stopWaiting(): void {
+    this.stopping = true;
+    this.stop();
+  }
+
+  /** Closes the reply subscription (waits still under way end as `shutdown`). */
   async close(): Promise<void> {
+    this.stopWaiting();
     await this.sub.quit().catch(() => this.sub.disconnect());
   }
 }

@@ -12,7 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ApiError } from "@pi-fleet/contracts";
-import { workerLostError } from "./control-client.ts";
+import { unansweredError } from "./control-client.ts";
 import { enqueuePrompt, type QueuedRun } from "./enqueue.ts";
 import type { UserInput } from "./prompt-input.ts";
 import type { GatewayServices } from "./services.ts";
@@ -82,9 +82,9 @@ async function deliverToRun(
       session: sessionId,
       payload: { text: input.text, mode, ...(imagesKey ? { imagesKey } : {}) },
     });
-    if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
-    if (outcome.kind === "lost") throw workerLostError();
-    if (outcome.kind === "no-owner" || !outcome.reply.ok) return undefined;
+    const unanswered = unansweredError(outcome);
+    if (unanswered) throw unanswered;
+    if (outcome.kind !== "reply" || !outcome.reply.ok) return undefined;
     const result = (outcome.reply.result ?? {}) as { delivered?: unknown; runId?: unknown };
     if (result.delivered !== mode || typeof result.runId !== "string") return undefined;
     return { runId: result.runId, offset };

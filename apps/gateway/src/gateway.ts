@@ -131,6 +131,9 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
     close() {
       closing ??= (async () => {
         services.state.draining = true;
+        // Requests waiting for a worker (a command may be waited for minutes) answer 503 now, so
+        // the HTTP server's close below is not held by them.
+        control.stopWaiting();
         services.connections.close();
         metricsListener?.close();
         await app.close();

@@ -72,7 +72,7 @@ export class GatewayMetrics {
     });
     this.controlRoundTrip = new Histogram({
       name: `${P}control_round_trip_seconds`,
-      help: "Gateway → owning worker control request until its reply, by request type and outcome (reply, timeout, no_receiver, lost).",
+      help: "Gateway → owning worker control request until its reply, by request type and outcome (reply, timeout, no_receiver, lost, shutdown).",
       labelNames: ["type", "outcome"] as const,
       buckets: FAST_BUCKETS,
       registers: [registry],

@@ -23,7 +23,7 @@ import {
 } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
 import { requireRole } from "../auth/authenticate.ts";
-import { type ControlOutcome, workerLostError } from "../control-client.ts";
+import { type ControlOutcome, unansweredError } from "../control-client.ts";
 import { deliverInput } from "../deliver.ts";
 import { requireSession } from "../lookups.ts";
 import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
@@ -41,9 +41,9 @@ const UI_ALREADY_ANSWERED = "already answered";
 
 /** The reply's result, or the matching API error. */
 function resultOf(outcome: ControlOutcome): Record<string, unknown> | undefined {
-  if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
-  if (outcome.kind === "lost") throw workerLostError();
-  if (outcome.kind === "no-owner") return undefined;
+  const unanswered = unansweredError(outcome);
+  if (unanswered) throw unanswered;
+  if (outcome.kind !== "reply") return undefined;
   if (!outcome.reply.ok) return undefined;
   return (outcome.reply.result ?? {}) as Record<string, unknown>;
 }
@@ -174,9 +174,9 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
         commandWaitMs(s.env, command.type),
         true,
       );
-      if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
-      if (outcome.kind === "lost") throw workerLostError();
-      if (outcome.kind === "no-owner")
+      const unanswered = unansweredError(outcome);
+      if (unanswered) throw unanswered;
+      if (outcome.kind !== "reply")
         throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", "no worker could take the project");
       if (!outcome.reply.ok) throw new ApiError("PF_ERR_SERVICE_UNAVAILABLE", outcome.reply.error);
       const result = outcome.reply.result as {
@@ -240,7 +240,9 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
         session: id,
         payload: { requestId, response: request.body },
       });
-      if (outcome.kind === "timeout") throw new ApiError("PF_ERR_CONTROL_TIMEOUT");
+      // Unanswered: whether the answer reached the dialog is unknown (it stays listed while pending).
+      const unanswered = unansweredError(outcome);
+      if (unanswered) throw unanswered;
       if (outcome.kind === "reply" && outcome.reply.ok) return { ok: true as const };
       if (outcome.kind === "reply" && outcome.reply.error === UI_ALREADY_ANSWERED) {
         throw new ApiError("PF_ERR_UI_ALREADY_ANSWERED");
