@@ -171,3 +171,33 @@ async function activityOf(r: Redis, key: string): Promise<{ type: string }[]> {
   const rows = (await r.xrange(key, "-", "+")) as [string, string[]][];
   return rows.map(([, fields]) => JSON.parse(fields[1] ?? "{}"));
 }
+
+describe("project deletion and session creation", () => {
+  it("a session created while its project is deleted is deleted with it or refused", async () => {
+    // Many interleavings: creates racing one deleteProject; afterwards no session record of the
+    // project may be left (an orphan would reappear when a project of the same id is created).
+    for (let round = 0; round < 20; round++) {
+      const project = `race-${round}`;
+      await registry.upsertProject(ORG, project, project);
+      const create = (i: number) =>
+        sessions.create(ORG, project, `s${i}`, {}).then(
+          () => "created",
+          (err: unknown) => (err instanceof MissingRecordError ? "refused" : Promise.reject(err)),
+        );
+      // Two creates sent before the deletion, three right after it (between its steps, if any).
+      const early = [create(0), create(1)];
+      const deletion = registry.deleteProject(ORG, project);
+      const late = [create(2), create(3), create(4)];
+      const [deleted] = await Promise.all([deletion, ...early, ...late]);
+      const left = await Promise.all(
+        Array.from({ length: 5 }, (_, i) => redis.exists(keys.session(ORG, project, `s${i}`))),
+      );
+      expect({ round, deleted: deleted.length, left }).toEqual({
+        round,
+        deleted: deleted.length,
+        left: [0, 0, 0, 0, 0],
+      });
+      expect(await redis.exists(keys.sessions(ORG, project))).toBe(0);
+    }
+  });
+});

@@ -31,6 +31,25 @@ import type {
 } from "./types.ts";
 
 /**
+ * KEYS: project hash, the project's session index, the org's project index.
+ * ARGV: project id, session hash key prefix, pending-UI hash key prefix (each key is the prefix and
+ * the session id; all of them carry the project's hash tag).
+ * Deletes the project with every session record in one step, so that no session can be created
+ * between reading the index and deleting it (create-session.lua refuses a missing project), and no
+ * crash leaves session records behind for a later project of the same id to list.
+ * Returns the session ids the project had.
+ */
+const DELETE_PROJECT = new LuaScript(
+  "delete-project",
+  `local sessions = redis.call('ZRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+for _, id in ipairs(sessions) do redis.call('DEL', ARGV[2] .. id, ARGV[3] .. id) end
+return sessions`,
+  3,
+);
+
+/**
  * KEYS: lease, session hash. ARGV: lease token, then field names and values.
  * Updates an existing session only while the token holds the project lease: returns 1, or 0 when
  * fenced or when the session is gone (a deleted session's hash is never recreated).
@@ -128,18 +147,17 @@ export class Registry {
   }
 
   /**
-   * Removes the project record, its session index and its sessions' records; returns the session
-   * ids it had (their streams and runs are the caller's to delete: EventLog.deleteSessionData).
+   * Removes the project record, its session index and its sessions' records in one script (a
+   * session created concurrently either is among them or was refused: its project was gone);
+   * returns the session ids it had (their streams and runs are the caller's to delete:
+   * EventLog.deleteSessionData).
    */
   async deleteProject(org: string, id: string): Promise<string[]> {
-    const sessions = await this.redis.zrange(this.keys.sessions(org, id), "0", "-1");
-    const tx = this.redis
-      .multi()
-      .del(this.keys.project(org, id), this.keys.sessions(org, id))
-      .zrem(this.keys.projects(org), id);
-    for (const s of sessions) tx.del(this.keys.session(org, id, s), this.keys.pendingUi(org, id, s));
-    await tx.exec();
-    return sessions;
+    return (await DELETE_PROJECT.run(
+      this.redis,
+      [this.keys.project(org, id), this.keys.sessions(org, id), this.keys.projects(org)],
+      [id, this.keys.session(org, id, ""), this.keys.pendingUi(org, id, "")],
+    )) as string[];
   }
 
   /** Reads a session; undefined when unknown (or when it belongs to another project). */
