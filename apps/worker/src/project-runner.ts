@@ -25,6 +25,9 @@ import type { WorkerContext } from "./worker-context.ts";
 /** Delay before a run throttled by its org's run quota is tried again (ms). */
 const THROTTLE_RETRY_MS = 500;
 
+/** The answer of a command stopped before it started (its org was disabled meanwhile). */
+const COMMAND_STOPPED = "The command was stopped before it started: the org is disabled";
+
 const MODEL_COMMANDS = new Set(["set_model", "cycle_model", "set_thinking_level", "cycle_thinking_level"]);
 
 /**
@@ -167,9 +170,9 @@ export class ProjectRunner {
    * Stops every session command in flight here now, without waiting for them (an operator
    * disabled the org): a user `bash` answers pi's cancelled result (`{cancelled: true}`, no exit
    * code), a `compact` answers "Compaction cancelled" (PiSession.abortCommands); other commands
-   * are short and finish. A command whose session is still opening is stopped once it is open.
-   * Runs are left alone (interruptRuns). Never throws.
-   * @returns how many commands were in flight and not stopped before
+   * are short and finish. A command whose session is still opening is not started (it answers
+   * that it was stopped). Runs are left alone (interruptRuns). Never throws.
+   * @returns how many commands this stopped (RunningCommands.abortAll)
    */
   abortCommands(): number {
     return this.commands.abortAll();
@@ -200,11 +203,14 @@ export class ProjectRunner {
    */
   async command(sessionId: string, request: { type: string; [k: string]: unknown }): Promise<CommandResult> {
     // A command keeps the project from idle release while it runs, and counts as activity.
-    const running = this.commands.begin(sessionId);
+    const running = this.commands.begin(sessionId, request.type);
     try {
       const session = await this.host.acquire(sessionId);
+      // Stopped while its session opened (the org was disabled): never handed to pi.
+      if (running.stopped) return { success: false, error: COMMAND_STOPPED };
       const answer = session.command(request, new WorkerSessionFiles(this.ctx, this.lease, sessionId));
-      // After command() started it, so that an abortCommands() that came first reaches it.
+      // pi registered a bash's or compact's abort synchronously inside command(): from here on
+      // abortCommands() reaches it.
       running.attach(session);
       const result = await answer;
       if (result.success && MODEL_COMMANDS.has(request.type)) {
