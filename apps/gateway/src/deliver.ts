@@ -11,7 +11,6 @@
  * GETDEL; the message carries the key.
  */
 import { randomUUID } from "node:crypto";
-import { ApiError } from "@pi-fleet/contracts";
 import { unansweredError } from "./control-client.ts";
 import { enqueuePrompt, type QueuedRun } from "./enqueue.ts";
 import type { UserInput } from "./prompt-input.ts";
