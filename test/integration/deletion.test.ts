@@ -1,7 +1,8 @@
 // Deleting a session or a project leaves nothing of it in Redis (run records, session records,
 // streams, history), so an id used again starts empty: a project created again under a deleted
 // one's name does not show the old sessions or runs (they came back before). A run still writing
-// after its session was deleted cannot bring the session's stream back.
+// after its session was deleted cannot bring the session's stream back. A session deletion that
+// failed half-way is finished by its maintenance job.
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { EventLog, MissingRecordError } from "@pi-fleet/streams";
@@ -85,5 +86,28 @@ describe("deletion", () => {
       ]),
     ).rejects.toBeInstanceOf(MissingRecordError);
     expect((await projectKeys("del-session")).filter((k) => k.includes(sid))).toEqual([]);
+  });
+
+  it("of a session whose data deletion failed half-way: the maintenance job finishes it", async () => {
+    await stack.call("POST", "/v1/projects", { name: "del-retry" });
+    const sid = ((await stack.call("POST", "/v1/projects/del-retry/sessions")).json as Json).id as string;
+    const base = `/v1/projects/del-retry/sessions/${sid}`;
+    await finishedRun(base, "[[reply:left behind?]]");
+    const keys = createKeys(stack.prefix);
+    // A Redis error in the middle of the deletion: the session's open-runs index cannot be read.
+    const runsKey = keys.sessionRuns(DEFAULT_ORG, "del-retry", sid);
+    await redis.del(runsKey);
+    await redis.set(runsKey, "damaged");
+    expect((await stack.call("DELETE", base)).status).toBe(500);
+    // The record went first: a retry of the DELETE would answer 404, so it cannot clean up.
+    expect((await stack.call("DELETE", base)).status).toBe(404);
+    expect(await redis.exists(keys.stream(DEFAULT_ORG, "del-retry", sid))).toBe(1);
+    await redis.del(runsKey); // the fault passes
+    await waitFor(
+      async () => ((await projectKeys("del-retry")).some((k) => k.includes(sid)) ? undefined : true),
+      {
+        timeoutMs: 25_000,
+      },
+    );
   });
 });

@@ -7,9 +7,18 @@
 import type { GatewayServices } from "./services.ts";
 
 /**
+ * How long after a session deletion began its maintenance job runs (ms): by then the steps below
+ * have normally finished, and the job repeats whatever of them failed.
+ */
+export const SESSION_PURGE_DELAY_MS = 5000;
+
+/**
  * Deletes a session: its registry record together with its `session_deleted` activity event, then
- * stream, history and open runs; the transcript file via maintenance. Every step after the first
- * is idempotent, so a concurrent delete of the same session is harmless (one event either way).
+ * stream, history and open runs. A maintenance job queued first (delayed by
+ * {@link SESSION_PURGE_DELAY_MS}) removes the transcript file and deletes the session's Redis data
+ * again, so a step that fails here (the client sees an error, and a retry finds no session) leaves
+ * nothing behind; the job does nothing while the session is still registered. Every step after the
+ * record's is idempotent, so a concurrent delete of the same session is harmless (one event).
  */
 export async function purgeSession(
   s: GatewayServices,
@@ -17,15 +26,13 @@ export async function purgeSession(
   projectId: string,
   sessionId: string,
 ): Promise<void> {
+  await s.producer.requestMaintenance(
+    { type: "purge-session", org, project: projectId, session: sessionId },
+    SESSION_PURGE_DELAY_MS,
+  );
   await s.sessions.delete(org, projectId, sessionId);
   await s.control.send(org, projectId, "forget_session", { session: sessionId }, 2000).catch(() => undefined);
   await s.events.deleteSessionData({ org, project: projectId, session: sessionId });
-  await s.producer.requestMaintenance({
-    type: "purge-session",
-    org,
-    project: projectId,
-    session: sessionId,
-  });
 }
 
 /**

@@ -70,10 +70,15 @@ export class RunProducer {
     await this.dispatch.add("own", { org, project }, ownJobOptions(org, project));
   }
 
-  /** Queues a housekeeping job for any worker. */
-  async requestMaintenance(job: MaintenanceJobData): Promise<void> {
+  /**
+   * Queues a housekeeping job for any worker, to run after `delayMs` (ms; default at once). A job
+   * that throws is tried again twice, 5 s and then 10 s later.
+   */
+  async requestMaintenance(job: MaintenanceJobData, delayMs = 0): Promise<void> {
     await this.maintenance.add(job.type, job, {
       attempts: 3,
+      backoff: { type: "exponential", delay: 5000 },
+      ...(delayMs > 0 ? { delay: delayMs } : {}),
       removeOnComplete: true,
       removeOnFail: { count: 100 },
     });
