@@ -3,6 +3,8 @@
 // `lost` after two looks at the lease; waiting for an owner is capped whatever the request's own
 // budget (a command may be waited for minutes, a project nobody takes must not hold its client that
 // long); shutting down ends every wait at once and refuses new requests.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { uniquePrefix } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -74,7 +76,7 @@ describe("ControlClient", () => {
     expect(performance.now() - started).toBeLessThan(3000);
   });
 
-  it("ends every wait as shutdown when it stops waiting, and refuses later requests", async () => {
+  it("ends every wait as shutdown when it stops waiting; later requests go out unawaited", async () => {
     const { client } = await newClient({});
     await redis.set(keys.lease(ORG, "p-shutdown"), "w-mute:1");
     const before = received.length;
@@ -82,8 +84,50 @@ describe("ControlClient", () => {
     await expect.poll(() => received.length, { timeout: 2000 }).toBeGreaterThan(before);
     const stoppedAt = performance.now();
     client.stopWaiting();
-    expect(await pending).toEqual({ kind: "shutdown" });
+    expect(await pending).toEqual({ kind: "shutdown", sent: true });
     expect(performance.now() - stoppedAt).toBeLessThan(500);
-    expect(await client.send(ORG, "p-shutdown", "abort", { session: "s" })).toEqual({ kind: "shutdown" });
+    // A deletion's message still reaches the worker; nobody waits for its answer.
+    const sent = received.length;
+    expect(await client.send(ORG, "p-shutdown", "forget_session", { session: "s" })).toEqual({
+      kind: "shutdown",
+      sent: true,
+    });
+    await expect.poll(() => received.length, { timeout: 2000 }).toBe(sent + 1);
+    expect(await client.send(ORG, "p-none", "command", { session: "s" }, 60_000, true)).toEqual({
+      kind: "shutdown",
+      sent: false,
+    });
+  });
+
+  it("keeps no reply once its request is answered", async () => {
+    // A stand-in worker that answers every request with a large result.
+    const answering = await connectRedis(inject("redisUrl"), "subscriber", "test-control-client-answers");
+    answering.on("message", (_channel: string, message: string) => {
+      const request = JSON.parse(message) as { id: string; replyTo: string };
+      const reply = { id: request.id, ok: true, result: { blob: "x".repeat(100_000) } };
+      void redis.publish(request.replyTo, JSON.stringify(reply));
+    });
+    await answering.subscribe(keys.workerInbox("w-answers"));
+    try {
+      const { client } = await newClient({});
+      await redis.set(keys.lease(ORG, "p-answers"), "w-answers:1");
+      const ask = async (): Promise<WeakRef<object>> => {
+        const outcome = await client.send(ORG, "p-answers", "command", { session: "s" }, 5000);
+        if (outcome.kind !== "reply") throw new Error(`expected a reply, got ${outcome.kind}`);
+        return new WeakRef(outcome.reply);
+      };
+      const refs: WeakRef<object>[] = [];
+      for (let i = 0; i < 20; i++) refs.push(await ask());
+      setFlagsFromString("--expose-gc");
+      const gc = runInNewContext("gc") as () => void;
+      // The last reply may still sit in a frame or a microtask of its own: allow it, not more.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        gc();
+      }
+      expect(refs.slice(0, -1).filter((r) => r.deref() !== undefined).length).toBe(0);
+    } finally {
+      await answering.quit();
+    }
   });
 });

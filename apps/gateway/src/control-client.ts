@@ -32,14 +32,15 @@ export interface ControlReply {
 /**
  * Outcome of {@link ControlClient.send}: `no-owner` when no worker holds the project; `lost` when
  * the worker asked stopped holding it before it answered (what the request did is unknown);
- * `shutdown` when this gateway began shutting down while the request waited (it goes on).
+ * `shutdown` when this gateway is shutting down: `sent` — the worker got the request and goes on
+ * with it, only its answer is not awaited; not `sent` — it had no owner to go to and was dropped.
  */
 export type ControlOutcome =
   | { kind: "reply"; reply: ControlReply }
   | { kind: "no-owner" }
   | { kind: "timeout" }
   | { kind: "lost" }
-  | { kind: "shutdown" };
+  | { kind: "shutdown"; sent: boolean };
 
 /**
  * How often a waiting request looks at the lease (ms). Two looks in a row that find another holder
@@ -73,7 +74,9 @@ export function unansweredError(outcome: ControlOutcome): ApiError | undefined {
     case "shutdown":
       return new ApiError(
         "PF_ERR_SERVICE_UNAVAILABLE",
-        "this gateway is shutting down; the request goes on at its worker (read its outcome from the session)",
+        outcome.sent
+          ? "this gateway is shutting down; the request goes on at its worker (read its outcome from the session)"
+          : "this gateway is shutting down and did not send the request: send it again",
       );
     default:
       return undefined;
@@ -89,9 +92,8 @@ export class ControlClient {
   private readonly pending = new Map<string, (reply: ControlReply) => void>();
   private readonly ownerWaiters = new Map<string, Set<() => void>>();
   private readonly requestOwner: (org: string, project: string) => Promise<void>;
-  /** Resolves when waiting stops (shutdown): every wait then ends as `shutdown`. */
-  private readonly stopped: Promise<"shutdown">;
-  private stop: () => void = () => {};
+  /** The waits under way, each ended by its callback when waiting stops (shutdown). */
+  private readonly stoppers = new Set<() => void>();
   private stopping = false;
   /**
    * Told the duration of each published request (metrics); outcome `reply`, `timeout`,
@@ -126,9 +128,6 @@ export class ControlClient {
     this.keys = keys;
     this.gatewayId = gatewayId;
     this.requestOwner = requestOwner;
-    this.stopped = new Promise((resolve) => {
-      this.stop = () => resolve("shutdown");
-    });
     this.sub.on("message", (channel: string, message: string) => {
       const waiters = this.ownerWaiters.get(channel);
       if (waiters) {
@@ -164,15 +163,15 @@ export class ControlClient {
     timeoutMs = 5000,
     ensureOwner = false,
   ): Promise<ControlOutcome> {
-    if (this.stopping) return { kind: "shutdown" };
     const deadline = performance.now() + timeoutMs;
     let holder = await this.redis.get(this.keys.lease(org, project));
-    if (!holder && ensureOwner) {
+    // While shutting down a request still goes to its holder (a deletion's forget_session must
+    // reach the worker), but nobody waits for an owner or an answer.
+    if (!holder && ensureOwner && !this.stopping) {
       holder = await this.awaitOwner(org, project, Math.min(timeoutMs, this.ownerWaitMaxMs));
     }
     for (;;) {
-      if (this.stopping) return { kind: "shutdown" };
-      if (!holder) return { kind: "no-owner" };
+      if (!holder) return this.stopping ? { kind: "shutdown", sent: false } : { kind: "no-owner" };
       const outcome = await this.sendTo(holder, org, project, type, fields, deadline - performance.now());
       const left = deadline - performance.now();
       if (!ensureOwner || left <= 0 || outcome.kind !== "reply" || outcome.reply.ok) return outcome;
@@ -214,12 +213,14 @@ export class ControlClient {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);
       });
       const watch = this.watchHolder(org, project, holder);
-      const result = await Promise.race([replied, timeout, watch.lost, this.stopped]);
+      const stop = this.stopSignal();
+      const result = await Promise.race([replied, timeout, watch.lost, stop.stopped]);
       clearTimeout(timer);
       watch.stop();
+      stop.release();
       if (typeof result === "string") {
         this.onRoundTrip(type, result, took());
-        return { kind: result };
+        return result === "shutdown" ? { kind: result, sent: true } : { kind: result };
       }
       this.onRoundTrip(type, "reply", took());
       return { kind: "reply", reply: result };
@@ -286,19 +287,21 @@ export class ControlClient {
     }
     waiters.add(wake);
     let timer: NodeJS.Timeout | undefined;
+    const stop = this.stopSignal();
     try {
       await this.requestOwner(org, project);
       const holder = await this.redis.get(this.keys.lease(org, project));
       if (holder && holder !== notHolder) return holder;
       await Promise.race([
         announced,
-        this.stopped,
+        stop.stopped,
         new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
       ]);
       const next = await this.redis.get(this.keys.lease(org, project));
       return next === notHolder ? null : next;
     } finally {
       clearTimeout(timer);
+      stop.release();
       waiters.delete(wake);
       if (waiters.size === 0) {
         this.ownerWaiters.delete(channel);
@@ -308,12 +311,29 @@ export class ControlClient {
   }
 
   /**
-   * Ends every wait at once as `shutdown`, and every later request (the gateway is shutting down:
-   * its HTTP server waits for in-flight requests, and a command may be waited for minutes).
+   * A promise that resolves `"shutdown"` when waiting stops (at once if it already has). Per wait,
+   * released when the wait ends: a promise pending for the process's life would keep every race
+   * it joined, and with it each reply, alive.
+   */
+  private stopSignal(): { stopped: Promise<"shutdown">; release: () => void } {
+    let stop: () => void = () => {};
+    const stopped = new Promise<"shutdown">((resolve) => {
+      stop = () => resolve("shutdown");
+    });
+    if (this.stopping) stop();
+    else this.stoppers.add(stop);
+    return { stopped, release: () => this.stoppers.delete(stop) };
+  }
+
+  /**
+   * Ends every wait at once as `shutdown` (the gateway is shutting down: its HTTP server waits for
+   * in-flight requests, and a command may be waited for minutes). Later requests still go to their
+   * project's holder but are not waited for; one without a holder is dropped.
    */
   stopWaiting(): void {
     this.stopping = true;
-    this.stop();
+    for (const stop of this.stoppers) stop();
+    this.stoppers.clear();
   }
 
   /** Closes the reply subscription (waits still under way end as `shutdown`). */
