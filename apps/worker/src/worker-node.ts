@@ -19,6 +19,7 @@ import { DisabledOrgWatch } from "./disabled-org-watch.ts";
 import { startHealthServer } from "./health-server.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { WorkerMetrics } from "./metrics.ts";
+import { assertOperatorPaths } from "./operator-paths.ts";
 import { Ownership } from "./ownership.ts";
 import { presetProvidersFrom, publishablePreset } from "./presets.ts";
 import { assertProjectTemplateDir } from "./project-template.ts";
@@ -52,7 +53,8 @@ function builtinKeysFrom(secrets: Record<string, string>): Record<string, string
  * Starts the worker.
  * @param secrets provider keys already removed from `process.env` (see `takeSecrets`)
  * @throws ConfigError for invalid `LITELLM_*` settings, an unusable
- *   `PI_FLEET_PROJECT_TEMPLATE_DIR`, or `PI_FLEET_SANDBOX=bwrap` when bubblewrap cannot run here
+ *   `PI_FLEET_PROJECT_TEMPLATE_DIR`, operator resource paths that overlap `WORKSPACE_DIR`, or
+ *   `PI_FLEET_SANDBOX=bwrap` when bubblewrap cannot run here
  *   (before anything connects); Redis errors when unreachable
  */
 export async function startWorker(
@@ -65,6 +67,7 @@ export async function startWorker(
   if (env.PI_FLEET_PROJECT_TEMPLATE_DIR !== undefined) {
     await assertProjectTemplateDir(env.PI_FLEET_PROJECT_TEMPLATE_DIR, env.WORKSPACE_DIR);
   }
+  await assertOperatorPaths(env);
   // Probed once: a sandbox that cannot start would fail every bash command of every session.
   await probeSandbox({ mode: env.PI_FLEET_SANDBOX, network: env.PI_FLEET_SANDBOX_NETWORK }).catch(
     (err: unknown) => {
