@@ -1,8 +1,9 @@
 // Deleting a session or a project leaves nothing of it in Redis (run records, session records,
 // streams, history), so an id used again starts empty: a project created again under a deleted
 // one's name does not show the old sessions or runs (they came back before). A run still writing
-// after its session was deleted cannot bring the session's stream back. A session deletion that
-// failed half-way is finished by its maintenance job.
+// after its session was deleted cannot bring the session's stream back. A session or project
+// deletion that failed half-way is finished by its maintenance job.
+import { existsSync } from "node:fs";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { EventLog, MissingRecordError } from "@pi-fleet/streams";
@@ -109,5 +110,27 @@ describe("deletion", () => {
         timeoutMs: 25_000,
       },
     );
+  });
+
+  it("of a project whose deletion failed half-way: the maintenance job finishes it", async () => {
+    await stack.call("POST", "/v1/projects", { name: "half" });
+    const project = (await stack.call("GET", "/v1/projects/half")).json as Json;
+    const sid = ((await stack.call("POST", "/v1/projects/half/sessions")).json as Json).id as string;
+    await finishedRun(`/v1/projects/half/sessions/${sid}`, "[[reply:half gone]]");
+    const keys = createKeys(stack.prefix);
+    const runsKey = keys.sessionRuns(DEFAULT_ORG, "half", sid);
+    await redis.del(runsKey);
+    await redis.set(runsKey, "damaged");
+    expect((await stack.call("DELETE", "/v1/projects/half")).status).toBe(500);
+    expect((await stack.call("DELETE", "/v1/projects/half")).status).toBe(404);
+    await redis.del(runsKey); // the fault passes
+    await waitFor(
+      async () => {
+        const left = (await projectKeys("half")).map((k) => k.slice(stack.prefix.length + 1).split(":")[0]);
+        return left.every((k) => k === "epoch" || k === "lease-clean") ? left : undefined;
+      },
+      { timeoutMs: 25_000 },
+    );
+    await waitFor(() => !existsSync(project.projectDir as string), { timeoutMs: 10_000 });
   });
 });

@@ -47,14 +47,29 @@ export async function purgeOrg(s: GatewayServices, org: string): Promise<void> {
   await s.tenancy.orgs.delete(org);
 }
 
-/** Deletes a project with all its sessions, its queue and its files. */
+/**
+ * How long after a project deletion began its maintenance job runs (ms): after the owner was told
+ * to release the project (its sessions closed), yet soon, as a project of the same id created
+ * again afterwards keeps the old files the job has not removed yet.
+ */
+export const PROJECT_PURGE_DELAY_MS = 1000;
+
+/**
+ * Deletes a project with all its sessions, its queue and its files: the project and its session
+ * records go in one script (a retry then finds no project); a maintenance job queued next, with
+ * the session ids and delayed by {@link PROJECT_PURGE_DELAY_MS}, removes the files and repeats the
+ * Redis deletions below, so one that fails half-way leaves nothing behind.
+ */
 export async function purgeProject(s: GatewayServices, org: string, projectId: string): Promise<void> {
   const sessions = await s.registry.deleteProject(org, projectId);
+  await s.producer.requestMaintenance(
+    { type: "purge-project", org, project: projectId, sessions },
+    PROJECT_PURGE_DELAY_MS,
+  );
   await s.control.send(org, projectId, "release_project", {}, 5000).catch(() => undefined);
   for (const session of sessions) {
     await s.events.deleteSessionData({ org, project: projectId, session });
   }
   await s.events.deleteActivity(org, projectId);
   await s.producer.obliterate(org, projectId);
-  await s.producer.requestMaintenance({ type: "purge-project", org, project: projectId });
 }

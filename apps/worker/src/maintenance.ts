@@ -1,12 +1,18 @@
 /**
- * Housekeeping any worker may do: removing the files of deleted sessions and projects (the
- * gateway never touches the workspace), and deleting a deleted session's Redis data once more in
- * case the gateway's own deletion failed half-way (purge.ts). Paths come only from WorkspacePaths,
- * which validates ids.
+ * Housekeeping any worker may do after a deletion (apps/gateway/src/purge.ts): removing the files
+ * of deleted sessions and projects (the gateway never touches the workspace), and deleting their
+ * Redis data and queue once more in case the gateway's own deletion failed half-way. Paths come
+ * only from WorkspacePaths, which validates ids.
  */
 import { rm } from "node:fs/promises";
-import { MAINTENANCE_QUEUE, type MaintenanceJobData, queueOptions } from "@pi-fleet/queue";
-import { Worker } from "bullmq";
+import {
+  MAINTENANCE_QUEUE,
+  type MaintenanceJobData,
+  projectQueueOptions,
+  queueOptions,
+  type RunJobData,
+} from "@pi-fleet/queue";
+import { Queue, Worker } from "bullmq";
 import type { WorkerContext } from "./worker-context.ts";
 
 /** Starts the maintenance consumer; returns it so the caller can close it. */
@@ -17,19 +23,47 @@ export function startMaintenance(ctx: WorkerContext): Worker<MaintenanceJobData>
       const d = job.data;
       if (d.type === "purge-session") {
         // Queued before the deletion: until the record is gone there is nothing to purge (BullMQ
-        // tries twice more; a deletion that never happened leaves the session as it is).
+        // tries again over ~2.5 min; a deletion that never happened leaves the session as it is).
         if (await ctx.registry.getSession(d.org, d.project, d.session)) {
           throw new Error("the session is still registered");
         }
         await ctx.events.deleteSessionData({ org: d.org, project: d.project, session: d.session });
         await rm(ctx.paths.sessionFile(d.org, d.project, d.session), { force: true });
       } else if (d.type === "purge-project") {
-        await rm(ctx.paths.projectDir(d.org, d.project), { recursive: true, force: true });
-        await rm(ctx.paths.sessionsDir(d.org, d.project), { recursive: true, force: true });
+        await purgeProject(ctx, d);
       }
     },
     { connection: ctx.bullmq, ...queueOptions(ctx.keys.queuePrefix), concurrency: 2 },
   );
   worker.on("error", (err) => ctx.logger.warn({ err: err.message }, "maintenance worker error"));
   return worker;
+}
+
+/**
+ * A deleted project's leftovers: its sessions' Redis data and transcripts (by id: session ids are
+ * never reused), and — unless a project of the same id was created since — its activity stream,
+ * queue and directories.
+ */
+async function purgeProject(
+  ctx: WorkerContext,
+  d: Extract<MaintenanceJobData, { type: "purge-project" }>,
+): Promise<void> {
+  for (const session of d.sessions ?? []) {
+    await ctx.events.deleteSessionData({ org: d.org, project: d.project, session });
+    await rm(ctx.paths.sessionFile(d.org, d.project, session), { force: true });
+  }
+  if (await ctx.registry.getProject(d.org, d.project)) return; // created again: its own now
+  await ctx.events.deleteActivity(d.org, d.project);
+  const queue = new Queue<RunJobData>(ctx.keys.projectTag(d.org, d.project), {
+    connection: ctx.bullmq,
+    ...projectQueueOptions(ctx.keys.queuePrefix),
+    skipMetasUpdate: true,
+  });
+  try {
+    await queue.obliterate({ force: true });
+  } finally {
+    await queue.close().catch(() => undefined);
+  }
+  await rm(ctx.paths.projectDir(d.org, d.project), { recursive: true, force: true });
+  await rm(ctx.paths.sessionsDir(d.org, d.project), { recursive: true, force: true });
 }

@@ -86,7 +86,11 @@ export function projectQueueOptions(prefix: string): Omit<QueueOptions, "connect
 /** Name of the queue any worker consumes for housekeeping (file removal after deletions). */
 export const MAINTENANCE_QUEUE = "maintenance";
 
-/** Housekeeping jobs: remove a deleted session's transcript or a deleted project's files. */
+/**
+ * Housekeeping jobs after a deletion: a session's transcript and Redis data, or a project's files,
+ * Redis data and queue — repeating what the gateway's own deletion may have left half-done.
+ * `sessions`: the ids the deleted project had (absent in jobs queued by older gateways).
+ */
 export type MaintenanceJobData =
   | { type: "purge-session"; org: string; project: string; session: string }
-  | { type: "purge-project"; org: string; project: string };
+  | { type: "purge-project"; org: string; project: string; sessions?: string[] };

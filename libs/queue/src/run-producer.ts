@@ -72,11 +72,11 @@ export class RunProducer {
 
   /**
    * Queues a housekeeping job for any worker, to run after `delayMs` (ms; default at once). A job
-   * that throws is tried again twice, 5 s and then 10 s later.
+   * that throws is tried again up to 5 times, 5 s, 10 s, 20 s, 40 s and 80 s later.
    */
   async requestMaintenance(job: MaintenanceJobData, delayMs = 0): Promise<void> {
     await this.maintenance.add(job.type, job, {
-      attempts: 3,
+      attempts: 6,
       backoff: { type: "exponential", delay: 5000 },
       ...(delayMs > 0 ? { delay: delayMs } : {}),
       removeOnComplete: true,
