@@ -56,15 +56,18 @@ function pausedReplay(log: EventLog, r: SessionRef, c: ReturnType<typeof collect
 function collector() {
   const entries: StreamEntry[] = [];
   const resets: { reason: ResetReason; firstOffset: string }[] = [];
+  const ends: string[] = [];
   return {
     entries,
     resets,
+    ends,
     sink: {
       entry: (e: StreamEntry) => entries.push(e),
       reset: (reason: ResetReason, firstOffset: string) => resets.push({ reason, firstOffset }),
       failed: (err: unknown) => {
         throw err;
       },
+      ended: (data: string) => ends.push(data),
     },
   };
 }

@@ -137,6 +137,9 @@ async function runScenario(s: Scenario, run: number): Promise<Figures> {
     failed: (err) => {
       failure = err;
     },
+    ended: (data) => {
+      failure = new Error(`unexpected end: ${data}`);
+    },
   });
 
   // An uninterrupted subscriber from the very beginning.
@@ -146,6 +149,9 @@ async function runScenario(s: Scenario, run: number): Promise<Figures> {
     reset: (reason, firstOffset) => steady.push({ kind: "reset", conn: 0, reason, firstOffset }),
     failed: (err) => {
       failure = err;
+    },
+    ended: (data) => {
+      failure = new Error(`unexpected end: ${data}`);
     },
   });
   await steadySub.start();
@@ -464,6 +470,7 @@ describe("retention trimming while a subscription starts (deterministic)", () =>
         entry: (e) => got.push(e.id),
         reset: (reason, firstOffset) => got.push(`reset ${reason} ${firstOffset}`),
         failed: (err) => got.push(`failed ${String(err)}`),
+        ended: (data) => got.push(`ended ${data}`),
       });
       await subscription.start();
       await subscription.close();

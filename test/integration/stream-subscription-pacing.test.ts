@@ -73,6 +73,10 @@ class PacedSink implements SubscriptionSink {
     throw err;
   }
 
+  ended(data: string): void {
+    throw new Error(`unexpected end: ${data}`);
+  }
+
   congested(): Promise<void> | undefined {
     if (this.ids.length === this.stallAt) {
       this.sinceWait = 0;
@@ -108,6 +112,7 @@ describe("StreamSubscription", () => {
       failed: (err) => {
         throw err;
       },
+      ended: () => {},
     });
     await probe.open();
     await probe.catchUp();

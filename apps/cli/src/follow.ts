@@ -7,7 +7,7 @@
  */
 import { compareOffsets, type StreamItem, type WireEvent } from "@pi-fleet/client";
 import type { Context } from "./context.ts";
-import { toCliError } from "./errors.ts";
+import { CliError, ExitCode, toCliError } from "./errors.ts";
 import {
   EventRenderer,
   isDialog,
@@ -192,6 +192,11 @@ export async function follow(
         const id = String(event.id);
         if (dialogsSeen.has(id)) continue;
         dialogsSeen.add(id);
+      }
+      if (event.type === "stream_ended") {
+        // Nothing more will come: the session (or its project) was deleted while we followed it.
+        const what = event.reason === "project_deleted" ? "project" : "session";
+        throw new CliError(`the ${what} was deleted`, ExitCode.failure);
       }
       if (relevant(event)) show(item);
       if (runId !== undefined && event.type === "stream_reset") {

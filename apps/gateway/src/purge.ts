@@ -66,6 +66,9 @@ export async function purgeProject(s: GatewayServices, org: string, projectId: s
     { type: "purge-project", org, project: projectId, sessions },
     PROJECT_PURGE_DELAY_MS,
   );
+  // Clients following its streams get `stream_ended` now (a missed announcement leaves a client
+  // open until it reconnects: it then gets 404).
+  await s.sessions.endProjectStreams(org, projectId, sessions).catch(() => undefined);
   await s.control.send(org, projectId, "release_project", {}, 5000).catch(() => undefined);
   for (const session of sessions) {
     await s.events.deleteSessionData({ org, project: projectId, session });

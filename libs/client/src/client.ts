@@ -48,7 +48,8 @@ export interface PiFleetClient {
    * delivered, with jittered capped exponential backoff, and drops anything at or before that
    * offset, so nothing is missed or repeated. `stream_lagging` (the gateway cut a slow client) is
    * not yielded: it reconnects at once. `stream_reset` is yielded (reload history, carry on) and
-   * the cursor restarts at what the stream retains. Throws {@link PiFleetApiError} when the stream
+   * the cursor restarts at what the stream retains. `stream_ended` (the session or its project
+   * was deleted) is yielded last and iteration ends. Throws {@link PiFleetApiError} when the stream
    * is refused for good (400 bad cursor, 401/403, 404); retries 429 and 5xx.
    */
   events(

@@ -389,7 +389,9 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
     const item = sub.cursor.accept(typeof frame.offset === "string" ? frame.offset : undefined, frame.event);
     if (!item) return;
     sub.push(item);
-    if (sub.full) this.pause(sub);
+    // The stream's session or project was deleted: the gateway dropped the subscription.
+    if (item.event.type === "stream_ended") sub.end();
+    else if (sub.full) this.pause(sub);
   }
 
   /**

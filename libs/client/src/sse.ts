@@ -73,6 +73,8 @@ export async function* sseEvents(
       } else {
         const pending: StreamItem[] = [];
         let lagging = false;
+        /** `stream_ended`: the session or project was deleted, nothing to resume. */
+        let ended = false;
         // An `id:` without data (the gateway's first frame for a live-only stream) seeds the cursor.
         let idOnly: string | undefined;
         const parser = createParser({
@@ -91,6 +93,7 @@ export async function* sseEvents(
             }
             if (!isWireEvent(event)) return;
             if (event.type === "stream_lagging") lagging = true;
+            if (event.type === "stream_ended") ended = true;
             const item = cursor.accept(message.id || undefined, event);
             if (item) pending.push(item);
           },
@@ -110,6 +113,7 @@ export async function* sseEvents(
             if (pending.length > 0) attempt = 0;
             clearTimeout(idleTimer); // a slow consumer is not an idle server
             while (pending.length > 0) yield pending.shift()!;
+            if (ended) return;
             if (lagging) {
               reason = "lagging";
               break;

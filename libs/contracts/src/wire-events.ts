@@ -2,7 +2,7 @@
  * Wire events: what crosses the session stream (Redis) and reaches clients over SSE.
  * A wire event is a pi `AgentSessionEvent` in lean form (see `@pi-fleet/pi-runtime` toWireEvent),
  * an `extension_ui_request` / `extension_error`, or one of the fleet events below.
- * Fleet events always carry `runId` except `stream_reset` / `stream_lagging`.
+ * Fleet events always carry `runId` except `stream_reset` / `stream_lagging` / `stream_ended`.
  */
 
 /** Any event on the wire: `type` plus event-specific fields (pi's shapes are forwarded as-is). */
@@ -51,7 +51,8 @@ export type FleetEventType =
   | "run_interrupted"
   | "run_cancelled"
   | "stream_reset"
-  | "stream_lagging";
+  | "stream_lagging"
+  | "stream_ended";
 
 /** Maps a terminal run status to the fleet event that reports it. */
 export function terminalEventType(status: RunStatus): FleetEventType | undefined {

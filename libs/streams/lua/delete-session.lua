@@ -3,7 +3,8 @@
 -- KEYS: 1 session hash, 2 project's session index (zset), 3 project hash, 4 project activity
 --       stream, 5 activity meta
 -- ARGV: 1 session id, 2 retention "<maxlen>:<maxAgeMs>", 3 activity channel, 4 epoch seed,
---       5 `session_deleted` event json
+--       5 `session_deleted` event json, 6 the session stream's channel, 7 its end announcement
+--       (StreamHub's end prefix + the `stream_ended` event json: its live subscribers end)
 -- Returns 1 when the session was registered (and is not now), 0 when it was not (a concurrent
 -- delete won: only one `session_deleted` is appended). No event when the project itself is
 -- being deleted (its activity stream goes with it).
@@ -17,4 +18,5 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1

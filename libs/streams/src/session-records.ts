@@ -11,6 +11,7 @@ import type { WireEvent } from "@pi-fleet/contracts";
 import type { EventLog } from "./event-log.ts";
 import { FencedError, MissingRecordError } from "./event-log.ts";
 import { streamScript } from "./lua-scripts.ts";
+import { STREAM_END_PREFIX } from "./stream-hub.ts";
 
 const CREATE = streamScript("create-session", 7);
 const DELETE = streamScript("delete-session", 5);
@@ -107,6 +108,7 @@ export class SessionRecords {
    * to the project activity stream, in one script (gateway side, unfenced). The session's stream,
    * runs and history are the caller's to delete next (`EventLog.deleteSessionData`).
    * No event when the project itself is gone (a project deletion removes its activity stream).
+   * The session stream's live subscribers get `stream_ended {reason: "session_deleted"}` and end.
    * @returns true when this call removed the session; false when it was not registered (a
    *   concurrent delete won: the event is appended once)
    * @throws Redis errors unchanged
@@ -124,8 +126,37 @@ export class SessionRecords {
         activity.stream,
         activity.meta,
       ],
-      [id, this.log.retention, activity.channel, randomBytes(8).toString("hex"), JSON.stringify(event)],
+      [
+        id,
+        this.log.retention,
+        activity.channel,
+        randomBytes(8).toString("hex"),
+        JSON.stringify(event),
+        keys.streamChannel(org, project, id),
+        endAnnouncement("session_deleted"),
+      ],
     );
     return removed === 1;
   }
+
+  /**
+   * Ends the live subscriptions of a deleted project's streams — each session's and the activity
+   * stream — with `stream_ended {reason: "project_deleted"}` (one pipelined PUBLISH each; best
+   * effort, as every announcement). Call after the project's records are deleted.
+   * @param sessions the ids the project had (`Registry.deleteProject`)
+   * @throws Redis errors unchanged
+   */
+  async endProjectStreams(org: string, project: string, sessions: readonly string[]): Promise<void> {
+    const { keys } = this.log;
+    const end = endAnnouncement("project_deleted");
+    const pipeline = this.log.redis.pipeline();
+    for (const id of sessions) pipeline.publish(keys.streamChannel(org, project, id), end);
+    pipeline.publish(keys.activityChannel(org, project), end);
+    await pipeline.exec();
+  }
+}
+
+/** The hub message that ends a stream's subscriptions: end prefix + the final event's JSON. */
+function endAnnouncement(reason: "session_deleted" | "project_deleted"): string {
+  return `${STREAM_END_PREFIX}${JSON.stringify({ type: "stream_ended", reason })}`;
 }

@@ -3,14 +3,24 @@
  * (never one blocking connection per subscriber, queues-and-streams.md §5). Writers publish
  * "<epoch>\n<prevId>\n<id>\n<json>" in the same Lua call as the XADD, so the stream stays the source of
  * truth: pub/sub is at most once, and subscribers repair gaps from the stream (see
- * StreamSubscription). Channels are subscribed on first watcher and dropped on the last.
+ * StreamSubscription). A deletion publishes {@link STREAM_END_PREFIX} + the final `stream_ended`
+ * event JSON on the channels of the streams it ends. Channels are subscribed on first watcher and
+ * dropped on the last.
  */
 import type { Redis } from "@pi-fleet/redis";
+
+/**
+ * Starts an announcement that a stream ended for good (its session or project was deleted), then
+ * the final event's JSON. Stream epochs are hex, so no entry announcement starts like this.
+ */
+export const STREAM_END_PREFIX = "!end\n";
 
 /** Receives a channel's announcements. */
 export interface HubListener {
   /** A new entry `id` whose predecessor in the stream is `prev`, in stream epoch `epoch`. Must not throw. */
   onEntry(epoch: string, prev: string, id: string, data: string): void;
+  /** The stream ended for good; `data` is the final `stream_ended` event JSON. Must not throw. */
+  onEnd(data: string): void;
   /** The hub's connection was re-established: announcements may have been lost. */
   onResync(): void;
 }
@@ -76,6 +86,11 @@ export class StreamHub {
   private dispatch(channel: string, message: string): void {
     const set = this.listeners.get(channel);
     if (!set) return;
+    if (message.startsWith(STREAM_END_PREFIX)) {
+      const data = message.slice(STREAM_END_PREFIX.length);
+      for (const listener of [...set]) listener.onEnd(data);
+      return;
+    }
     const a = message.indexOf("\n");
     const b = message.indexOf("\n", a + 1);
     const c = message.indexOf("\n", b + 1);

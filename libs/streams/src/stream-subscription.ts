@@ -11,7 +11,8 @@
  * Live announcements carry the stream epoch and their predecessor id: a different epoch means the
  * stream was lost and recreated; a predecessor we did not send means missed announcements, and
  * the gap is read from the stream. A cursor behind retention, ahead of the stream, or unknown to
- * it yields an explicit `stream_reset` first, never a silent gap.
+ * it yields an explicit `stream_reset` first, never a silent gap. A stream whose session or
+ * project is deleted ends with its `stream_ended` event (`SubscriptionSink.ended`).
  */
 import type { EventLog, StreamEntry, StreamRef } from "./event-log.ts";
 import { compareOffsets, ORIGIN, offsetBefore } from "./offsets.ts";
@@ -26,6 +27,12 @@ export interface SubscriptionSink {
   reset(reason: ResetReason, firstOffset: string): void;
   /** A Redis read failed; the subscription has stopped. */
   failed(err: unknown): void;
+  /**
+   * The stream ended for good (its session or project was deleted; the announcement is best
+   * effort, pub/sub being at most once): `data` is the final `stream_ended` event's JSON, to send
+   * without an offset. The subscription has stopped; the caller ends the client's stream.
+   */
+  ended(data: string): void;
   /**
    * Backpressure while replaying: a promise while the client's connection is congested (resolve
    * it when it drained or closed), undefined when more may be written now.
@@ -158,6 +165,12 @@ export class StreamSubscription implements HubListener {
       return;
     }
     this.deliver({ id, data });
+  }
+
+  onEnd(data: string): void {
+    if (this.closed) return;
+    void this.close();
+    this.sink.ended(data);
   }
 
   onResync(): void {

@@ -22,6 +22,10 @@
  * - `new_session`, `fork`, `clone` answered with a new `sessionId` (and `switch_session` with a
  *   session id as `sessionPath`) move the connection to that session, as pi's RPC process
  *   rebinds to its new session: later commands and events are the new session's.
+ * - Session ids are the fleet's throughout: `get_state` and `get_session_stats` (answered by the
+ *   worker, pi-runtime's commands) name the session the connection drives by its id, the one in
+ *   the socket's URL or the last `new_session` / `fork` / `clone` answer, and what `switch_session`
+ *   takes; pi's internal header id is never shown. Answers pass through unchanged.
  * - `prompt`, `steer`, `follow_up`, `abort` and the session-changing commands are handled in
  *   arrival order; every other command runs at once (pi handles each line as it arrives too).
  */
@@ -404,6 +408,10 @@ export class RpcConnection {
         // Live from now there is nothing to replay; a stream that was lost simply carries on.
         reset: () => {},
         failed: () => this.close(1011, "stream unavailable"),
+        // pi's protocol has no such event: the socket's session is gone, so is the socket.
+        ended: () => {
+          if (this.subscription === subscription) this.close(1000, "session deleted");
+        },
       },
     );
     this.subscription = subscription;

@@ -4,7 +4,8 @@
  * client keeps its cursor semantics). Frames produced in one I/O turn are coalesced into one
  * write. Backpressure: while replaying, the subscription waits for the socket to drain
  * (`congested()`); live, a client whose unsent bytes exceed the bound gets a final
- * `stream_lagging` event and is closed — it resumes with its last id.
+ * `stream_lagging` event and is closed — it resumes with its last id. A stream whose session or
+ * project was deleted gets a final `stream_ended` event (no id) and is closed.
  */
 import type { ServerResponse } from "node:http";
 import type { ResetReason, StreamEntry, SubscriptionSink } from "@pi-fleet/streams";
@@ -37,7 +38,9 @@ export class SseStream implements SubscriptionSink, Flushable {
   private pending = "";
   private flushScheduled = false;
   private lastId: string | undefined;
-  private ended = false;
+  private done = false;
+  /** `ended()` came before `open()`: end right after the held frames went out. */
+  private endOnOpen = false;
   /** Called once when the stream ends for any reason. */
   onEnd: () => void = () => {};
   /** Called when the subscription failed (a Redis read error). */
@@ -66,6 +69,10 @@ export class SseStream implements SubscriptionSink, Flushable {
     this.held = undefined;
     this.frame(`retry: ${this.opts.retryMs}\n${startOffset === undefined ? "" : `id: ${startOffset}\n`}\n`);
     for (const frame of held) this.frame(frame);
+    if (this.endOnOpen) {
+      this.end();
+      return;
+    }
     this.heartbeat = setInterval(() => this.frame(": heartbeat\n\n"), this.opts.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -85,9 +92,17 @@ export class SseStream implements SubscriptionSink, Flushable {
     this.end();
   }
 
+  /** The stream's session or project was deleted: its final `stream_ended` event, then the end. */
+  ended(data: string): void {
+    this.onStreamFrame();
+    this.frame(`data: ${data}\n\n`);
+    if (this.held) this.endOnOpen = true;
+    else this.end();
+  }
+
   congested(): Promise<void> | undefined {
     const highWater = Math.min(REPLAY_HIGH_WATER, Math.floor(this.opts.maxBufferedBytes / 4));
-    if (this.ended || this.res.writableLength + this.pending.length <= highWater) return undefined;
+    if (this.done || this.res.writableLength + this.pending.length <= highWater) return undefined;
     this.flush();
     if (this.res.writableLength <= highWater || this.res.destroyed) return undefined;
     const socket = this.res.socket;
@@ -97,7 +112,7 @@ export class SseStream implements SubscriptionSink, Flushable {
       highWater,
       drains: [this.res],
       closes: [this.res],
-      ended: () => this.ended || this.res.destroyed,
+      ended: () => this.done || this.res.destroyed,
       // Not reading at all during a replay: cut it like a lagging live client.
       stallMs: REPLAY_STALL_MS,
       onStall: () => this.cut(),
@@ -106,7 +121,7 @@ export class SseStream implements SubscriptionSink, Flushable {
 
   /** Queues one raw SSE frame (coalesced with the others of this I/O turn); `id` = its offset, if any. */
   frame(chunk: string, id?: string): void {
-    if (this.ended) return;
+    if (this.done) return;
     if (this.held) {
       this.held.push(chunk);
       return;
@@ -127,7 +142,7 @@ export class SseStream implements SubscriptionSink, Flushable {
 
   /** Cuts a client that does not keep up: a final `stream_lagging`, then the end; it resumes with its last id. */
   private cut(): void {
-    if (this.ended) return;
+    if (this.done) return;
     this.onLagging();
     this.flush(); // what this turn queued goes first, so `lastOffset` names the last frame sent
     this.res.write(
@@ -138,7 +153,7 @@ export class SseStream implements SubscriptionSink, Flushable {
 
   /** Ends the response (shutdown or failure) after what is queued. */
   end(): void {
-    if (this.ended) return;
+    if (this.done) return;
     this.flush();
     this.finish();
     this.res.end();
@@ -154,8 +169,8 @@ export class SseStream implements SubscriptionSink, Flushable {
   }
 
   private finish(): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.done) return;
+    this.done = true;
     clearInterval(this.heartbeat);
     this.onEnd();
   }

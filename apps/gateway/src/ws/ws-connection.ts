@@ -5,8 +5,10 @@
  * the REST routes themselves (`inject`), so validation, limits and semantics are identical;
  * `ping` → `pong`. A client whose unsent bytes exceed the bound gets a final `stream_lagging`
  * event per subscription and a close (1013); on shutdown every socket closes with 1001. Each
- * subscription holds one of the credential's stream slots (PI_FLEET_MAX_STREAMS_PER_KEY); pings,
- * close deadlines and frame flow are socket-lifecycle.ts's.
+ * subscription holds one of the credential's stream slots (PI_FLEET_MAX_STREAMS_PER_KEY); a
+ * subscription whose session or project is deleted gets a final `stream_ended` event and is dropped
+ * (its slot freed; no `unsubscribed` frame). Pings, close deadlines and frame flow are
+ * socket-lifecycle.ts's.
  */
 import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
@@ -250,6 +252,14 @@ export class WsConnection {
     // Frames produced while subscribing (a reset found by open()) wait for the `subscribed` ack.
     let held: string[] | undefined = [];
     const emit = (frame: string) => (held ? held.push(frame) : this.sendRaw(frame));
+    /** The stream ended (its session or project was deleted) before the `subscribed` ack. */
+    let endedEarly = false;
+    const drop = () => {
+      if (this.subscriptions.get(key) === subscription) {
+        this.subscriptions.delete(key);
+        this.releaseSlot(key);
+      }
+    };
     const subscription = new StreamSubscription(this.s.events, this.s.hub, ref, f.after, {
       entry: (e: StreamEntry) => {
         this.s.metrics.frames.ws++;
@@ -260,6 +270,13 @@ export class WsConnection {
         emit(`${prefix},"event":${JSON.stringify({ type: "stream_reset", reason, firstOffset })}}`);
       },
       failed: () => this.close(1011, "stream unavailable"),
+      // Its final `stream_ended` event (no offset); the subscription is gone, as if unsubscribed.
+      ended: (data) => {
+        this.s.metrics.frames.ws++;
+        emit(`${prefix},"event":${data}}`);
+        if (held) endedEarly = true;
+        else drop();
+      },
       congested: () => this.congested(),
     });
     this.subscriptions.set(key, subscription);
@@ -282,6 +299,10 @@ export class WsConnection {
       });
       for (const frame of held) this.sendRaw(frame);
       held = undefined;
+      if (endedEarly) {
+        drop();
+        return;
+      }
       await subscription.catchUp();
     } catch {
       if (this.subscriptions.get(key) === subscription) {

@@ -1100,7 +1100,10 @@ export interface paths {
                 };
             };
         };
-        /** Create or update a custom provider. */
+        /**
+         * Create or update a custom provider.
+         * @description An `apiKey` is sealed before it is stored (never returned). In keyed mode without PI_FLEET_SECRET_KEY the gateway cannot store one: 503 PF_ERR_SECRET_KEY_REQUIRED, nothing is stored.
+         */
         put: {
             parameters: {
                 query?: never;
@@ -1173,6 +1176,19 @@ export interface paths {
                 };
                 /** @description Default Response */
                 400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1410,7 +1426,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Store this org's API key for a built-in provider (encrypted at rest, never returned). */
+        /**
+         * Store this org's API key for a built-in provider (encrypted at rest, never returned).
+         * @description Body `{key}`. In keyed mode without PI_FLEET_SECRET_KEY the gateway cannot store a key: 503 PF_ERR_SECRET_KEY_REQUIRED, nothing is stored.
+         */
         put: {
             parameters: {
                 query?: never;
@@ -3522,7 +3541,7 @@ export interface paths {
         };
         /**
          * WebSocket speaking pi's RPC protocol (`pi --mode rpc`) for the session.
-         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1001 gateway shutdown, 1008 credential revoked, 1009 frame too large or a message not received within PI_FLEET_REQUEST_TIMEOUT_MS, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.
+         * @description Upgrade to a WebSocket (`Authorization: Bearer` on the upgrade request in keyed mode). One text frame per JSON record, as one line of `pi --mode rpc`: pi's commands (`{id?, type, …}`), responses (`{id?, type: "response", command, success, data | error}`), events and `extension_ui_request` / `extension_ui_response` records. New sessions from `new_session` / `fork` / `clone` (and `switch_session` with a session id as `sessionPath`) become the socket's session. Close codes: 1000 the session was deleted, 1001 gateway shutdown, 1008 credential revoked, 1009 frame too large or a message not received within PI_FLEET_REQUEST_TIMEOUT_MS, 1011 stream unavailable, 1013 client too slow. Past the key's open streams (PI_FLEET_MAX_STREAMS_PER_KEY) the upgrade is refused with 429. A request without an upgrade answers 400.
          */
         get: {
             parameters: {
@@ -4413,6 +4432,16 @@ export interface components {
             /** @description Offset of the last entry sent (resume from it), null when none was (SSE only). */
             lastOffset?: string | null;
         };
+        /** @description Last event of a stream whose session or project was deleted (no offset); do not reconnect: the stream answers 404 from now on. */
+        StreamEndedEvent: {
+            /** @enum {string} */
+            type: "stream_ended";
+            /**
+             * @description The session (or its whole project) was deleted: there is nothing to resume.
+             * @enum {string}
+             */
+            reason: "session_deleted" | "project_deleted";
+        };
         /** @description A session was created. */
         SessionCreatedActivity: {
             /** @enum {string} */
@@ -4445,11 +4474,11 @@ export interface components {
             position?: number;
         };
         /** @description An event pi-fleet adds to a session stream: the run lifecycle and stream control. */
-        FleetEvent: components["schemas"]["RunQueuedEvent"] | components["schemas"]["RunStartedEvent"] | components["schemas"]["RunFinishedEvent"] | components["schemas"]["RunFailedEvent"] | components["schemas"]["RunAbortedEvent"] | components["schemas"]["RunInterruptedEvent"] | components["schemas"]["RunCancelledEvent"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"];
+        FleetEvent: components["schemas"]["RunQueuedEvent"] | components["schemas"]["RunStartedEvent"] | components["schemas"]["RunFinishedEvent"] | components["schemas"]["RunFailedEvent"] | components["schemas"]["RunAbortedEvent"] | components["schemas"]["RunInterruptedEvent"] | components["schemas"]["RunCancelledEvent"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"] | components["schemas"]["StreamEndedEvent"];
         /** @description Every event on a session stream (SSE `data:` lines of `GET …/sessions/{id}/events`, `event` of `/v1/ws` frames): a pi AgentSessionEvent in lean form (`message_update` without the message snapshot), a pi extension UI request or error, or a fleet event. */
         WireEvent: components["schemas"]["AgentSessionEvent"] | components["schemas"]["ExtensionUiRequest"] | components["schemas"]["ExtensionErrorEvent"] | components["schemas"]["FleetEvent"];
         /** @description Every event on a project activity stream (`GET /v1/projects/{projectId}/events`, `/v1/ws` subscriptions without `sessionId`). */
-        ActivityEvent: components["schemas"]["SessionCreatedActivity"] | components["schemas"]["SessionDeletedActivity"] | components["schemas"]["RunActivity"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"];
+        ActivityEvent: components["schemas"]["SessionCreatedActivity"] | components["schemas"]["SessionDeletedActivity"] | components["schemas"]["RunActivity"] | components["schemas"]["StreamResetEvent"] | components["schemas"]["StreamLaggingEvent"] | components["schemas"]["StreamEndedEvent"];
     };
     responses: never;
     parameters: never;

@@ -132,6 +132,20 @@ export const StreamLaggingEvent = Type.Object(
   { description: "Last event before the server cuts a client that lags too far behind." },
 );
 
+/** `stream_ended`: the stream is gone for good; the server closes the subscription after this event. */
+export const StreamEndedEvent = Type.Object(
+  {
+    type: Type.Literal("stream_ended"),
+    reason: StringEnum(["session_deleted", "project_deleted"], {
+      description: "The session (or its whole project) was deleted: there is nothing to resume.",
+    }),
+  },
+  {
+    description:
+      "Last event of a stream whose session or project was deleted (no offset); do not reconnect: the stream answers 404 from now on.",
+  },
+);
+
 /** Every event pi-fleet adds to a session stream. */
 export const FLEET_EVENTS = {
   RunQueuedEvent,
@@ -143,6 +157,7 @@ export const FLEET_EVENTS = {
   RunCancelledEvent,
   StreamResetEvent,
   StreamLaggingEvent,
+  StreamEndedEvent,
 } as const;
 
 /** `session_created` on the project activity stream. */
@@ -178,5 +193,5 @@ export const RunActivity = Type.Object(
   { description: "A run of the project changed state." },
 );
 
-/** Every event of a project activity stream (plus `stream_reset` / `stream_lagging`). */
+/** Every event of a project activity stream (plus `stream_reset` / `stream_lagging` / `stream_ended`). */
 export const ACTIVITY_EVENTS = { SessionCreatedActivity, SessionDeletedActivity, RunActivity } as const;

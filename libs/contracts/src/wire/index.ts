@@ -54,7 +54,12 @@ function buildDefs(): Record<string, JsonSchema> {
   add("ActivityEvent", {
     description:
       "Every event on a project activity stream (`GET /v1/projects/{projectId}/events`, `/v1/ws` subscriptions without `sessionId`).",
-    anyOf: [...Object.keys(ACTIVITY_EVENTS), "StreamResetEvent", "StreamLaggingEvent"].map(ref),
+    anyOf: [
+      ...Object.keys(ACTIVITY_EVENTS),
+      "StreamResetEvent",
+      "StreamLaggingEvent",
+      "StreamEndedEvent",
+    ].map(ref),
   });
   mapSchema(defs, (s) => {
     const target = typeof s.$ref === "string" ? s.$ref.slice("#/$defs/".length) : undefined;
