@@ -413,6 +413,8 @@ let stack: Stack;
 let root: string;
 let pi: Awaited<ReturnType<typeof startPi>> | undefined;
 let fleet: Peer | undefined;
+/** The fleet session the socket opened on. */
+let fleetSession = "";
 
 beforeAll(async () => {
   llm = await startFakeLlm();
@@ -426,9 +428,9 @@ beforeAll(async () => {
   stack = started;
   await registerFakeProvider(stack.url, llm);
   const project = await createProject(stack.url, "rpc-parity");
-  const session = await createSession(stack.url, project);
+  fleetSession = await createSession(stack.url, project);
   fleet = await connectFleet(
-    `${stack.url.replace("http", "ws")}/v1/projects/${project}/sessions/${session}/rpc`,
+    `${stack.url.replace("http", "ws")}/v1/projects/${project}/sessions/${fleetSession}/rpc`,
   );
 });
 
@@ -537,6 +539,14 @@ describe("pi RPC over WebSocket vs pi --mode rpc", () => {
     // The session moved: a new pi session id, and the new session is empty on both sides.
     expect(data(fleetSteps, "state-4").sessionId).not.toBe(data(fleetSteps, "state-1").sessionId);
     expect(data(piSteps, "state-4").sessionId).not.toBe(data(piSteps, "state-1").sessionId);
+    // The fleet's get_state names the session by the id its clients use (the socket's URL, the
+    // id new_session answered; what switch_session takes), never by pi's internal header id.
+    for (const id of ["state-1", "state-2", "state-3", "stats-1"]) {
+      expect(data(fleetSteps, id).sessionId, `${id}.sessionId`).toBe(fleetSession);
+    }
+    expect(data(fleetSteps, "state-4").sessionId, "state-4.sessionId").toBe(
+      data(fleetSteps, "new-1").sessionId,
+    );
 
     expect(problems, "responses and events that differ").toEqual([]);
     expect(unexplained(differences), "differences not on the allow-list").toEqual([]);

@@ -1,6 +1,6 @@
-// Control from the gateway to the project's owner: commands (with an owner on demand), steer and
-// follow-up into a running run (or as a prompt when idle), abort with cancelQueued, and 409 for
-// settings changes while a run is active.
+// Control from the gateway to the project's owner: commands (with an owner on demand; sessions
+// named by their fleet ids in answers), steer and follow-up into a running run (or as a prompt
+// when idle), abort with cancelQueued, and 409 for settings changes while a run is active.
 import { openSse, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -63,6 +63,25 @@ describe("control", () => {
     const unknown = await stack.call("POST", `${base()}/commands`, { type: "no_such_command" });
     expect(unknown.status).toBe(400);
     expect((unknown.json as { error: string }).error).toBe("Unknown command: no_such_command");
+  });
+
+  it("names sessions by their fleet id in command answers, never by pi's header id", async () => {
+    type Answer = { data: Record<string, unknown> };
+    const command = async (path: string, body: Record<string, unknown>) => {
+      const res = await stack.call("POST", `${path}/commands`, body);
+      expect(res.status).toBe(200);
+      return (res.json as Answer).data;
+    };
+    expect((await command(base(), { type: "get_state" })).sessionId).toBe(session);
+    expect((await command(base(), { type: "get_session_stats" })).sessionId).toBe(session);
+    // new_session names the new fleet session; that session's get_state names it the same way.
+    const created = await command(base(), { type: "new_session" });
+    expect(created).toMatchObject({ cancelled: false, sessionId: expect.any(String) });
+    const next = created.sessionId as string;
+    expect(next).not.toBe(session);
+    const other = `/v1/projects/ctl/sessions/${next}`;
+    expect((await command(other, { type: "get_state" })).sessionId).toBe(next);
+    expect((await command(base(), { type: "get_state" })).sessionId).toBe(session);
   });
 
   it("steers a running run, blocks settings changes with 409 while it runs, and aborts with cancelQueued", async () => {

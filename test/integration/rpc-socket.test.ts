@@ -223,20 +223,29 @@ describe("pi RPC over WebSocket", () => {
 
   it("moves to the session new_session created", async () => {
     const c = await connect(rpcUrl("rpcp", session), keys.member);
+    /** get_state's sessionId: the fleet id of the session the socket drives (pi's clients read it). */
+    const stateId = async (id: string) => {
+      c.send({ id, type: "get_state" });
+      return ((await c.response(id)).data as { sessionId: unknown }).sessionId;
+    };
+    const first = await stateId("state-first");
+    expect(first).toBe(session);
     c.send({ id: "new", type: "new_session" });
     const created = await c.response("new", 20_000);
     expect(created).toMatchObject({ command: "new_session", success: true, data: { cancelled: false } });
     const next = (created.data as { sessionId: string }).sessionId;
     expect(next).not.toBe(session);
+    expect(await stateId("state-next")).toBe(next);
     c.send({ id: "m", type: "get_messages" });
     expect((await c.response("m")).data).toEqual({ messages: [] });
     c.send({ id: "p", type: "prompt", message: "[[reply:in the new one]]" });
     await waitFor(() => c.records.find((r) => r.type === "agent_settled"), { timeoutMs: 20_000 });
     const history = await stack.call("GET", `/v1/projects/rpcp/sessions/${next}`, undefined, keys.member);
     expect(JSON.stringify(history.json)).toContain("in the new one");
-    // switch_session takes a session id of the project as its `sessionPath`.
-    c.send({ id: "back", type: "switch_session", sessionPath: session });
+    // switch_session takes a session id of the project as its `sessionPath`: the one get_state named.
+    c.send({ id: "back", type: "switch_session", sessionPath: first });
     expect(await c.response("back")).toMatchObject({ success: true, data: { cancelled: false } });
+    expect(await stateId("state-back")).toBe(session);
     c.send({ id: "t", type: "get_last_assistant_text" });
     expect((await c.response("t")).data).toEqual({ text: "over rpc" });
     c.send({ id: "bad", type: "switch_session", sessionPath: "/etc/passwd" });

@@ -253,6 +253,7 @@ export class SessionHost {
       runtime,
       projectDir,
       sessionFile,
+      sessionId,
       agentDir: this.ctx.agentDir,
       model,
       thinkingLevel,

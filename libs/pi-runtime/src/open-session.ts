@@ -6,7 +6,7 @@
 // the fleet's extension UI (pi-sdk.md §6).
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { isAbsolute, join } from "node:path";
+import { basename, isAbsolute, join } from "node:path";
 import {
   createAgentSession,
   createBashToolDefinition,
@@ -137,6 +137,7 @@ export async function openSession(spec: SessionSpec & SessionSandboxSpec): Promi
     }
     const piSession = new PiAgentSession({
       session,
+      sessionId: spec.sessionId ?? basename(spec.sessionFile, ".jsonl"),
       runtime: spec.runtime,
       rt,
       bashOperations: userBashOperations,

@@ -48,6 +48,8 @@ interface ActiveRun {
 export interface PiAgentSessionParts {
   /** pi's session, created with this package's isolated parts (its own in-memory settings). */
   session: AgentSession;
+  /** The fleet session id commands answer with (never pi's header id; SessionSpec.sessionId). */
+  sessionId: string;
   /** The org runtime the session's models come from. */
   runtime: OrgRuntime;
   /** The pi runtime behind `runtime`. */
@@ -71,6 +73,7 @@ export interface PiAgentSessionParts {
 /** The PiSession implementation over a created AgentSession (built by openSession). */
 export class PiAgentSession implements PiSession {
   readonly #session: AgentSession;
+  readonly #sessionId: string;
   readonly #runtime: OrgRuntime;
   readonly #rt: ModelRuntime;
   readonly #bashOperations: BashOperations;
@@ -86,6 +89,7 @@ export class PiAgentSession implements PiSession {
 
   constructor(parts: PiAgentSessionParts) {
     this.#session = parts.session;
+    this.#sessionId = parts.sessionId;
     this.#runtime = parts.runtime;
     this.#rt = parts.rt;
     this.#bashOperations = parts.bashOperations;
@@ -130,6 +134,10 @@ export class PiAgentSession implements PiSession {
         // A failing sink loses this event only; pi must never see the exception.
       }
     });
+  }
+
+  get sessionId(): string {
+    return this.#sessionId;
   }
 
   get piSessionId(): string {
@@ -194,6 +202,7 @@ export class PiAgentSession implements PiSession {
       const result = await runCommand(
         {
           session: this.#session,
+          sessionId: this.#sessionId,
           runtime: this.#runtime,
           rt: this.#rt,
           bashOperations: this.#bashOperations,

@@ -1,6 +1,7 @@
 // Removes server paths from what pi hands out about a session: the system prompt (it names the
 // cwd and pi's install paths), the overflow log path of user bash commands, and the system
-// snapshot stored with compactions, and the same from the session data of an HTML export.
+// snapshot stored with compactions, and the same from the session data of an HTML export (whose
+// header also names the session by its fleet id, not pi's).
 // Inputs are never mutated; only changed objects are copied.
 import type { AgentMessage } from "@earendil-works/pi-agent-core";
 import type { SessionEntry, SessionTreeNode } from "@earendil-works/pi-coding-agent";
@@ -67,13 +68,14 @@ const EXPORT_DATA = /(<script id="session-data" type="application\/json">)([A-Za
 
 /**
  * pi's exported HTML page with server paths removed from its embedded session data: the header
- * keeps only `type`, `version`, `id` and `timestamp` (no `cwd`, no `parentSession`), every entry
- * goes through publicEntry, and the system prompt (it names the cwd and pi's install paths) is
- * dropped. `leafId`, `tools` and `renderedTools` are kept. Paths the conversation itself contains
- * (tool arguments and results) are not touched.
+ * keeps only `type`, `version`, `id` and `timestamp` (no `cwd`, no `parentSession`), with `id`
+ * the fleet session id `sessionId` instead of pi's header id; every entry goes through
+ * publicEntry, and the system prompt (it names the cwd and pi's install paths) is dropped.
+ * `leafId`, `tools` and `renderedTools` are kept. Paths the conversation itself contains (tool
+ * arguments and results) are not touched.
  * @throws Error when the page has no embedded session data (an exporter this code does not know)
  */
-export function publicExportHtml(html: string): string {
+export function publicExportHtml(html: string, sessionId: string): string {
   const match = EXPORT_DATA.exec(html);
   if (!match) throw new Error("Unexpected HTML export: no embedded session data");
   const data = JSON.parse(Buffer.from(match[2] ?? "", "base64").toString("utf8")) as {
@@ -86,7 +88,7 @@ export function publicExportHtml(html: string): string {
   const clean = {
     ...rest,
     header: header
-      ? { type: header.type, version: header.version, id: header.id, timestamp: header.timestamp }
+      ? { type: header.type, version: header.version, id: sessionId, timestamp: header.timestamp }
       : null,
     entries: (entries ?? []).map(publicEntry),
   };

@@ -147,8 +147,17 @@ export interface SessionSpec extends ResourcePolicy {
   runtime: OrgRuntime;
   /** Absolute; the agent's cwd. */
   projectDir: string;
-  /** Absolute path of the session JSONL (created on first flush if missing; reopened otherwise). */
+  /**
+   * Absolute path of the session JSONL (created on first flush if missing; reopened otherwise).
+   * In the fleet's layout it is named `<fleet session id>.jsonl` (WorkspacePaths.sessionFile).
+   */
   sessionFile: string;
+  /**
+   * The fleet session id: what the API names this session by and what commands answer as
+   * `sessionId` (get_state, get_session_stats, the header of export_html). pi's own header id
+   * never leaves this package. Default: the name of `sessionFile` without `.jsonl`.
+   */
+  sessionId?: string;
   /** A worker-private empty dir (pi only consults it for defaults this package never uses). */
   agentDir: string;
   /**
@@ -267,7 +276,12 @@ export type CommandResult =
 
 /** One open pi agent session (single writer of its session file). */
 export interface PiSession {
-  /** pi's session header id (a UUIDv7). */
+  /**
+   * The fleet session id (SessionSpec.sessionId): the `sessionId` every command answer names this
+   * session by.
+   */
+  readonly sessionId: string;
+  /** pi's session header id (a UUIDv7); internal, never in a command answer. */
   readonly piSessionId: string;
   readonly isStreaming: boolean;
   /**
@@ -300,7 +314,8 @@ export interface PiSession {
    * set_follow_up_mode, compact, set_auto_compaction, set_auto_retry, abort_retry, clear_queue,
    * bash, abort_bash, get_session_stats, get_last_assistant_text, set_session_name,
    * get_commands, get_fork_messages, get_entries, get_tree, export_html, fork, clone,
-   * new_session (each handler in commands/*.ts documents its `data`). Events pi emits outside a
+   * new_session (each handler in commands/*.ts documents its `data`). Session ids in answers are
+   * fleet ids (this session's is `sessionId`), never pi's header id. Events pi emits outside a
    * run (compaction, user bash output) are not delivered to any sink.
    * fork, clone and new_session create a NEW fleet session through `files` (this session is left
    * unchanged; the answer carries the new `sessionId`); without `files` they are "unsupported".

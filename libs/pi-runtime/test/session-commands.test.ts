@@ -45,12 +45,32 @@ describe("command: state", () => {
       isCompacting: false,
       steeringMode: "one-at-a-time",
       followUpMode: "one-at-a-time",
-      sessionId: session.piSessionId,
+      // The fleet id (the session file is s1.jsonl), never pi's header id.
+      sessionId: "s1",
       autoCompactionEnabled: true,
       messageCount: 2,
       pendingMessageCount: 0,
     });
+    expect(session.sessionId).toBe("s1");
+    expect(JSON.stringify(state)).not.toContain(session.piSessionId);
     expect(JSON.stringify(state)).not.toContain(dirs.root);
+  });
+
+  it("names the session by the fleet id of the spec in get_state and get_session_stats", async () => {
+    const dirs = await sessionDirs();
+    const { runtime, faux } = await fauxRuntime();
+    const fleetId = "0b7e2c5a-4f1d-4a8e-9c3b-2d6f8e1a7b90";
+    const session = await openSession({ runtime, ...dirs, sessionId: fleetId });
+    onCleanup(() => session.dispose());
+    faux.setResponses([fauxAssistantMessage("done")]);
+    await session.run("hi", {}, () => {});
+    expect(session.sessionId).toBe(fleetId);
+    expect(session.piSessionId).not.toBe(fleetId);
+    const state = (await data(session, { type: "get_state" })) as Record<string, unknown>;
+    const stats = (await data(session, { type: "get_session_stats" })) as Record<string, unknown>;
+    expect(state.sessionId).toBe(fleetId);
+    expect(stats.sessionId).toBe(fleetId);
+    expect(JSON.stringify([state, stats])).not.toContain(session.piSessionId);
   });
 
   it("get_messages, get_session_stats and get_last_assistant_text", async () => {
@@ -67,7 +87,7 @@ describe("command: state", () => {
     const stats = (await data(session, { type: "get_session_stats" })) as Record<string, unknown>;
     expect(stats).not.toHaveProperty("sessionFile");
     expect(stats).toMatchObject({
-      sessionId: session.piSessionId,
+      sessionId: "s1",
       userMessages: 1,
       assistantMessages: 1,
       toolCalls: 0,
@@ -76,6 +96,7 @@ describe("command: state", () => {
       cost: expect.any(Number),
     });
     expect(JSON.stringify(stats)).not.toContain(dirs.root);
+    expect(JSON.stringify(stats)).not.toContain(session.piSessionId);
 
     expect(await data(session, { type: "get_last_assistant_text" })).toEqual({ text: "done" });
     expect(await data(session, { type: "get_commands" })).toEqual({ commands: [] });

@@ -277,6 +277,8 @@ describe("new_session", () => {
     });
     const opened = await ctx.open(join(dir, "s3.jsonl"));
     expect(opened.messages()).toEqual([]);
+    // The new session answers get_state with the id new_session named, not a pi id.
+    expect(await data(opened, { type: "get_state" })).toMatchObject({ sessionId: "s3" });
 
     expect(
       await ctx.session.command({ type: "new_session", parentSession: ctx.dirs.sessionFile }, ctx.files),
@@ -376,13 +378,14 @@ describe("export_html", () => {
   it("returns pi's HTML page of the conversation without server paths", async () => {
     const ctx = await setup();
     await twoExchanges(ctx);
-    const { session } = await exported(ctx, ctx.dirs);
+    const { html, session } = await exported(ctx, ctx.dirs);
     expect(session.header).toEqual({
       type: "session",
       version: 3,
-      id: ctx.session.piSessionId,
+      id: "s1", // the fleet id, not pi's header id
       timestamp: expect.any(String),
     });
+    expect(html).not.toContain(ctx.session.piSessionId);
     expect(session).not.toHaveProperty("systemPrompt");
     const text = JSON.stringify(session.entries);
     for (const said of ["first", "answer one", "second", "answer two"]) expect(text).toContain(said);

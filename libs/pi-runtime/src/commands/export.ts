@@ -19,12 +19,13 @@ export const EXPORT_HTML_MAX_BYTES = 16 * 1024 * 1024;
  * `export_html` → `{html}`: the whole self-contained page pi's exporter renders for the session
  * (theme, tree navigation, the entries of every branch), instead of pi's `{path}`. The embedded
  * session data loses the header's `cwd` and `parentSession`, the system prompt and the server
- * paths of entries (see publicExportHtml); what the conversation itself says is kept as is.
+ * paths of entries, and its header names the session by its fleet id (see publicExportHtml);
+ * what the conversation itself says is kept as is.
  * "invalid" when `outputPath` is given (no server paths); "busy" during a run; pi's "Nothing to
  * export yet - start a conversation first" before the first assistant answer; an error when the
  * page is larger than EXPORT_HTML_MAX_BYTES.
  */
-const exportHtml: CommandHandler = async ({ session, busy: running }, request) => {
+const exportHtml: CommandHandler = async ({ session, sessionId, busy: running }, request) => {
   if (request.outputPath != null) {
     throw new CommandArgError(
       `${request.type}: "outputPath" is not accepted: the HTML is returned in the response`,
@@ -40,7 +41,7 @@ const exportHtml: CommandHandler = async ({ session, busy: running }, request) =
     } catch (err) {
       throw withoutPath(err, "Could not export the session");
     }
-    const page = publicExportHtml(html);
+    const page = publicExportHtml(html, sessionId);
     const bytes = Buffer.byteLength(page);
     if (bytes > EXPORT_HTML_MAX_BYTES) {
       const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;

@@ -1,17 +1,19 @@
 // Read-mostly session commands: state, messages, stats, the last answer, the session name and
-// the (always empty here) list of slash commands. Server paths are left out of every answer.
+// the (always empty here) list of slash commands. Server paths are left out of every answer, and
+// the session is named by its fleet id, never by pi's header id.
 import { publicMessages } from "../sanitize.ts";
 import { fromPiThinkingLevel } from "../thinking-levels.ts";
 import { CommandArgError, type CommandHandler, ok, stringArg } from "./support.ts";
 
 /**
- * `get_state` → pi's RpcSessionState without `sessionFile`, with `model` as our ModelRow (absent
- * when none), `thinkingLevel` in the contract's names, and `messageCount` counting the messages
- * get_messages returns (pi counts its system messages too): `{model?, thinkingLevel, isStreaming,
- * isCompacting, steeringMode, followUpMode, sessionId, sessionName?, autoCompactionEnabled,
- * messageCount, pendingMessageCount}`.
+ * `get_state` → pi's RpcSessionState without `sessionFile`, with `sessionId` the fleet session id
+ * (the id of the session's URL, what switch_session takes; pi's is its header id), `model` as our
+ * ModelRow (absent when none), `thinkingLevel` in the contract's names, and `messageCount`
+ * counting the messages get_messages returns (pi counts its system messages too): `{model?,
+ * thinkingLevel, isStreaming, isCompacting, steeringMode, followUpMode, sessionId, sessionName?,
+ * autoCompactionEnabled, messageCount, pendingMessageCount}`.
  */
-const getState: CommandHandler = ({ session, runtime }) => {
+const getState: CommandHandler = ({ session, sessionId, runtime }) => {
   const model = session.model ? runtime.findModel(session.model.provider, session.model.id) : undefined;
   return ok({
     ...(model ? { model } : {}),
@@ -20,7 +22,7 @@ const getState: CommandHandler = ({ session, runtime }) => {
     isCompacting: session.isCompacting,
     steeringMode: session.steeringMode,
     followUpMode: session.followUpMode,
-    sessionId: session.sessionId,
+    sessionId,
     ...(session.sessionName !== undefined ? { sessionName: session.sessionName } : {}),
     autoCompactionEnabled: session.autoCompactionEnabled,
     messageCount: publicMessages(session.messages).length,
@@ -32,13 +34,14 @@ const getState: CommandHandler = ({ session, runtime }) => {
 const getMessages: CommandHandler = ({ session }) => ok({ messages: publicMessages(session.messages) });
 
 /**
- * `get_session_stats` → pi's SessionStats without `sessionFile`: `{sessionId, userMessages,
- * assistantMessages, toolCalls, toolResults, totalMessages, tokens {input, output, cacheRead,
- * cacheWrite, total}, cost, contextUsage?}` (aggregated over all entries, compacted ones included).
+ * `get_session_stats` → pi's SessionStats without `sessionFile` and with the fleet session id as
+ * `sessionId`: `{sessionId, userMessages, assistantMessages, toolCalls, toolResults,
+ * totalMessages, tokens {input, output, cacheRead, cacheWrite, total}, cost, contextUsage?}`
+ * (aggregated over all entries, compacted ones included).
  */
-const getSessionStats: CommandHandler = ({ session }) => {
-  const { sessionFile: _path, ...stats } = session.getSessionStats();
-  return ok(stats);
+const getSessionStats: CommandHandler = ({ session, sessionId }) => {
+  const { sessionFile: _path, sessionId: _piId, ...stats } = session.getSessionStats();
+  return ok({ sessionId, ...stats });
 };
 
 /** `get_last_assistant_text` → `{text: string | null}` (null before the first answer). */

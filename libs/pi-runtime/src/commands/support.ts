@@ -7,6 +7,8 @@ import type { CommandRequest, CommandResult, OrgRuntime, SessionFiles } from "..
 /** What a command handler works on (built by PiAgentSession per call). */
 export interface CommandContext {
   readonly session: AgentSession;
+  /** The fleet id of `session`: the `sessionId` answers carry (pi's header id never leaves). */
+  readonly sessionId: string;
   readonly runtime: OrgRuntime;
   readonly rt: ModelRuntime;
   /** The session's confined spawner for user bash commands (the bash tool's, its own instance). */
