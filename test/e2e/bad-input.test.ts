@@ -150,6 +150,42 @@ describe("bad input", () => {
     );
   });
 
+  it("names the allowed values of an enum or a constant", async () => {
+    const http = api(stack.url);
+    const cases: [string, string, string, string, string][] = [
+      [
+        "POST",
+        "/v1/projects/valid/sessions",
+        '{"thinkingLevel":"ultra"}',
+        "body/thinkingLevel",
+        'must be equal to one of the allowed values: "off", "minimal", "low", "medium", "high", "xhigh"',
+      ],
+      [
+        "POST",
+        promptPath(),
+        '{"text":"hi","streamingBehavior":"later"}',
+        "body/streamingBehavior",
+        'must be equal to one of the allowed values: "steer", "followUp"',
+      ],
+      [
+        "POST",
+        promptPath(),
+        '{"text":"hi","images":[{"type":"file","data":"QUFB","mimeType":"image/png"}]}',
+        "body/images/0/type",
+        'must be equal to constant "image"',
+      ],
+    ];
+    for (const [method, path, raw, where, message] of cases) {
+      const res = await http.send(method, path, {
+        headers: { "content-type": "application/json" },
+        rawBody: raw,
+      });
+      const err = expectError(`${method} ${path} ${raw}`, res, 400, "PF_ERR_REQUEST_INVALID");
+      expect(err.error).toBe(`${where} ${message}`);
+      expect(err.details).toEqual([expect.objectContaining({ path: where, message })]);
+    }
+  });
+
   it("rejects malformed JSON with 400 and non-JSON content types with 415", async () => {
     const http = api(stack.url);
     for (const raw of ['{"text":', "{text: 'hi'}", '{"text":"hi"}}', "\u0000"]) {

@@ -1,5 +1,12 @@
 // Configuration: defaults, one clear line naming a bad variable, secrets out of the environment.
-import { ConfigError, loadEnv, takeSecrets } from "@pi-fleet/config";
+import {
+  ConfigError,
+  describeStartupFailure,
+  loadEnv,
+  redactRedisUrl,
+  redisTarget,
+  takeSecrets,
+} from "@pi-fleet/config";
 import { describe, expect, it } from "vitest";
 
 describe("loadEnv", () => {
@@ -37,6 +44,40 @@ describe("loadEnv", () => {
       expect(message).toContain(name);
       expect(message).not.toContain("\n");
     }
+  });
+});
+
+describe("loadEnv errors for enums and constants", () => {
+  it("name the allowed values", () => {
+    for (const [name, value, expected] of [
+      ["LOG_LEVEL", "verbose", "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent"],
+      ["PI_FLEET_SANDBOX", "docker", "PI_FLEET_SANDBOX must be one of none, bwrap"],
+    ] as const) {
+      expect(() => loadEnv({ [name]: value })).toThrow(new ConfigError(`invalid configuration: ${expected}`));
+    }
+  });
+});
+
+describe("the Redis a process logs at boot", () => {
+  it("never shows a password, keeps the rest", () => {
+    for (const [url, shown] of [
+      ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379"],
+      ["redis://:s3cret@redis:6379/2", "redis://:***@redis:6379/2"],
+      ["rediss://app:p%40ss@redis.example:6380", "rediss://app:***@redis.example:6380"],
+      ["redis://redis:6379?password=s3cret&db=1", "redis://redis:6379?password=***&db=1"],
+      ["redis://redis?sentinelPassword=s3cret", "redis://redis?sentinelPassword=***"],
+      ["redis://:s3/cret@redis:6379", "redis://***@redis:6379"],
+    ] as const) {
+      expect(redactRedisUrl(url)).toBe(shown);
+    }
+    expect(redisTarget(loadEnv({ REDIS_URL: "redis://u:s3cret@h:1", PI_FLEET_KEY_PREFIX: "fleet" }))).toEqual(
+      {
+        redis: "redis://u:***@h:1",
+        keyPrefix: "fleet",
+      },
+    );
+    const line = describeStartupFailure("pi-fleet", new Error("connect ECONNREFUSED"), "redis://:s3cret@h:1");
+    expect(line).toBe("pi-fleet: cannot reach Redis at redis://:***@h:1 (connect ECONNREFUSED)");
   });
 });
 

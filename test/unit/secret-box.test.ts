@@ -12,6 +12,7 @@ import {
   SecretBox,
   SecretBoxError,
   secretBoxFromEnv,
+  unencryptedSecretsMessage,
   unencryptedSecretsWarning,
 } from "@pi-fleet/security";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -222,5 +223,23 @@ describe("loadSecretKey / secretBoxFromEnv", () => {
     const first = unencryptedSecretsWarning(plain);
     expect(first).toContain("PI_FLEET_SECRET_KEY is unset");
     expect(unencryptedSecretsWarning(plain)).toBeUndefined();
+  });
+
+  it("words the warning for the mode: keyed mode refuses to store keys, it never says they are stored", () => {
+    expect(unencryptedSecretsMessage("open")).toContain("stored unencrypted");
+    const keyed = unencryptedSecretsMessage("keyed");
+    expect(keyed).toContain("cannot be stored through the API until it is set");
+    expect(keyed).toContain("PF_ERR_SECRET_KEY_REQUIRED");
+    expect(keyed).not.toContain("stored unencrypted");
+    // A process that cannot tell (a worker without PI_FLEET_ADMIN_TOKEN) says what each mode does.
+    expect(unencryptedSecretsMessage(undefined)).toMatch(/open mode .* unencrypted.*keyed mode refuses/);
+    // The mode comes from PI_FLEET_ADMIN_TOKEN when set, else from the caller.
+    const token = "t".repeat(24);
+    expect(secretBoxFromEnv({ PI_FLEET_ADMIN_TOKEN: token }, { allowPlaintext: true }).mode).toBe("keyed");
+    expect(secretBoxFromEnv({}, { allowPlaintext: true, mode: "open" }).mode).toBe("open");
+    expect(secretBoxFromEnv({}, { allowPlaintext: true }).mode).toBeUndefined();
+    expect(
+      JSON.stringify(secretBoxFromEnv({ PI_FLEET_ADMIN_TOKEN: token }, { allowPlaintext: true })),
+    ).not.toContain(token);
   });
 });

@@ -5,7 +5,7 @@
  * streams end, running runs are interrupted, leases released, the embedded Redis stopped.
  */
 import { resolve } from "node:path";
-import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, redisTarget, takeSecrets } from "@pi-fleet/config";
 import { startGateway } from "@pi-fleet/gateway";
 import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { pingRedis } from "@pi-fleet/redis";
@@ -63,7 +63,16 @@ const gateway = await startGateway(env, logger).catch(async (err: unknown) => {
   await embedded?.stop();
   return fail(err);
 });
-logger.info({ url: gateway.url, workerId: worker.workerId }, "pi-fleet single-node mode ready");
+// Which Redis (password redacted; `embeddedRedis` when this process started it) and key prefix.
+logger.info(
+  {
+    url: gateway.url,
+    workerId: worker.workerId,
+    ...redisTarget(env),
+    ...(embedded ? { embeddedRedis: true } : {}),
+  },
+  "pi-fleet single-node mode ready",
+);
 // Ctrl-C interrupts running runs at once; SIGTERM lets them finish within PI_FLEET_DRAIN_TIMEOUT_MS.
 handleShutdown(logger, env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000, async ({ signal }) => {
   logger.info({ signal }, "shutting down");

@@ -1,10 +1,45 @@
 /**
  * One error shape for every failure (API.md "Errors"): `{error, code, details?}`. Validation
- * errors name the offending path; body-parser errors map to 400/413/415; anything unexpected is a
- * 500 with a generic message (details only in the log, never a stack trace to the client).
+ * errors name the offending path (and the allowed values of an enum or constant); body-parser
+ * errors map to 400/413/415; storing a secret without PI_FLEET_SECRET_KEY in keyed mode is a 503
+ * PF_ERR_SECRET_KEY_REQUIRED; anything unexpected is a 500 with a generic message (details only in
+ * the log, never a stack trace to the client).
  */
 import { ApiError, ERROR_CODES, type ErrorCode } from "@pi-fleet/contracts";
+import { SecretBoxError } from "@pi-fleet/security";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+
+/**
+ * The answer to a secret (provider API key) that may not be stored: keyed mode without a key
+ * (`SecretBoxError` "key_required", from the registry's sealer). Any route that stores one.
+ */
+export const SECRET_KEY_REQUIRED_MESSAGE =
+  "this deployment cannot store provider API keys: the operator must set PI_FLEET_SECRET_KEY " +
+  "(or PI_FLEET_SECRET_KEY_FILE) on the gateway; keyed mode never stores them unencrypted";
+
+/** One ajv error as Fastify hands it over (`err.validation`). */
+interface AjvIssue {
+  keyword?: string;
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/**
+ * ajv's message, with the allowed values of an `enum` or `const` appended: its own text ("must be
+ * equal to one of the allowed values") names none.
+ */
+export function validationMessage(issue: AjvIssue): string {
+  const message = issue.message ?? "invalid";
+  const params = issue.params ?? {};
+  if (issue.keyword === "enum" && Array.isArray(params.allowedValues)) {
+    return `${message}: ${params.allowedValues.map((v) => JSON.stringify(v)).join(", ")}`;
+  }
+  if (issue.keyword === "const" && "allowedValue" in params) {
+    return `${message} ${JSON.stringify(params.allowedValue)}`;
+  }
+  return message;
+}
 
 function body(code: ErrorCode, message?: string, details?: unknown) {
   return { error: message ?? ERROR_CODES[code].message, code, ...(details === undefined ? {} : { details }) };
@@ -47,10 +82,24 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (err.validation) {
       const details = err.validation.map((v) => ({
         path: `${err.validationContext ?? ""}${v.instancePath || ""}`,
-        message: v.message ?? "invalid",
+        message: validationMessage(v),
         ...(v.params && "additionalProperty" in v.params ? { field: v.params.additionalProperty } : {}),
+        ...(v.keyword === "enum" && Array.isArray(v.params?.allowedValues)
+          ? { allowedValues: v.params.allowedValues }
+          : {}),
       }));
-      return reply.status(400).send(body("PF_ERR_REQUEST_INVALID", err.message, details));
+      // Fastify's message is "<path> <ajv message>" per error: rebuilt the same way when a detail
+      // gained its allowed values.
+      const enriched = details.some((d, i) => d.message !== (err.validation?.[i]?.message ?? "invalid"));
+      const message = enriched ? details.map((d) => `${d.path} ${d.message}`).join(", ") : err.message;
+      return reply.status(400).send(body("PF_ERR_REQUEST_INVALID", message, details));
+    }
+    if (err instanceof SecretBoxError && err.code === "key_required") {
+      request.log.warn(
+        { url: request.routeOptions.url },
+        "refused to store a provider API key: PI_FLEET_SECRET_KEY is unset (keyed mode)",
+      );
+      return reply.status(503).send(body("PF_ERR_SECRET_KEY_REQUIRED", SECRET_KEY_REQUIRED_MESSAGE));
     }
     const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
     if (mapped) return reply.status(ERROR_CODES[mapped].status).send(body(mapped, err.message));

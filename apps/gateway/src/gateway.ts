@@ -48,8 +48,9 @@ export async function startGateway(env: Env, logger: Logger): Promise<Gateway> {
   const openMode = env.PI_FLEET_ADMIN_TOKEN === undefined;
   if (openMode) assertLoopback(env.HOST);
   // Open mode (one `default` org on loopback) may store secrets unencrypted, with a warning;
-  // keyed mode refuses to store provider keys without PI_FLEET_SECRET_KEY.
-  const secrets = secretBoxFromEnv(env, { allowPlaintext: openMode });
+  // keyed mode refuses to store provider keys without PI_FLEET_SECRET_KEY (503
+  // PF_ERR_SECRET_KEY_REQUIRED, error-handler.ts), and its warning says so.
+  const secrets = secretBoxFromEnv(env, { allowPlaintext: openMode, mode: openMode ? "open" : "keyed" });
   const warning = unencryptedSecretsWarning(secrets);
   if (warning) logger.warn(warning);
   const gatewayId = `gw-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;

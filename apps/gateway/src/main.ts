@@ -6,7 +6,7 @@
  */
 import cluster from "node:cluster";
 
-import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, redisTarget, takeSecrets } from "@pi-fleet/config";
 import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { reportGatewayReady, runGatewayProcesses } from "./gateway-processes.ts";
 
@@ -40,7 +40,8 @@ async function runGateway(env: ReturnType<typeof loadEnv>): Promise<void> {
     process.stderr.write(`${line}\n`);
     process.exit(1);
   });
-  logger.info({ url: gateway.url }, "gateway listening");
+  // Which Redis (password redacted) and key prefix: a gateway on the wrong one serves nothing.
+  logger.info({ url: gateway.url, ...redisTarget(env) }, "gateway listening");
   handleShutdown(logger, 25_000, async ({ signal }) => {
     logger.info({ signal }, "gateway shutting down");
     await gateway.close();

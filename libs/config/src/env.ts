@@ -275,8 +275,41 @@ export function splitList(value: string): string[] {
     .filter((item) => item !== "");
 }
 
+/** One ajv error as env-schema attaches them (`err.errors`). */
+interface AjvIssue {
+  keyword?: string;
+  instancePath?: string;
+  params?: { allowedValues?: unknown; allowedValue?: unknown };
+}
+
+/**
+ * The values a variable may take when `err` says it matched none: an `enum` (`allowedValues`) or a
+ * union of constants (one `const` error per branch, `allowedValue`). Undefined otherwise.
+ */
+function allowedValues(err: unknown): { name: string; values: string[] } | undefined {
+  const issues = (err as { errors?: unknown }).errors;
+  if (!Array.isArray(issues) || issues.length === 0) return undefined;
+  const first = issues[0] as AjvIssue;
+  const path = first.instancePath ?? "";
+  const name = path.replace(/^\//, "");
+  if (!name || !(first.keyword === "enum" || first.keyword === "const")) return undefined;
+  const values: string[] = [];
+  for (const issue of issues as AjvIssue[]) {
+    if (issue.instancePath !== path) continue;
+    if (issue.keyword === "enum" && Array.isArray(issue.params?.allowedValues)) {
+      values.push(...issue.params.allowedValues.map(String));
+    } else if (issue.keyword === "const" && issue.params && "allowedValue" in issue.params) {
+      values.push(String(issue.params.allowedValue));
+    }
+  }
+  return values.length > 0 ? { name, values } : undefined;
+}
+
 function describe(err: unknown): string {
   const raw = err instanceof Error ? err.message : String(err);
+  // ajv says only "must be equal to one of the allowed values" / "must be equal to constant".
+  const allowed = allowedValues(err);
+  if (allowed) return `${allowed.name} must be one of ${allowed.values.join(", ")}`;
   // env-schema reports `env/PORT must be <= 65535, env/HOST ...`; keep the first, name the variable.
   const first = raw.split(",")[0] ?? raw;
   const message = first

@@ -1,6 +1,7 @@
 /**
  * One clear line instead of a stack trace for the failures an operator can fix at start:
- * invalid configuration, an unusable secret key, an unreachable Redis.
+ * invalid configuration, an unusable secret key, an unreachable Redis. Also what a process says at
+ * boot about the Redis it uses (never a password).
  */
 
 /**
@@ -15,8 +16,41 @@ export function describeStartupFailure(
   if (!(err instanceof Error)) return undefined;
   if (err.name === "ConfigError" || err.name === "SecretBoxError") return `${component}: ${err.message}`;
   if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|connect/i.test(err.message) && redisUrl) {
-    return `${component}: cannot reach Redis at ${redisUrl.replace(/\/\/[^@]*@/, "//***@")} (${err.message})`;
+    return `${component}: cannot reach Redis at ${redactRedisUrl(redisUrl)} (${err.message})`;
   }
   if (/EADDRINUSE/.test(err.message)) return `${component}: ${err.message}`;
   return undefined;
+}
+
+/**
+ * `url` (a `REDIS_URL`) safe to log: a password in the user info (`redis://:pw@host`,
+ * `redis://user:pw@host`) or in a query parameter named like one (`password`, `sentinelPassword`)
+ * becomes `***`; the user name, host, port, database and other parameters stay. A URL that does
+ * not parse loses everything between `//` and its last `@`.
+ */
+export function redactRedisUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url.replace(/\/\/.*@/, "//***@");
+  }
+  if (parsed.password) parsed.password = "***";
+  // ioredis takes any query parameter as an option: `password`, `sentinelPassword`, …
+  for (const name of [...parsed.searchParams.keys()]) {
+    if (/pass/i.test(name)) parsed.searchParams.set(name, "***");
+  }
+  // URL keeps "***" as is in the user info; the query encodes it, undone for readability.
+  return parsed.toString().replace(/=%2A%2A%2A/g, "=***");
+}
+
+/**
+ * The Redis a process uses, for its one boot log line: `{redis: <REDIS_URL, password redacted>,
+ * keyPrefix: <PI_FLEET_KEY_PREFIX>}`.
+ */
+export function redisTarget(env: { REDIS_URL: string; PI_FLEET_KEY_PREFIX: string }): {
+  redis: string;
+  keyPrefix: string;
+} {
+  return { redis: redactRedisUrl(env.REDIS_URL), keyPrefix: env.PI_FLEET_KEY_PREFIX };
 }

@@ -71,7 +71,19 @@ export interface OpenOptions {
 export interface SecretKeySource {
   PI_FLEET_SECRET_KEY?: string | undefined;
   PI_FLEET_SECRET_KEY_FILE?: string | undefined;
+  /**
+   * The operator token: set = keyed mode, where storing a secret without a key is refused. Only
+   * read to word the boot warning ({@link unencryptedSecretsWarning}); never kept.
+   */
+  PI_FLEET_ADMIN_TOKEN?: string | undefined;
 }
+
+/**
+ * What a deployment does with secrets when no key is configured: `open` stores them under the
+ * `plain:` marker, `keyed` refuses to store them. Undefined where the process cannot tell (a
+ * worker started without `PI_FLEET_ADMIN_TOKEN`).
+ */
+export type SecretMode = "open" | "keyed";
 
 /**
  * Seals and opens secrets. Holds the key in a private field; `toJSON` and `inspect` show only
@@ -83,6 +95,8 @@ export class SecretBox implements SecretSealer {
   readonly keyId: string | undefined;
   /** Whether `seal` may store `plain:` values when no key is configured (open mode). */
   readonly allowPlaintext: boolean;
+  /** The deployment's mode when known (see {@link SecretMode}); words the boot warning only. */
+  readonly mode: SecretMode | undefined;
   readonly #current: Buffer | undefined;
   readonly #byId: Map<string, Buffer>;
 
@@ -90,9 +104,15 @@ export class SecretBox implements SecretSealer {
    * @param opts.key the 32-byte current key; absent = no encryption (then `allowPlaintext` decides)
    * @param opts.previousKeys older keys still accepted by `open` (rotation)
    * @param opts.allowPlaintext store `plain:` values when no key is set (open mode only)
+   * @param opts.mode the deployment's mode when known (words the boot warning only)
    * @throws SecretBoxError "key_invalid" when a key is not 32 bytes
    */
-  constructor(opts: { key?: Buffer; previousKeys?: readonly Buffer[]; allowPlaintext: boolean }) {
+  constructor(opts: {
+    key?: Buffer;
+    previousKeys?: readonly Buffer[];
+    allowPlaintext: boolean;
+    mode?: SecretMode;
+  }) {
     this.#byId = new Map();
     for (const k of [...(opts.previousKeys ?? []), ...(opts.key ? [opts.key] : [])]) {
       if (k.length !== KEY_BYTES)
@@ -103,6 +123,7 @@ export class SecretBox implements SecretSealer {
     this.keyId = opts.key ? keyIdOf(opts.key) : undefined;
     this.encrypted = this.#current !== undefined;
     this.allowPlaintext = opts.allowPlaintext;
+    this.mode = opts.mode;
   }
 
   /**
@@ -240,23 +261,57 @@ export function loadSecretKey(source: SecretKeySource): Buffer | undefined {
 /**
  * The process's SecretBox from the environment's key variables. `allowPlaintext` is true in open
  * mode (a single `default` org on loopback); a multi-tenant mode passes false so that storing a
- * secret without a key is refused. @throws SecretBoxError "key_invalid"
+ * secret without a key is refused. The box's `mode` is `keyed` when `PI_FLEET_ADMIN_TOKEN` is set,
+ * else `opts.mode`. @throws SecretBoxError "key_invalid"
  */
-export function secretBoxFromEnv(source: SecretKeySource, opts: { allowPlaintext: boolean }): SecretBox {
+export function secretBoxFromEnv(
+  source: SecretKeySource,
+  opts: { allowPlaintext: boolean; mode?: SecretMode },
+): SecretBox {
   const key = loadSecretKey(source);
-  return new SecretBox({ ...(key ? { key } : {}), allowPlaintext: opts.allowPlaintext });
+  const mode = source.PI_FLEET_ADMIN_TOKEN ? "keyed" : opts.mode;
+  return new SecretBox({
+    ...(key ? { key } : {}),
+    allowPlaintext: opts.allowPlaintext,
+    ...(mode ? { mode } : {}),
+  });
+}
+
+/**
+ * The boot warning for a deployment without a key, worded for its mode (undefined: not known to
+ * this process, a worker started without `PI_FLEET_ADMIN_TOKEN`). Never contains a secret.
+ */
+export function unencryptedSecretsMessage(mode: SecretMode | undefined): string {
+  switch (mode) {
+    case "open":
+      return "secrets (provider API keys) are stored unencrypted in Redis because PI_FLEET_SECRET_KEY is unset (open mode)";
+    case "keyed":
+      return (
+        "PI_FLEET_SECRET_KEY is unset: provider API keys cannot be stored through the API until it is set " +
+        "(PUT /v1/custom/providers with an apiKey and PUT /v1/auth/providers/{provider}/api-key answer 503 PF_ERR_SECRET_KEY_REQUIRED)"
+      );
+    default:
+      return (
+        "PI_FLEET_SECRET_KEY is unset: in open mode provider API keys are stored unencrypted in Redis; " +
+        "keyed mode refuses to store them, and keys sealed with a secret key cannot be opened here"
+      );
+  }
 }
 
 let warnedUnencrypted = false;
 
 /**
- * The boot warning for a box that stores secrets unencrypted, returned once per process (a
- * single-node process starts a gateway and a worker but warns once); undefined otherwise.
+ * The boot warning for a box without a key ({@link unencryptedSecretsMessage} for `mode`, default
+ * the box's own), returned once per process (a single-node process starts a worker and a gateway
+ * but warns once); undefined for an encrypting box and after the first time.
  */
-export function unencryptedSecretsWarning(box: SecretSealer): string | undefined {
+export function unencryptedSecretsWarning(
+  box: SecretSealer & { readonly mode?: SecretMode | undefined },
+  mode: SecretMode | undefined = box.mode,
+): string | undefined {
   if (box.encrypted || warnedUnencrypted) return undefined;
   warnedUnencrypted = true;
-  return "secrets (provider API keys) are stored unencrypted in Redis because PI_FLEET_SECRET_KEY is unset";
+  return unencryptedSecretsMessage(mode);
 }
 
 function decodeKey(text: string, variable: string): Buffer {

@@ -55,7 +55,7 @@ export class LiveConnections {
     if (set.size >= this.#maxPerCredential) {
       throw new ApiError(
         "PF_ERR_RATE_LIMITED",
-        `at most ${this.#maxPerCredential} open streams per API key on one gateway`,
+        `at most ${this.#maxPerCredential} open ${this.#maxPerCredential === 1 ? "stream" : "streams"} per API key on one gateway`,
       );
     }
     const holder: Holder = { auth, close };

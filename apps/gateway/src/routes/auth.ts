@@ -1,7 +1,8 @@
 /**
  * Per-org credentials of pi's built-in providers (`/v1/auth/*`, seed contract). Keys are sealed by
  * the registry's SecretSealer before they reach Redis (AES-256-GCM when `PI_FLEET_SECRET_KEY` is
- * set) and only workers open them; the gateway never decrypts, returns, or logs a key. Responses
+ * set; keyed mode without it refuses with 503 PF_ERR_SECRET_KEY_REQUIRED) and only workers open
+ * them; the gateway never decrypts, returns, or logs a key. Responses
  * say whether a key exists and where it comes from (`stored` beats the default org's
  * `environment` keys, as in the worker).
  *
@@ -25,7 +26,6 @@ import {
   StartOAuthFlowRequest,
 } from "@pi-fleet/contracts";
 import type { CatalogDocument } from "@pi-fleet/registry";
-import { SecretBoxError } from "@pi-fleet/security";
 import type { FastifyInstance } from "fastify";
 
 /** Whitespace or control characters: never part of a token, and they would break the HTTP header. */
@@ -124,6 +124,8 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ["auth"],
         summary: "Store this org's API key for a built-in provider (encrypted at rest, never returned).",
+        description:
+          "Body `{key}`. In keyed mode without PI_FLEET_SECRET_KEY the gateway cannot store a key: 503 PF_ERR_SECRET_KEY_REQUIRED, nothing is stored.",
         params: ProviderParams,
         body: SetProviderApiKeyRequest,
         response: { 200: OkResponse, 400: ErrorResponse, 503: ErrorResponse },
@@ -134,14 +136,9 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       const key = checkProviderKey((request.body as { key: string }).key);
       const known = await builtinProviders();
       if (!known.has(provider)) throw await unknownProvider(request.auth.org, provider, known);
-      try {
-        await s.registry.setProviderCredential(request.auth.org, provider, key);
-      } catch (err) {
-        if (err instanceof SecretBoxError && err.code === "key_required") {
-          throw new ApiError("PF_ERR_SECRET_KEY_REQUIRED");
-        }
-        throw err;
-      }
+      // Keyed mode without PI_FLEET_SECRET_KEY: the sealer refuses, answered 503
+      // PF_ERR_SECRET_KEY_REQUIRED by the error handler (as for custom providers' keys).
+      await s.registry.setProviderCredential(request.auth.org, provider, key);
       return { ok: true as const };
     },
   );

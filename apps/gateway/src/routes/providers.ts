@@ -1,7 +1,8 @@
 /**
  * Custom providers (OpenAI-compatible endpoints configured at runtime, per org) and the model
- * list. Keys are stored apart from the config and never returned or logged; responses only say
- * whether one is configured.
+ * list. Keys are stored apart from the config, sealed (keyed mode without PI_FLEET_SECRET_KEY
+ * refuses a key: 503 PF_ERR_SECRET_KEY_REQUIRED, nothing stored) and never returned or logged;
+ * responses only say whether one is configured.
  */
 import {
   ApiError,
@@ -57,8 +58,10 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ["models"],
         summary: "Create or update a custom provider.",
+        description:
+          "An `apiKey` is sealed before it is stored (never returned). In keyed mode without PI_FLEET_SECRET_KEY the gateway cannot store one: 503 PF_ERR_SECRET_KEY_REQUIRED, nothing is stored.",
         body: UpsertCustomProviderRequest,
-        response: { 200: CustomProviderRow, 400: ErrorResponse },
+        response: { 200: CustomProviderRow, 400: ErrorResponse, 503: ErrorResponse },
       },
     },
     async (request) => {
@@ -73,6 +76,8 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
           throw new ApiError("PF_ERR_REQUEST_INVALID", `duplicate model id ${JSON.stringify(m.id)}`);
         ids.add(m.id);
       }
+      // Seals the key first: without a key in keyed mode it throws before anything is written
+      // (SecretBoxError "key_required", answered 503 by the error handler).
       await s.registry.putProvider(request.auth.org, config, apiKey);
       const stored = (await s.registry.listProviders(request.auth.org)).find(
         (p) => p.config.provider === config.provider,
