@@ -71,7 +71,7 @@ export function validateUserInput(
   if (images.length > env.PI_FLEET_MAX_IMAGES) {
     throw new ApiError(
       "PF_ERR_REQUEST_TOO_LARGE",
-      `at most ${env.PI_FLEET_MAX_IMAGES} images per message (got ${images.length})`,
+      `at most ${env.PI_FLEET_MAX_IMAGES} image${env.PI_FLEET_MAX_IMAGES === 1 ? "" : "s"} per message (got ${images.length})`,
     );
   }
   const out: InputImage[] = [];

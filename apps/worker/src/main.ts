@@ -4,7 +4,7 @@
  * (`run_interrupted {reason: "shutdown"}`), leases released, exit 0.
  */
 
-import { ConfigError, describeStartupFailure, loadEnv, takeSecrets } from "@pi-fleet/config";
+import { ConfigError, describeStartupFailure, loadEnv, redisTarget, takeSecrets } from "@pi-fleet/config";
 import { createLogger, handleShutdown } from "@pi-fleet/observability";
 import { startWorker } from "./worker-node.ts";
 
@@ -26,6 +26,7 @@ const worker = await startWorker(env, logger, secrets).catch((err: unknown) => {
   process.stderr.write(`${line}\n`);
   process.exit(1);
 });
+logger.info({ workerId: worker.workerId, ...redisTarget(env) }, "worker started");
 handleShutdown(logger, env.PI_FLEET_DRAIN_TIMEOUT_MS + 10_000, async ({ signal }) => {
   logger.info({ signal }, "worker shutting down");
   await worker.close();
