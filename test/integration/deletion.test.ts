@@ -133,4 +133,30 @@ describe("deletion", () => {
     );
     await waitFor(() => !existsSync(project.projectDir as string), { timeoutMs: 10_000 });
   });
+
+  it("of a project whose maintenance job could not be queued: nothing is deleted, a retry works", async () => {
+    await stack.call("POST", "/v1/projects", { name: "no-job" });
+    const sid = ((await stack.call("POST", "/v1/projects/no-job/sessions")).json as Json).id as string;
+    await finishedRun(`/v1/projects/no-job/sessions/${sid}`, "[[reply:kept]]");
+    const producer = stack.gateway.services.producer;
+    const request = producer.requestMaintenance.bind(producer);
+    producer.requestMaintenance = async () => {
+      throw new Error("Connection is closed."); // a Redis blip on the first step
+    };
+    try {
+      expect((await stack.call("DELETE", "/v1/projects/no-job")).status).toBeGreaterThanOrEqual(500);
+    } finally {
+      producer.requestMaintenance = request;
+    }
+    // Nothing was deleted, so the client's retry finds the project and deletes it completely.
+    expect((await stack.call("GET", `/v1/projects/no-job/sessions/${sid}`)).status).toBe(200);
+    expect((await stack.call("DELETE", "/v1/projects/no-job")).status).toBe(200);
+    await waitFor(
+      async () => {
+        const left = (await projectKeys("no-job")).map((k) => k.slice(stack.prefix.length + 1).split(":")[0]);
+        return left.every((k) => k === "epoch" || k === "lease-clean") ? left : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+  });
 });

@@ -186,7 +186,7 @@ describe("project deletion and session creation", () => {
         );
       // Two creates sent before the deletion, three right after it (between its steps, if any).
       const early = [create(0), create(1)];
-      const deletion = registry.deleteProject(ORG, project);
+      const deletion = sessions.deleteProject(ORG, project, `deletion-${round}`);
       const late = [create(2), create(3), create(4)];
       const [deleted] = await Promise.all([deletion, ...early, ...late]);
       const left = await Promise.all(

@@ -3,9 +3,12 @@
 // ends, instead of waiting for ever on a stream that will never have another event (a reconnect
 // would then answer 404).
 import { createPiFleetClient } from "@pi-fleet/client";
+import { connectRedis, createKeys } from "@pi-fleet/redis";
+import { EventLog, SessionRecords, StreamHub, StreamSubscription } from "@pi-fleet/streams";
 import { openSse } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+import { registerSession } from "./helpers/register-session.ts";
 import { connectWs, type WsFrame } from "./helpers/ws-client.ts";
 
 type Json = Record<string, unknown>;
@@ -81,6 +84,61 @@ describe("stream_ended", () => {
       const last = await stream.waitFor((e) => (e.json as Json | undefined)?.type === "stream_ended", 5000);
       expect(last.json).toEqual(ended);
       await stream.closed;
+    }
+  });
+
+  it("ends a follower whose session was deleted between its lookup and its watch", async () => {
+    // The end announcement of such a deletion reaches nobody; the subscription finds out itself.
+    const url = inject("redisUrl");
+    const redis = await connectRedis(url, "command", "test-stream-ended");
+    const sub = await connectRedis(url, "subscriber", "test-stream-ended-sub");
+    const keys = createKeys(`${stack.prefix}-race`);
+    const log = new EventLog(redis, keys, 1000);
+    const hub = new StreamHub(sub);
+    try {
+      const ref = { org: "acme", project: "race", session: "s1" };
+      await registerSession(redis, keys, ref);
+      const watch = hub.watch.bind(hub);
+      hub.watch = async (...args: Parameters<StreamHub["watch"]>) => {
+        await new SessionRecords(log).delete(ref.org, ref.project, ref.session); // lands just before
+        return watch(...args);
+      };
+      const got: string[] = [];
+      const subscription = new StreamSubscription(log, hub, ref, "0", {
+        entry: (e) => got.push(`entry ${e.id}`),
+        reset: (reason) => got.push(`reset ${reason}`),
+        failed: (err) => got.push(`failed ${String(err)}`),
+        ended: (data) => got.push(`ended ${data}`),
+      });
+      await subscription.start();
+      expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "session_deleted" })}`]);
+    } finally {
+      await hub.close();
+      await redis.quit();
+    }
+  });
+
+  it("lets an SDK socket subscribe again to a project created again after its deletion", async () => {
+    expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
+    const socket = createPiFleetClient({ baseUrl: stack.gateway.url }).ws();
+    try {
+      const first = socket.subscribe("phoenix", undefined, { after: "0" });
+      const seen: string[] = [];
+      const done = (async () => {
+        for await (const { event } of first) seen.push(event.type);
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // subscribed
+      expect((await stack.call("DELETE", "/v1/projects/phoenix")).status).toBe(200);
+      await done;
+      expect(seen.at(-1)).toBe("stream_ended");
+      expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
+      const second = socket.subscribe("phoenix", undefined, { after: "0" });
+      const sid = await newSession("phoenix");
+      for await (const { event } of second) {
+        if (event.type === "session_created" && event.sessionId === sid) break;
+      }
+    } finally {
+      socket.close();
     }
   });
 });

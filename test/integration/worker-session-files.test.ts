@@ -169,17 +169,17 @@ describe("WorkerSessionFiles", () => {
       const files = new WorkerSessionFiles(ctx, a.lease, "source");
       const slot = await files.allocate();
       // The gateway deletes the project while the worker forks one of its sessions.
-      await registry.deleteProject(ORG, other);
+      await new SessionRecords(events).deleteProject(ORG, other, "deletion-1");
       await expect(files.register(slot, created)).rejects.toThrow(/project was deleted/);
       expect(await redis.exists(keys.session(ORG, other, slot.sessionId))).toBe(0);
       expect(await redis.exists(keys.messages(ORG, other, slot.sessionId))).toBe(0);
       expect(await redis.zscore(keys.sessions(ORG, other), slot.sessionId)).toBeNull();
-      const events = await new EventLog(redis, keys, 1000).range(
+      const entries = await new EventLog(redis, keys, 1000).range(
         { org: ORG, project: other, activity: true },
         "0",
         100,
       );
-      expect(events.map((e) => JSON.parse(e.data).sessionId)).not.toContain(slot.sessionId);
+      expect(entries.map((e) => JSON.parse(e.data).sessionId)).not.toContain(slot.sessionId);
     } finally {
       await a.lease.release();
     }

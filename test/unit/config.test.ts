@@ -62,22 +62,26 @@ describe("the Redis a process logs at boot", () => {
   it("never shows a password, keeps the rest", () => {
     for (const [url, shown] of [
       ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379"],
-      ["redis://:s3cret@redis:6379/2", "redis://:***@redis:6379/2"],
-      ["rediss://app:p%40ss@redis.example:6380", "rediss://app:***@redis.example:6380"],
+      ["redis://:s3cret@redis:6379/2", "redis://***@redis:6379/2"],
+      ["rediss://app:p%40ss@redis.example:6380", "rediss://***@redis.example:6380"],
       ["redis://redis:6379?password=s3cret&db=1", "redis://redis:6379?password=***&db=1"],
       ["redis://redis?sentinelPassword=s3cret", "redis://redis?sentinelPassword=***"],
       ["redis://:s3/cret@redis:6379", "redis://***@redis:6379"],
+      // Parses, but as host "u" and port 1234: the password would be left in the path.
+      ["redis://u:1234/x@host:6379", "redis://***@host:6379"],
+      // Does not parse (port out of range): the query goes too.
+      ["redis://host:99999?password=s3cret", "redis://host:99999?***"],
     ] as const) {
       expect(redactRedisUrl(url)).toBe(shown);
     }
     expect(redisTarget(loadEnv({ REDIS_URL: "redis://u:s3cret@h:1", PI_FLEET_KEY_PREFIX: "fleet" }))).toEqual(
       {
-        redis: "redis://u:***@h:1",
+        redis: "redis://***@h:1",
         keyPrefix: "fleet",
       },
     );
     const line = describeStartupFailure("pi-fleet", new Error("connect ECONNREFUSED"), "redis://:s3cret@h:1");
-    expect(line).toBe("pi-fleet: cannot reach Redis at redis://:***@h:1 (connect ECONNREFUSED)");
+    expect(line).toBe("pi-fleet: cannot reach Redis at redis://***@h:1 (connect ECONNREFUSED)");
   });
 });
 

@@ -195,6 +195,7 @@ export async function follow(
       }
       if (event.type === "stream_ended") {
         // Nothing more will come: the session (or its project) was deleted while we followed it.
+        show(item);
         const what = event.reason === "project_deleted" ? "project" : "session";
         throw new CliError(`the ${what} was deleted`, ExitCode.failure);
       }

@@ -4,6 +4,7 @@
  * finally the files are removed by a worker through the maintenance queue (the gateway never
  * touches the workspace volume).
  */
+import { randomUUID } from "node:crypto";
 import type { GatewayServices } from "./services.ts";
 
 /**
@@ -55,24 +56,23 @@ export async function purgeOrg(s: GatewayServices, org: string): Promise<void> {
 export const PROJECT_PURGE_DELAY_MS = 1000;
 
 /**
- * Deletes a project with all its sessions, its queue and its files: the project and its session
- * records go in one script (a retry then finds no project); a maintenance job queued next, with
- * the session ids and delayed by {@link PROJECT_PURGE_DELAY_MS}, removes the files and repeats the
- * Redis deletions below, so one that fails half-way leaves nothing behind.
+ * Deletes a project with all its sessions, its queue and its files. A maintenance job is queued
+ * first (delayed by {@link PROJECT_PURGE_DELAY_MS}); then one script deletes the project's records
+ * and activity stream, records the session ids under this deletion's id and ends the followers of
+ * its streams (SessionRecords.deleteProject: a retry then finds no project); then the sessions'
+ * data and the queue go. The job purges the recorded sessions again and removes the files, so a
+ * deletion that fails half-way leaves nothing behind; it does nothing until the script ran.
  */
 export async function purgeProject(s: GatewayServices, org: string, projectId: string): Promise<void> {
-  const sessions = await s.registry.deleteProject(org, projectId);
+  const deletionId = randomUUID();
   await s.producer.requestMaintenance(
-    { type: "purge-project", org, project: projectId, sessions },
+    { type: "purge-project", org, project: projectId, deletionId },
     PROJECT_PURGE_DELAY_MS,
   );
-  // Clients following its streams get `stream_ended` now (a missed announcement leaves a client
-  // open until it reconnects: it then gets 404).
-  await s.sessions.endProjectStreams(org, projectId, sessions).catch(() => undefined);
+  const sessions = await s.sessions.deleteProject(org, projectId, deletionId);
   await s.control.send(org, projectId, "release_project", {}, 5000).catch(() => undefined);
   for (const session of sessions) {
     await s.events.deleteSessionData({ org, project: projectId, session });
   }
-  await s.events.deleteActivity(org, projectId);
   await s.producer.obliterate(org, projectId);
 }

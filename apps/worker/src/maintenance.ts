@@ -41,19 +41,39 @@ export function startMaintenance(ctx: WorkerContext): Worker<MaintenanceJobData>
 
 /**
  * A deleted project's leftovers: its sessions' Redis data and transcripts (by id: session ids are
- * never reused), and — unless a project of the same id was created since — its activity stream,
- * queue and directories.
+ * never reused), and — unless a project of the same id was created since — its queue and
+ * directories. With a `deletionId`, the sessions come from the deletion's record, and until the
+ * deletion's script ran (no record, the project still registered) the job fails and is retried.
  */
 async function purgeProject(
   ctx: WorkerContext,
   d: Extract<MaintenanceJobData, { type: "purge-project" }>,
 ): Promise<void> {
-  for (const session of d.sessions ?? []) {
+  let sessions = d.sessions ?? [];
+  const record =
+    d.deletionId === undefined ? undefined : ctx.keys.projectDeletion(d.org, d.project, d.deletionId);
+  if (record !== undefined) {
+    const ids = await ctx.redis.get(record);
+    if (ids === null) {
+      if (await ctx.registry.getProject(d.org, d.project))
+        throw new Error("the project is not deleted (yet)");
+      return; // no record and no project: nothing of this deletion to purge
+    }
+    sessions = ids === "" ? [] : ids.split(",");
+  }
+  for (const session of sessions) {
     await ctx.events.deleteSessionData({ org: d.org, project: d.project, session });
     await rm(ctx.paths.sessionFile(d.org, d.project, session), { force: true });
   }
-  if (await ctx.registry.getProject(d.org, d.project)) return; // created again: its own now
-  await ctx.events.deleteActivity(d.org, d.project);
+  if (!(await ctx.registry.getProject(d.org, d.project))) await purgeProjectFiles(ctx, d);
+  if (record !== undefined) await ctx.redis.del(record);
+}
+
+/** The queue and directories of a deleted project (not created again). */
+async function purgeProjectFiles(
+  ctx: WorkerContext,
+  d: Extract<MaintenanceJobData, { type: "purge-project" }>,
+): Promise<void> {
   const queue = new Queue<RunJobData>(ctx.keys.projectTag(d.org, d.project), {
     connection: ctx.bullmq,
     ...projectQueueOptions(ctx.keys.queuePrefix),

@@ -389,9 +389,12 @@ class SocketImpl implements PiFleetSocket, SubscriptionOwner {
     const item = sub.cursor.accept(typeof frame.offset === "string" ? frame.offset : undefined, frame.event);
     if (!item) return;
     sub.push(item);
-    // The stream's session or project was deleted: the gateway dropped the subscription.
-    if (item.event.type === "stream_ended") sub.end();
-    else if (sub.full) this.pause(sub);
+    // The stream's session or project was deleted: the gateway dropped the subscription, so
+    // this socket forgets it (no resubscribe after a reconnect; the stream may be subscribed anew).
+    if (item.event.type === "stream_ended") {
+      this.subscriptions.delete(sub.key);
+      sub.end();
+    } else if (sub.full) this.pause(sub);
   }
 
   /**

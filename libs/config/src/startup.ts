@@ -25,17 +25,21 @@ export function describeStartupFailure(
 /**
  * `url` (a `REDIS_URL`) safe to log: a password in the user info (`redis://:pw@host`,
  * `redis://user:pw@host`) or in a query parameter named like one (`password`, `sentinelPassword`)
- * becomes `***`; the user name, host, port, database and other parameters stay. A URL that does
- * not parse loses everything between `//` and its last `@`.
+ * becomes `***`; the host, port, database and other parameters stay. Everything between `//` and
+ * the last `@` goes first, whatever the URL parser makes of it (`redis://u:12/x@host` parses with
+ * host `u`), and a URL that does not parse loses its whole query too.
  */
 export function redactRedisUrl(url: string): string {
+  const at = url.lastIndexOf("@");
+  const slashes = url.indexOf("//");
+  const blanked = at > slashes && slashes >= 0 ? `${url.slice(0, slashes + 2)}***${url.slice(at)}` : url;
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(blanked);
   } catch {
-    return url.replace(/\/\/.*@/, "//***@");
+    const q = blanked.indexOf("?");
+    return q < 0 ? blanked : `${blanked.slice(0, q)}?***`;
   }
-  if (parsed.password) parsed.password = "***";
   // ioredis takes any query parameter as an option: `password`, `sentinelPassword`, …
   for (const name of [...parsed.searchParams.keys()]) {
     if (/pass/i.test(name)) parsed.searchParams.set(name, "***");

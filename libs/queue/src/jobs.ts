@@ -89,8 +89,9 @@ export const MAINTENANCE_QUEUE = "maintenance";
 /**
  * Housekeeping jobs after a deletion: a session's transcript and Redis data, or a project's files,
  * Redis data and queue — repeating what the gateway's own deletion may have left half-done.
- * `sessions`: the ids the deleted project had (absent in jobs queued by older gateways).
+ * `deletionId` names the project deletion whose record (`Keys.projectDeletion`) lists the
+ * project's sessions; `sessions` lists them directly (jobs of older gateways; neither: files only).
  */
 export type MaintenanceJobData =
   | { type: "purge-session"; org: string; project: string; session: string }
-  | { type: "purge-project"; org: string; project: string; sessions?: string[] };
+  | { type: "purge-project"; org: string; project: string; deletionId?: string; sessions?: string[] };

@@ -63,6 +63,11 @@ export interface Keys {
   session(org: string, project: string, session: string): string;
   /** ZSET of a project's sessions scored by creation time (ms). */
   sessions(org: string, project: string): string;
+  /**
+   * Record of one project deletion (`deletionId`): the deleted project's session ids,
+   * comma-separated, kept (TTL) until its maintenance job has purged them.
+   */
+  projectDeletion(org: string, project: string, deletionId: string): string;
   /** Project registry hash. */
   project(org: string, project: string): string;
   /** ZSET of an org's projects scored by creation time (ms). */
@@ -154,6 +159,7 @@ export function createKeys(prefix: string): Keys {
     idempotency: (o, p, s, d) => `${prefix}:idem:${tag(o, p)}:${s}:${d}`,
     session: (o, p, s) => `${prefix}:session:${tag(o, p)}:${s}`,
     sessions: (o, p) => `${prefix}:sessions:${tag(o, p)}`,
+    projectDeletion: (o, p, d) => `${prefix}:project-deletion:${tag(o, p)}:${d}`,
     project: (o, p) => `${prefix}:project:${o}:${p}`,
     projects: (o) => `${prefix}:projects:${o}`,
     providers: (o) => `${prefix}:providers:${o}`,

@@ -1,8 +1,9 @@
 /**
  * CRUD over the registry hashes in Redis: projects, sessions, custom providers, built-in provider
- * credentials and the model catalog. Sessions are created and deleted by `SessionRecords`
- * (`@pi-fleet/streams`), which writes the record and its project activity event in one script;
- * this module reads them and updates their settings. Callers pass validated ids (route schemas check them); this
+ * credentials and the model catalog. Sessions are created and deleted, and projects deleted, by
+ * `SessionRecords` (`@pi-fleet/streams`), which writes the records together with their project
+ * activity events and stream ends in one script each; this module reads them and updates their
+ * settings. Callers pass validated ids (route schemas check them); this
  * module never builds paths. Secrets (provider keys) are sealed with the injected SecretSealer
  * before they reach Redis and opened only by a registry that was given an opener (workers).
  */
@@ -29,25 +30,6 @@ import type {
   SecretSealer,
   SessionRecord,
 } from "./types.ts";
-
-/**
- * KEYS: project hash, the project's session index, the org's project index.
- * ARGV: project id, session hash key prefix, pending-UI hash key prefix (each key is the prefix and
- * the session id; all of them carry the project's hash tag).
- * Deletes the project with every session record in one step, so that no session can be created
- * between reading the index and deleting it (create-session.lua refuses a missing project), and no
- * crash leaves session records behind for a later project of the same id to list.
- * Returns the session ids the project had.
- */
-const DELETE_PROJECT = new LuaScript(
-  "delete-project",
-  `local sessions = redis.call('ZRANGE', KEYS[2], 0, -1)
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-for _, id in ipairs(sessions) do redis.call('DEL', ARGV[2] .. id, ARGV[3] .. id) end
-return sessions`,
-  3,
-);
 
 /**
  * KEYS: lease, session hash. ARGV: lease token, then field names and values.
@@ -144,20 +126,6 @@ export class Registry {
     const ids = await this.redis.zrevrange(this.keys.projects(org), "0", "-1");
     const rows = await Promise.all(ids.map((id) => this.getProject(org, id)));
     return rows.filter((p): p is ProjectRecord => p !== undefined);
-  }
-
-  /**
-   * Removes the project record, its session index and its sessions' records in one script (a
-   * session created concurrently either is among them or was refused: its project was gone);
-   * returns the session ids it had (their streams and runs are the caller's to delete:
-   * EventLog.deleteSessionData).
-   */
-  async deleteProject(org: string, id: string): Promise<string[]> {
-    return (await DELETE_PROJECT.run(
-      this.redis,
-      [this.keys.project(org, id), this.keys.sessions(org, id), this.keys.projects(org)],
-      [id, this.keys.session(org, id, ""), this.keys.pendingUi(org, id, "")],
-    )) as string[];
   }
 
   /** Reads a session; undefined when unknown (or when it belongs to another project). */

@@ -535,6 +535,18 @@ export class EventLog {
     return { first, last: last ?? undefined, trimmed: added > length, epoch };
   }
 
+  /**
+   * Whether the record a stream belongs to exists: the session's (registry hash `session`) for a
+   * session stream, the project's for its activity stream. One EXISTS.
+   */
+  async recordExists(ref: StreamRef): Promise<boolean> {
+    const key =
+      "activity" in ref
+        ? this.keys.project(ref.org, ref.project)
+        : this.keys.session(ref.org, ref.project, ref.session);
+    return (await this.redis.exists(key)) === 1;
+  }
+
   /** Deletes a project's activity stream and open-runs index (project deletion). */
   async deleteActivity(org: string, project: string): Promise<void> {
     const a = this.address({ org, project, activity: true });

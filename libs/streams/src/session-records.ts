@@ -11,10 +11,14 @@ import type { WireEvent } from "@pi-fleet/contracts";
 import type { EventLog } from "./event-log.ts";
 import { FencedError, MissingRecordError } from "./event-log.ts";
 import { streamScript } from "./lua-scripts.ts";
-import { STREAM_END_PREFIX } from "./stream-hub.ts";
+import { STREAM_END_PREFIX, type StreamEndReason, streamEndedJson } from "./stream-hub.ts";
 
 const CREATE = streamScript("create-session", 7);
 const DELETE = streamScript("delete-session", 5);
+const DELETE_PROJECT = streamScript("delete-project", 7);
+
+/** How long the record of a project deletion waits for its maintenance job (s). */
+const PROJECT_DELETION_RECORD_S = 24 * 3600;
 
 /** Fields of a new session record; all optional, stored as given (registry `SessionRecord`). */
 export interface NewSessionFields {
@@ -140,23 +144,44 @@ export class SessionRecords {
   }
 
   /**
-   * Ends the live subscriptions of a deleted project's streams — each session's and the activity
-   * stream — with `stream_ended {reason: "project_deleted"}` (one pipelined PUBLISH each; best
-   * effort, as every announcement). Call after the project's records are deleted.
-   * @param sessions the ids the project had (`Registry.deleteProject`)
-   * @throws Redis errors unchanged
+   * Deletes project `project` of `org` in one script: the project record and its entry in the
+   * org's index, its session index and session records, its activity stream; records the session
+   * ids under the deletion's id (`Keys.projectDeletion`, kept 24 h) for the deletion's maintenance
+   * job; ends the followers of its streams with `stream_ended {reason: "project_deleted"}`. The
+   * sessions' own streams, runs and history, the queue and the files are the caller's to delete
+   * next (see apps/gateway/src/purge.ts).
+   * @param deletionId names this deletion (a UUID; the maintenance job carries it)
+   * @returns the session ids the project had
+   * @throws Redis errors unchanged (nothing written then)
    */
-  async endProjectStreams(org: string, project: string, sessions: readonly string[]): Promise<void> {
+  async deleteProject(org: string, project: string, deletionId: string): Promise<string[]> {
     const { keys } = this.log;
-    const end = endAnnouncement("project_deleted");
-    const pipeline = this.log.redis.pipeline();
-    for (const id of sessions) pipeline.publish(keys.streamChannel(org, project, id), end);
-    pipeline.publish(keys.activityChannel(org, project), end);
-    await pipeline.exec();
+    const activity = this.log.address({ org, project, activity: true });
+    return (await DELETE_PROJECT.run(
+      this.log.redis,
+      [
+        keys.project(org, project),
+        keys.sessions(org, project),
+        keys.projects(org),
+        activity.stream,
+        activity.meta,
+        keys.projectOpenRuns(org, project),
+        keys.projectDeletion(org, project, deletionId),
+      ],
+      [
+        project,
+        keys.session(org, project, ""),
+        keys.pendingUi(org, project, ""),
+        keys.streamChannel(org, project, ""),
+        activity.channel,
+        endAnnouncement("project_deleted"),
+        PROJECT_DELETION_RECORD_S,
+      ],
+    )) as string[];
   }
 }
 
 /** The hub message that ends a stream's subscriptions: end prefix + the final event's JSON. */
-function endAnnouncement(reason: "session_deleted" | "project_deleted"): string {
-  return `${STREAM_END_PREFIX}${JSON.stringify({ type: "stream_ended", reason })}`;
+function endAnnouncement(reason: StreamEndReason): string {
+  return `${STREAM_END_PREFIX}${streamEndedJson(reason)}`;
 }

@@ -15,6 +15,14 @@ import type { Redis } from "@pi-fleet/redis";
  */
 export const STREAM_END_PREFIX = "!end\n";
 
+/** Why a stream ended for good. */
+export type StreamEndReason = "session_deleted" | "project_deleted";
+
+/** The final `stream_ended` event's JSON (contracts: StreamEndedEvent). */
+export function streamEndedJson(reason: StreamEndReason): string {
+  return JSON.stringify({ type: "stream_ended", reason });
+}
+
 /** Receives a channel's announcements. */
 export interface HubListener {
   /** A new entry `id` whose predecessor in the stream is `prev`, in stream epoch `epoch`. Must not throw. */

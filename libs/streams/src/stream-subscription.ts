@@ -16,7 +16,7 @@
  */
 import type { EventLog, StreamEntry, StreamRef } from "./event-log.ts";
 import { compareOffsets, ORIGIN, offsetBefore } from "./offsets.ts";
-import type { HubListener, StreamHub } from "./stream-hub.ts";
+import { type HubListener, type StreamHub, streamEndedJson } from "./stream-hub.ts";
 
 /** Why a subscriber's history restarts: entries were trimmed by retention, or the stream was lost. */
 export type ResetReason = "trimmed" | "lost";
@@ -104,7 +104,8 @@ export class StreamSubscription implements HubListener {
 
   /**
    * Watches the live channel and fixes the starting point; entries published from now on are
-   * buffered until `catchUp()` runs. Rejects if Redis fails.
+   * buffered until `catchUp()` runs. When the stream's session (or project) no longer exists, the
+   * subscription ends at once (`sink.ended`). Rejects if Redis fails.
    */
   async open(): Promise<void> {
     const unwatch = await this.hub.watch(this.log.address(this.ref).channel, this);
@@ -114,7 +115,17 @@ export class StreamSubscription implements HubListener {
       return;
     }
     this.unwatch = unwatch;
-    const { first, last, epoch } = await this.log.bounds(this.ref);
+    const [{ first, last, epoch }, exists] = await Promise.all([
+      this.log.bounds(this.ref),
+      this.log.recordExists(this.ref),
+    ]);
+    if (this.closed) return; // ended (deleted) or closed meanwhile: nothing more to send
+    if (!exists) {
+      // Deleted after the caller looked it up but before the watch above: its end announcement
+      // went to nobody, so end here (a deletion from now on is announced to this watch).
+      this.onEnd(streamEndedJson("session" in this.ref ? "session_deleted" : "project_deleted"));
+      return;
+    }
     this.epoch = epoch;
     if (this.cursor === undefined) {
       this.lastSent = last ?? ORIGIN;
