@@ -117,7 +117,7 @@ describe("SessionRecords", () => {
     await registry.upsertProject(ORG, "p4", "p4");
     await sessions.create(ORG, "p4", "s1", {});
     await redis.del(keys.project(ORG, "p4"));
-    await log.deleteActivity(ORG, "p4");
+    await redis.del(keys.activityStream(ORG, "p4"), keys.activityMeta(ORG, "p4"));
     expect(await sessions.delete(ORG, "p4", "s1")).toBe(true);
     expect(await redis.exists(keys.session(ORG, "p4", "s1"))).toBe(0);
     expect(await redis.exists(keys.activityStream(ORG, "p4"))).toBe(0);

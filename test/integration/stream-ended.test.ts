@@ -5,7 +5,7 @@
 import { createPiFleetClient } from "@pi-fleet/client";
 import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { EventLog, SessionRecords, StreamHub, StreamSubscription } from "@pi-fleet/streams";
-import { openSse } from "@pi-fleet/testkit";
+import { openSse, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
 import { registerSession } from "./helpers/register-session.ts";
@@ -49,10 +49,12 @@ describe("stream_ended", () => {
     await frameMatching(ws.frames, (f) => f.kind === "subscribed");
     const client = createPiFleetClient({ baseUrl: stack.gateway.url });
     const items: unknown[] = [];
+    const watching = stack.gateway.services.hub.listenerCount;
     const sdk = (async () => {
       for await (const item of client.events("ending", sid)) items.push(item);
     })();
-    await new Promise((resolve) => setTimeout(resolve, 300)); // the SDK's stream is open
+    // The SDK's stream is open once the gateway watches the session for it.
+    await waitFor(() => stack.gateway.services.hub.listenerCount > watching, { timeoutMs: 5000 });
 
     expect((await stack.call("DELETE", base)).status).toBe(200);
     const ended = { type: "stream_ended", reason: "session_deleted" };
@@ -122,12 +124,13 @@ describe("stream_ended", () => {
     expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
     const socket = createPiFleetClient({ baseUrl: stack.gateway.url }).ws();
     try {
+      const watching = stack.gateway.services.hub.listenerCount;
       const first = socket.subscribe("phoenix", undefined, { after: "0" });
       const seen: string[] = [];
       const done = (async () => {
         for await (const { event } of first) seen.push(event.type);
       })();
-      await new Promise((resolve) => setTimeout(resolve, 300)); // subscribed
+      await waitFor(() => stack.gateway.services.hub.listenerCount > watching, { timeoutMs: 5000 });
       expect((await stack.call("DELETE", "/v1/projects/phoenix")).status).toBe(200);
       await done;
       expect(seen.at(-1)).toBe("stream_ended");

@@ -1,8 +1,9 @@
 /**
- * Deletion of projects and sessions. Registry entries go first (so new requests 404 at once),
- * then the owner (if any) is told to stop and forget the session/project, then Redis data, and
- * finally the files are removed by a worker through the maintenance queue (the gateway never
- * touches the workspace volume).
+ * Deletion of projects and sessions. The maintenance job that finishes the deletion is queued
+ * first (a worker removes the files: the gateway never touches the workspace volume; the job also
+ * repeats the Redis deletions, in case a step below fails); then the records go in one script
+ * (new requests 404 at once, followers get `stream_ended`), the owner (if any) is told to stop and
+ * forget the session / project, and the Redis data goes.
  */
 import { randomUUID } from "node:crypto";
 import type { GatewayServices } from "./services.ts";

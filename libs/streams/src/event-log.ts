@@ -547,12 +547,6 @@ export class EventLog {
     return (await this.redis.exists(key)) === 1;
   }
 
-  /** Deletes a project's activity stream and open-runs index (project deletion). */
-  async deleteActivity(org: string, project: string): Promise<void> {
-    const a = this.address({ org, project, activity: true });
-    await this.redis.del(a.stream, a.meta, this.keys.projectOpenRuns(org, project));
-  }
-
   /**
    * Open (queued or running) runs of an org. With `repair`, members whose run record is gone or
    * ended (a removal lost to a crash between the transition and the index update) are dropped
