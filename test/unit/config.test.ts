@@ -67,6 +67,11 @@ describe("the Redis a process logs at boot", () => {
       ["redis://redis:6379?password=s3cret&db=1", "redis://redis:6379?password=***&db=1"],
       ["redis://redis?sentinelPassword=s3cret", "redis://redis?sentinelPassword=***"],
       ["redis://:s3/cret@redis:6379", "redis://***@redis:6379"],
+      // An `@` in the query is not the end of the user info.
+      ["redis://host:6379/0?password=hunter@2secret", "redis://host:6379/0?password=***"],
+      ["redis://host:6379/0?x=a@b&password=topsecret", "redis://host:6379/0?x=a%40b&password=***"],
+      ["redis://:pw@host/0?name=a@b", "redis://***@host/0?name=a@b"],
+      ["redis://[::1]:6379", "redis://[::1]:6379"],
       // Parses, but as host "u" and port 1234: the password would be left in the path.
       ["redis://u:1234/x@host:6379", "redis://***@host:6379"],
       // Does not parse (port out of range): the query goes too.

@@ -25,14 +25,19 @@ export function describeStartupFailure(
 /**
  * `url` (a `REDIS_URL`) safe to log: a password in the user info (`redis://:pw@host`,
  * `redis://user:pw@host`) or in a query parameter named like one (`password`, `sentinelPassword`)
- * becomes `***`; the host, port, database and other parameters stay. Everything between `//` and
- * the last `@` goes first, whatever the URL parser makes of it (`redis://u:12/x@host` parses with
- * host `u`), and a URL that does not parse loses its whole query too.
+ * becomes `***`; the host, port, database and other parameters stay. The user info (up to the
+ * last `@` before the query or fragment) goes first, whatever the URL parser makes of it,
+ * and a URL that does not parse loses its whole query too.
  */
 export function redactRedisUrl(url: string): string {
-  const at = url.lastIndexOf("@");
+  // The user info ends at the last `@` before the query or fragment (an `@` in the query is not
+  // one; a `/` may be part of an unencoded password, as in base64, so it does not end it).
   const slashes = url.indexOf("//");
-  const blanked = at > slashes && slashes >= 0 ? `${url.slice(0, slashes + 2)}***${url.slice(at)}` : url;
+  const from = slashes < 0 ? 0 : slashes + 2;
+  const tail = url.slice(from).search(/[?#]/);
+  const authorityEnd = tail < 0 ? url.length : from + tail;
+  const at = url.lastIndexOf("@", authorityEnd - 1);
+  const blanked = slashes >= 0 && at >= from ? `${url.slice(0, from)}***${url.slice(at)}` : url;
   let parsed: URL;
   try {
     parsed = new URL(blanked);
