@@ -4,6 +4,7 @@
 // after its session was deleted cannot bring the session's stream back. A session or project
 // deletion that failed half-way is finished by its maintenance job.
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
 import { EventLog, MissingRecordError } from "@pi-fleet/streams";
@@ -158,5 +159,23 @@ describe("deletion", () => {
       },
       { timeoutMs: 15_000 },
     );
+  });
+
+  it("of a project: one of the same id cannot be created until its files are gone", async () => {
+    await stack.call("POST", "/v1/projects", { name: "reborn" });
+    const dir = ((await stack.call("GET", "/v1/projects/reborn")).json as Json).projectDir as string;
+    const sid = ((await stack.call("POST", "/v1/projects/reborn/sessions")).json as Json).id as string;
+    // The old project's agent leaves a file behind.
+    await finishedRun(`/v1/projects/reborn/sessions/${sid}`, "[[bash:echo old > old-secret.txt]]");
+    expect(existsSync(join(dir, "old-secret.txt"))).toBe(true);
+    expect((await stack.call("DELETE", "/v1/projects/reborn")).status).toBe(200);
+    const again = await stack.call("POST", "/v1/projects", { name: "reborn" });
+    expect(again).toMatchObject({ status: 409, json: { code: "PF_ERR_PROJECT_BEING_DELETED" } });
+    await waitFor(async () => (await stack.call("POST", "/v1/projects", { name: "reborn" })).status === 200, {
+      timeoutMs: 15_000,
+    });
+    // The new project starts empty: no session, no file of the old one.
+    expect((await stack.call("GET", "/v1/projects/reborn/sessions")).json).toMatchObject({ sessions: [] });
+    expect(existsSync(join(dir, "old-secret.txt"))).toBe(false);
   });
 });

@@ -134,7 +134,13 @@ describe("stream_ended", () => {
       expect((await stack.call("DELETE", "/v1/projects/phoenix")).status).toBe(200);
       await done;
       expect(seen.at(-1)).toBe("stream_ended");
-      expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
+      // Created again once the deletion finished (409 until its job removed the files).
+      await waitFor(
+        async () => (await stack.call("POST", "/v1/projects", { name: "phoenix" })).status === 200,
+        {
+          timeoutMs: 15_000,
+        },
+      );
       const second = socket.subscribe("phoenix", undefined, { after: "0" });
       const sid = await newSession("phoenix");
       for await (const { event } of second) {

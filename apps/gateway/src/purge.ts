@@ -6,6 +6,7 @@
  * forget the session / project, and the Redis data goes.
  */
 import { randomUUID } from "node:crypto";
+import { MissingRecordError } from "@pi-fleet/streams";
 import type { GatewayServices } from "./services.ts";
 
 /**
@@ -50,9 +51,9 @@ export async function purgeOrg(s: GatewayServices, org: string): Promise<void> {
 }
 
 /**
- * How long after a project deletion began its maintenance job runs (ms): after the owner was told
- * to release the project (its sessions closed), yet soon, as a project of the same id created
- * again afterwards keeps the old files the job has not removed yet.
+ * How long after a project deletion began its maintenance job runs (ms): normally after the owner
+ * was told to release the project (its sessions closed), yet soon, as no project of the same id
+ * can be created until the job removed the files (409 PF_ERR_PROJECT_BEING_DELETED meanwhile).
  */
 export const PROJECT_PURGE_DELAY_MS = 1000;
 
@@ -70,7 +71,14 @@ export async function purgeProject(s: GatewayServices, org: string, projectId: s
     { type: "purge-project", org, project: projectId, deletionId },
     PROJECT_PURGE_DELAY_MS,
   );
-  const sessions = await s.sessions.deleteProject(org, projectId, deletionId);
+  let sessions: string[];
+  try {
+    sessions = await s.sessions.deleteProject(org, projectId, deletionId);
+  } catch (err) {
+    // A concurrent deletion won: it is gone, and that deletion (and its job) finishes the rest.
+    if (err instanceof MissingRecordError) return;
+    throw err;
+  }
   await s.control.send(org, projectId, "release_project", {}, 5000).catch(() => undefined);
   for (const session of sessions) {
     await s.events.deleteSessionData({ org, project: projectId, session });

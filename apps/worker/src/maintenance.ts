@@ -41,8 +41,9 @@ export function startMaintenance(ctx: WorkerContext): Worker<MaintenanceJobData>
 
 /**
  * A deleted project's leftovers: its sessions' Redis data and transcripts (by id: session ids are
- * never reused), and — unless a project of the same id was created since — its queue and
- * directories. With a `deletionId`, the sessions come from the deletion's record, and until the
+ * never reused), and — unless a project of the same id was created since (possible only for jobs
+ * of older gateways: the deleting marker blocks it) — its queue and directories; then it lifts
+ * the marker. With a `deletionId`, the sessions come from the deletion's record, and until the
  * deletion's script ran (no record, the project still registered) the job fails and is retried.
  */
 async function purgeProject(
@@ -66,7 +67,10 @@ async function purgeProject(
     await rm(ctx.paths.sessionFile(d.org, d.project, session), { force: true });
   }
   if (!(await ctx.registry.getProject(d.org, d.project))) await purgeProjectFiles(ctx, d);
-  if (record !== undefined) await ctx.redis.del(record);
+  if (record !== undefined) {
+    // The files are gone: a project of this id may be created again (Registry.upsertProject).
+    await ctx.redis.del(record, ctx.keys.projectDeleting(d.org, d.project));
+  }
 }
 
 /** The queue and directories of a deleted project (not created again). */

@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   PF_ERR_ROUTE_NOT_FOUND: { status: 404, message: "no such route" },
   PF_ERR_PROJECT_NOT_FOUND: { status: 404, message: "unknown project" },
   PF_ERR_PROJECT_NAME_INVALID: { status: 400, message: "name does not yield a valid project id" },
+  PF_ERR_PROJECT_BEING_DELETED: {
+    status: 409,
+    message: "a project of this id is being deleted: create it again in a few seconds",
+  },
   PF_ERR_SESSION_NOT_FOUND: { status: 404, message: "unknown session" },
   PF_ERR_SESSION_BUSY: { status: 409, message: "session is running" },
   PF_ERR_RUN_NOT_FOUND: { status: 404, message: "unknown run" },

@@ -68,6 +68,11 @@ export interface Keys {
    * comma-separated, kept (TTL) until its maintenance job has purged them.
    */
   projectDeletion(org: string, project: string, deletionId: string): string;
+  /**
+   * Set (to the deletion's id, with a TTL) while a project is being deleted, until its maintenance
+   * job has removed the files: a project of the same id cannot be created meanwhile.
+   */
+  projectDeleting(org: string, project: string): string;
   /** Project registry hash. */
   project(org: string, project: string): string;
   /** ZSET of an org's projects scored by creation time (ms). */
@@ -160,6 +165,7 @@ export function createKeys(prefix: string): Keys {
     session: (o, p, s) => `${prefix}:session:${tag(o, p)}:${s}`,
     sessions: (o, p) => `${prefix}:sessions:${tag(o, p)}`,
     projectDeletion: (o, p, d) => `${prefix}:project-deletion:${tag(o, p)}:${d}`,
+    projectDeleting: (o, p) => `${prefix}:project-deleting:${tag(o, p)}`,
     project: (o, p) => `${prefix}:project:${o}:${p}`,
     projects: (o) => `${prefix}:projects:${o}`,
     providers: (o) => `${prefix}:providers:${o}`,

@@ -32,6 +32,29 @@ import type {
 } from "./types.ts";
 
 /**
+ * KEYS: project hash, the org's project index, the project's deleting marker (Keys.projectDeleting).
+ * ARGV: created-at (ISO 8601), project id, name, created-at (epoch ms, the index score).
+ * Sets every field that is absent, in one step (a concurrent create never sees half a record);
+ * returns 1 when this call created the project, 0 when it existed, -1 (nothing written) while a
+ * project of this id is being deleted.
+ */
+const UPSERT_PROJECT = new LuaScript(
+  "upsert-project",
+  `if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local created = redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'id', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'name', ARGV[3])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[2])
+return created`,
+  3,
+);
+
+/** A project of this id is being deleted (its files not removed yet): create it again shortly. */
+export class ProjectBeingDeletedError extends Error {
+  override readonly name = "ProjectBeingDeletedError";
+}
+
+/**
  * KEYS: lease, session hash. ARGV: lease token, then field names and values.
  * Updates an existing session only while the token holds the project lease: returns 1, or 0 when
  * fenced or when the session is gone (a deleted session's hash is never recreated).
@@ -82,8 +105,9 @@ export class Registry {
 
   /**
    * Creates the project, or returns the existing one (`created: false`); `deployment` updates.
-   * Every field is set if absent in one transaction, so a concurrent create (another gateway)
-   * never sees a half-written record.
+   * Every field is set if absent in one script, so a concurrent create (another gateway) never
+   * sees a half-written record.
+   * @throws ProjectBeingDeletedError while a project of this id is being deleted (nothing written)
    */
   async upsertProject(
     org: string,
@@ -93,16 +117,13 @@ export class Registry {
   ): Promise<{ project: ProjectRecord; created: boolean }> {
     const key = this.keys.project(org, id);
     const now = new Date();
-    const results = await this.redis
-      .multi()
-      .hsetnx(key, "createdAt", now.toISOString())
-      .hsetnx(key, "id", id)
-      .hsetnx(key, "name", name)
-      .zadd(this.keys.projects(org), "NX", now.getTime(), id)
-      .exec();
-    const first = results?.[0];
-    if (!first || first[0]) throw first?.[0] ?? new Error("project upsert was not executed");
-    const created = first[1] === 1;
+    const outcome = await UPSERT_PROJECT.run(
+      this.redis,
+      [key, this.keys.projects(org), this.keys.projectDeleting(org, id)],
+      [now.toISOString(), id, name, now.getTime()],
+    );
+    if (outcome === -1) throw new ProjectBeingDeletedError(`project ${id} is being deleted`);
+    const created = outcome === 1;
     if (deployment !== undefined) await this.redis.hset(key, "deployment", JSON.stringify(deployment));
     const project = await this.getProject(org, id);
     if (!project) throw new Error("project vanished during upsert");

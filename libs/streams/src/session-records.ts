@@ -15,10 +15,16 @@ import { STREAM_END_PREFIX, type StreamEndReason, streamEndedJson } from "./stre
 
 const CREATE = streamScript("create-session", 7);
 const DELETE = streamScript("delete-session", 5);
-const DELETE_PROJECT = streamScript("delete-project", 7);
+const DELETE_PROJECT = streamScript("delete-project", 8);
 
 /** How long the record of a project deletion waits for its maintenance job (s). */
 const PROJECT_DELETION_RECORD_S = 24 * 3600;
+
+/**
+ * The longest a project id stays blocked by a deletion whose maintenance job never finished (s);
+ * normally the job lifts it within seconds.
+ */
+const PROJECT_DELETING_MAX_S = 600;
 
 /** Fields of a new session record; all optional, stored as given (registry `SessionRecord`). */
 export interface NewSessionFields {
@@ -147,37 +153,50 @@ export class SessionRecords {
    * Deletes project `project` of `org` in one script: the project record and its entry in the
    * org's index, its session index and session records, its activity stream; records the session
    * ids under the deletion's id (`Keys.projectDeletion`, kept 24 h) for the deletion's maintenance
-   * job; ends the followers of its streams with `stream_ended {reason: "project_deleted"}`. The
-   * sessions' own streams, runs and history, the queue and the files are the caller's to delete
-   * next (see apps/gateway/src/purge.ts).
+   * job; marks the project id as being deleted (`Keys.projectDeleting`, until the job lifts it:
+   * no project of this id can be created meanwhile, see Registry.upsertProject); ends the
+   * followers of its streams with `stream_ended {reason: "project_deleted"}`. The sessions' own
+   * streams, runs and history, the queue and the files are the caller's to delete next (see
+   * apps/gateway/src/purge.ts).
    * @param deletionId names this deletion (a UUID; the maintenance job carries it)
    * @returns the session ids the project had
-   * @throws Redis errors unchanged (nothing written then)
+   * @throws MissingRecordError when the project does not exist (a concurrent deletion won); Redis
+   *   errors unchanged (nothing written either way)
    */
   async deleteProject(org: string, project: string, deletionId: string): Promise<string[]> {
     const { keys } = this.log;
     const activity = this.log.address({ org, project, activity: true });
-    return (await DELETE_PROJECT.run(
-      this.log.redis,
-      [
-        keys.project(org, project),
-        keys.sessions(org, project),
-        keys.projects(org),
-        activity.stream,
-        activity.meta,
-        keys.projectOpenRuns(org, project),
-        keys.projectDeletion(org, project, deletionId),
-      ],
-      [
-        project,
-        keys.session(org, project, ""),
-        keys.pendingUi(org, project, ""),
-        keys.streamChannel(org, project, ""),
-        activity.channel,
-        endAnnouncement("project_deleted"),
-        PROJECT_DELETION_RECORD_S,
-      ],
-    )) as string[];
+    try {
+      return (await DELETE_PROJECT.run(
+        this.log.redis,
+        [
+          keys.project(org, project),
+          keys.sessions(org, project),
+          keys.projects(org),
+          activity.stream,
+          activity.meta,
+          keys.projectOpenRuns(org, project),
+          keys.projectDeletion(org, project, deletionId),
+          keys.projectDeleting(org, project),
+        ],
+        [
+          project,
+          keys.session(org, project, ""),
+          keys.pendingUi(org, project, ""),
+          keys.streamChannel(org, project, ""),
+          activity.channel,
+          endAnnouncement("project_deleted"),
+          PROJECT_DELETION_RECORD_S,
+          deletionId,
+          PROJECT_DELETING_MAX_S,
+        ],
+      )) as string[];
+    } catch (err) {
+      if (err instanceof Error && err.message.includes("NOPROJECT")) {
+        throw new MissingRecordError("the project does not exist");
+      }
+      throw err;
+    }
   }
 }
 

@@ -13,7 +13,7 @@ import {
   ProjectInfo,
   slugify,
 } from "@pi-fleet/contracts";
-import type { ProjectRecord } from "@pi-fleet/registry";
+import { ProjectBeingDeletedError, type ProjectRecord } from "@pi-fleet/registry";
 import type { FastifyInstance } from "fastify";
 import { purgeProject } from "../purge.ts";
 import type { GatewayServices } from "../services.ts";
@@ -31,14 +31,20 @@ export async function projectRoutes(app: FastifyInstance): Promise<void> {
         tags: ["projects"],
         summary: "Create a project, or return the existing one (idempotent on name).",
         body: CreateProjectRequest,
-        response: { 200: ProjectInfo, 400: ErrorResponse },
+        response: { 200: ProjectInfo, 400: ErrorResponse, 409: ErrorResponse },
       },
     },
     async (request) => {
       const { name, deployment } = request.body as { name: string; deployment?: unknown };
       const id = slugify(name);
       if (!id) throw new ApiError("PF_ERR_PROJECT_NAME_INVALID");
-      const { project } = await s.registry.upsertProject(request.auth.org, id, name, deployment);
+      const { project } = await s.registry
+        .upsertProject(request.auth.org, id, name, deployment)
+        .catch((err: unknown) => {
+          // Its files are still being removed: the new project must not inherit them.
+          if (err instanceof ProjectBeingDeletedError) throw new ApiError("PF_ERR_PROJECT_BEING_DELETED");
+          throw err;
+        });
       return info(s, request.auth.org, project);
     },
   );

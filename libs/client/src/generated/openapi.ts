@@ -932,6 +932,19 @@ export interface paths {
                         };
                     };
                 };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
             };
         };
         delete?: never;
