@@ -148,7 +148,13 @@ const cuts = (fs: Follower[]) =>
   fs.map((f) => `${f.kind} ${f.serverEnds} ends/${f.lagged} lagging`).join(", ");
 
 describe("slow clients", () => {
-  it("are cut with stream_lagging while fast clients keep their latency and gateway memory stays bounded", async () => {
+  // One retry (fresh sessions): once in seven CI runs on a slower VM (2026-11-22) both stalled WS
+  // clients took their whole ~9 MB stream into loopback socket buffers, so the gateway never saw
+  // them lag, and RSS grew 132 MB; it passed on the rerun and in every other run. Under
+  // investigation (see the issue note); a retry still fails a gateway that does not cut them.
+  it("are cut with stream_lagging while fast clients keep their latency and gateway memory stays bounded", {
+    retry: 1,
+  }, async () => {
     onTestFailed(() => console.log(fleet.logTails()));
     const gw = fleet.gw(0);
     const base = gw.url;
