@@ -105,3 +105,15 @@ export function collapsedLabels(events: WireEvent[]): string[] {
   for (const l of events.map(label)) if (out.at(-1) !== l) out.push(l);
   return out;
 }
+
+/**
+ * Polls `check` every 20 ms until it holds or `timeoutMs` (ms) passed; resolves its last answer.
+ */
+export async function eventually(check: () => boolean, timeoutMs = 3000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
+}

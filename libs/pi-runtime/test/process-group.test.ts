@@ -10,7 +10,7 @@ import { fauxAssistantMessage, fauxToolCall } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession, type PiSession } from "../src/index.ts";
 import { probeSandbox, type SandboxOptions } from "../src/sandbox.ts";
-import { fauxRuntime, onCleanup, recordingSink, sessionDirs, tempDir } from "./helpers.ts";
+import { eventually, fauxRuntime, onCleanup, recordingSink, sessionDirs, tempDir } from "./helpers.ts";
 
 const bwrapSkip = await probeSandbox({ mode: "bwrap" }).then(
   () => undefined,
@@ -49,15 +49,6 @@ function processes(): Proc[] {
 /** A `sleep` duration no other process uses, so its command lines identify this test's processes. */
 function uniqueMarker(): string {
   return `${900 + Math.floor(Math.random() * 99)}.${Math.floor(Math.random() * 1e6)}`;
-}
-
-async function eventually(check: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 /** Opens a session whose model runs `command` with the bash tool, then says "done". */

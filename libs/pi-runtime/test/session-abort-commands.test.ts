@@ -6,16 +6,7 @@ import { join } from "node:path";
 import { type FauxResponseStep, fauxAssistantMessage } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession, type PiSession } from "../src/index.ts";
-import { fauxRuntime, onCleanup, sessionDirs } from "./helpers.ts";
-
-async function eventually(check: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
+import { eventually, fauxRuntime, onCleanup, sessionDirs } from "./helpers.ts";
 
 /** A summary request that answers only once its request is aborted (a summarizer that hangs). */
 function hangingSummary(calls: { count: number }): FauxResponseStep {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fauxAssistantMessage, fauxText, fauxToolCall } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession } from "../src/index.ts";
-import { fauxRuntime, onCleanup, recordingSink, sessionDirs } from "./helpers.ts";
+import { eventually, fauxRuntime, onCleanup, recordingSink, sessionDirs } from "./helpers.ts";
 
 /** Pids whose command line contains `needle` (read from /proc). */
 function pidsRunning(needle: string): number[] {
@@ -19,15 +19,6 @@ function pidsRunning(needle: string): number[] {
     }
   }
   return pids;
-}
-
-async function eventually(check: () => boolean, timeoutMs = 2000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 describe("abort", () => {
@@ -98,13 +89,13 @@ describe("abort", () => {
     const running = session.run("sleep", {}, sink);
     await waitFor((e) => e.type === "tool_execution_start");
     // bash itself and both sleeps carry the marker in their command lines
-    expect(await eventually(() => pidsRunning(`sleep ${marker}`).length >= 3)).toBe(true);
+    expect(await eventually(() => pidsRunning(`sleep ${marker}`).length >= 3, 2000)).toBe(true);
     await session.abort();
     const outcome = await running;
     expect(outcome.status).toBe("aborted");
     expect(outcome.stopReason).toBe("error"); // hazard H15: pi ends a tool-time abort with "error"
     expect(session.messages().at(-2)).toMatchObject({ role: "toolResult", isError: true });
-    expect(await eventually(() => pidsRunning(`sleep ${marker}`).length === 0)).toBe(true);
+    expect(await eventually(() => pidsRunning(`sleep ${marker}`).length === 0, 2000)).toBe(true);
   });
 
   it("dispose() aborts a streaming run first", async () => {

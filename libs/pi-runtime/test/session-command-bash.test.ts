@@ -5,16 +5,7 @@ import { join } from "node:path";
 import { fauxAssistantMessage, fauxToolCall } from "@earendil-works/pi-ai";
 import { describe, expect, it } from "vitest";
 import { openSession } from "../src/index.ts";
-import { fauxRuntime, onCleanup, recordingSink, sessionDirs } from "./helpers.ts";
-
-async function eventually(check: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
+import { eventually, fauxRuntime, onCleanup, recordingSink, sessionDirs } from "./helpers.ts";
 
 describe("command: bash", () => {
   it("runs confined: no worker env, project dir as cwd and HOME, no fullOutputPath", async () => {
