@@ -1,6 +1,9 @@
 // Clients that stop reading, on raw TCP sockets, for backpressure tests: nothing is read from the
-// socket after the request (SSE) or the upgrade handshake and subscribe frames (WS), so the
-// gateway's unsent bytes pile up. `drain()` later reads everything the gateway still sends and
+// socket before `drain()`, not even the WebSocket's 101 answer (its upgrade request and first
+// frames go out in one write), so the gateway's unsent bytes pile up. A client that reads once
+// (even a 101) lets Linux grow its receive buffer: one CI run saw a stalled WebSocket that had
+// read its handshake take a whole 9 MB stream into loopback buffers, never falling behind the
+// gateway. `drain()` later reads everything the gateway still sends and
 // parses it: HTTP/1.1 chunked SSE frames, or WebSocket frames up to the close frame.
 
 import { randomBytes } from "node:crypto";
@@ -206,43 +209,64 @@ function parseServerFrames(buf: Buffer): { frames: { fin: boolean; opcode: numbe
   return { frames };
 }
 
-/** A WebSocket on a raw socket that sends its frames after the handshake and then stops reading. */
+/** Splits the server's bytes into the upgrade answer's head and what follows it (its frames). */
+function splitHead(bytes: Buffer): { head: string; rest: Buffer } | undefined {
+  const h = bytes.indexOf("\r\n\r\n");
+  if (h < 0) return undefined;
+  return { head: bytes.subarray(0, h).toString("latin1"), rest: bytes.subarray(h + 4) };
+}
+
+/**
+ * A WebSocket on a raw socket that sends its upgrade request and frames without waiting for the
+ * answer, and reads nothing (not even the 101) until `drain()`.
+ */
 export class StalledWs {
   readonly socket: Socket;
-  private readonly leftover: Buffer;
 
-  private constructor(socket: Socket, leftover: Buffer) {
+  private constructor(socket: Socket) {
     this.socket = socket;
-    this.leftover = leftover;
   }
 
-  /** Upgrades `GET /v1/ws` (no extensions), sends `frames` as text, then stops reading. */
+  /**
+   * Sends the upgrade of `GET /v1/ws` (no extensions) and `frames` as text in one write, then
+   * waits (without reading) until the gateway has taken them all.
+   */
   static async open(base: string, frames: readonly object[]): Promise<StalledWs> {
     const { socket, host } = await openSocket(base);
+    socket.pause();
     socket.on("error", () => {});
     const key = randomBytes(16).toString("base64");
-    socket.write(
+    const upgrade = Buffer.from(
       `GET /v1/ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
-    const { bytes } = await readUntil(socket, Buffer.alloc(0), (all) => all.includes("\r\n\r\n"), 10_000);
-    const h = bytes.indexOf("\r\n\r\n");
-    const head = bytes.subarray(0, Math.max(0, h)).toString("latin1");
-    if (!/^HTTP\/1\.1 101/.test(head)) {
-      socket.destroy();
-      throw new Error(`WS upgrade failed: ${head.split("\r\n")[0]}`);
-    }
-    for (const f of frames) socket.write(clientFrame(0x1, Buffer.from(JSON.stringify(f))));
-    return new StalledWs(socket, bytes.subarray(h + 4));
+    const body = frames.map((f) => clientFrame(0x1, Buffer.from(JSON.stringify(f))));
+    await new Promise<void>((resolve, reject) =>
+      socket.write(Buffer.concat([upgrade, ...body]), (err) => (err ? reject(err) : resolve())),
+    );
+    return new StalledWs(socket);
   }
 
-  /** Reads until the server's close frame arrives (or EOF, or `timeoutMs`). */
+  /**
+   * Reads until the server's close frame arrives (or EOF, or `timeoutMs`).
+   * @throws Error when the gateway did not answer the upgrade with 101
+   */
   async drain(timeoutMs = 20_000): Promise<WsDrain> {
-    const closed = (all: Buffer) => parseServerFrames(all).frames.some((f) => f.opcode === 0x8);
-    const { bytes, eof } = await readUntil(this.socket, this.leftover, closed, timeoutMs);
-    const out: WsDrain = { texts: [], eof, bytes: bytes.length };
+    const closed = (all: Buffer) => {
+      const split = splitHead(all);
+      return split !== undefined && parseServerFrames(split.rest).frames.some((f) => f.opcode === 0x8);
+    };
+    const read = await readUntil(this.socket, Buffer.alloc(0), closed, timeoutMs);
+    const split = splitHead(read.bytes);
+    if (!split || !/^HTTP\/1\.1 101/.test(split.head)) {
+      throw new Error(
+        `WS upgrade failed: ${(split?.head ?? read.bytes.toString("latin1")).split("\r\n")[0]}`,
+      );
+    }
+    const { eof } = read;
+    const out: WsDrain = { texts: [], eof, bytes: read.bytes.length };
     let partial: Buffer[] = [];
-    for (const f of parseServerFrames(bytes).frames) {
+    for (const f of parseServerFrames(split.rest).frames) {
       if (f.opcode === 0x8) {
         out.closeCode = f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005;
         out.closeReason = f.payload.subarray(2).toString("utf8");
