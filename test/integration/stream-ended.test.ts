@@ -120,6 +120,45 @@ describe("stream_ended", () => {
     }
   });
 
+  it("ends a follower whose hub was reconnecting when the deletion was announced", async () => {
+    // The announcement is pub/sub (at most once): a gateway that was reconnecting to Redis at that
+    // moment learns of the deletion from the stream's record once its hub is back.
+    const url = inject("redisUrl");
+    const redis = await connectRedis(url, "command", "test-stream-ended-2");
+    const name = `test-stream-ended-sub-${Date.now()}`;
+    const sub = await connectRedis(url, "subscriber", name);
+    const keys = createKeys(`${stack.prefix}-resync`);
+    const log = new EventLog(redis, keys, 1000);
+    const hub = new StreamHub(sub);
+    try {
+      const ref = { org: "acme", project: "resync", session: "s1" };
+      await registerSession(redis, keys, ref);
+      const got: string[] = [];
+      const subscription = new StreamSubscription(log, hub, ref, "0", {
+        entry: (e) => got.push(`entry ${e.id}`),
+        reset: (reason) => got.push(`reset ${reason}`),
+        failed: (err) => got.push(`failed ${String(err)}`),
+        ended: (data) => got.push(`ended ${data}`),
+      });
+      await subscription.start();
+      const list = (await redis.client("LIST")) as string;
+      const id = /^id=(\d+) .* name=(\S+)/gm
+        .exec(list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "")
+        ?.at(1);
+      expect(id, "the hub's connection in CLIENT LIST").toBeDefined();
+      await redis.client("KILL", "ID", id as string);
+      // Deleted before the hub reconnects (its first retry waits 100 ms): nobody hears the end.
+      await new SessionRecords(log).delete(ref.org, ref.project, ref.session);
+      expect(sub.status).not.toBe("ready");
+      expect(got).toEqual([]);
+      await waitFor(() => got.length > 0, { timeoutMs: 5000, message: "the subscription ended" });
+      expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "session_deleted" })}`]);
+    } finally {
+      await hub.close();
+      await redis.quit();
+    }
+  });
+
   it("lets an SDK socket subscribe again to a project created again after its deletion", async () => {
     expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
     const socket = createPiFleetClient({ baseUrl: stack.gateway.url }).ws();

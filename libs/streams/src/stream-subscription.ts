@@ -189,10 +189,22 @@ export class StreamSubscription implements HubListener {
     if (!this.closed && this.opened) void this.resync();
   }
 
-  /** After the hub reconnected: the stream may have been recreated (Redis restarted without data). */
+  /**
+   * After the hub reconnected, announcements may have been lost: the stream may have been
+   * recreated (Redis restarted without data), or its session or project deleted (its one
+   * `stream_ended` announcement went to nobody): then the subscription ends as open() ends it.
+   */
   private async resync(): Promise<void> {
     try {
-      const { epoch } = await this.log.bounds(this.ref);
+      const [{ epoch }, exists] = await Promise.all([
+        this.log.bounds(this.ref),
+        this.log.recordExists(this.ref),
+      ]);
+      if (this.closed) return;
+      if (!exists) {
+        this.onEnd(streamEndedJson("session" in this.ref ? "session_deleted" : "project_deleted"));
+        return;
+      }
       if (this.epoch !== undefined && epoch !== this.epoch) this.restart(epoch);
     } catch {
       // still unreachable: catchUp retries the read and fails the subscription if it must
