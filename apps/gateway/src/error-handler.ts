@@ -3,11 +3,20 @@
  * errors name the offending path (and the allowed values of an enum or constant); body-parser
  * errors map to 400/413/415; storing a secret without PI_FLEET_SECRET_KEY in keyed mode is a 503
  * PF_ERR_SECRET_KEY_REQUIRED; anything unexpected is a 500 with a generic message (details only in
- * the log, never a stack trace to the client).
+ * the log, never a stack trace to the client). A path no route has is a 404 PF_ERR_ROUTE_NOT_FOUND;
+ * a real path asked with a method it does not have is a 405 PF_ERR_METHOD_NOT_ALLOWED with `Allow`
+ * (route-methods.ts).
  */
 import { ApiError, ERROR_CODES, type ErrorCode } from "@pi-fleet/contracts";
 import { SecretBoxError } from "@pi-fleet/security";
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchemaValidationError,
+} from "fastify";
+import { trackRouteMethods } from "./route-methods.ts";
 
 /**
  * The answer to a secret (provider API key) that may not be stored: keyed mode without a key
@@ -41,6 +50,25 @@ export function validationMessage(issue: AjvIssue): string {
   return message;
 }
 
+/**
+ * The error Fastify raises when a request part fails its route schema (`FST_ERR_VALIDATION`, its
+ * default message `<context><path> <message>, …`), for a part a route validates itself after the
+ * route schema (`POST …/commands`: the command's own schema). The error handler answers it like
+ * Fastify's own: 400 `PF_ERR_REQUEST_INVALID` with `details` naming each path.
+ */
+export function validationError(
+  issues: FastifySchemaValidationError[],
+  context: NonNullable<FastifyError["validationContext"]>,
+): FastifyError {
+  const message = issues.map((v) => `${context}${v.instancePath || ""} ${v.message ?? "invalid"}`).join(", ");
+  const err = new Error(message || `${context} is invalid`) as FastifyError;
+  err.code = "FST_ERR_VALIDATION";
+  err.statusCode = 400;
+  err.validation = issues;
+  err.validationContext = context;
+  return err;
+}
+
 function body(code: ErrorCode, message?: string, details?: unknown) {
   return { error: message ?? ERROR_CODES[code].message, code, ...(details === undefined ? {} : { details }) };
 }
@@ -70,8 +98,12 @@ export function frameworkErrorHandler(
   void reply.status(400).send(body("PF_ERR_REQUEST_INVALID", message));
 }
 
-/** Installs the error and not-found handlers. */
+/**
+ * Installs the error and not-found handlers. Call it before any route is registered: it mirrors
+ * the routes' methods for the 405 answer.
+ */
 export function installErrorHandlers(app: FastifyInstance): void {
+  const allowedMethods = trackRouteMethods(app);
   app.setErrorHandler<FastifyError>((err, request, reply) => {
     if (err instanceof ApiError) {
       // Every 429 says when to come back (the rate limiter sets its own exact value).
@@ -114,10 +146,24 @@ export function installErrorHandlers(app: FastifyInstance): void {
     request.log.error({ err }, "unhandled error");
     return reply.status(500).send(body("PF_ERR_INTERNAL"));
   });
+  // Like any unknown path, a wrong method runs no route hooks: no auth, no rate limit (the answer
+  // depends on route shapes only, which the OpenAPI document publishes).
   app.setNotFoundHandler((request, reply) => {
-    reply
-      .status(404)
-      .send(body("PF_ERR_ROUTE_NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
+    const path = request.url.split("?")[0];
+    // OPTIONS keeps its 404 (CORS preflights have their own route when CORS is configured); the
+    // request's own method among the path's means a route itself answered not found.
+    const allowed = request.method === "OPTIONS" ? [] : allowedMethods(request.url);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      return reply
+        .status(405)
+        .header("Allow", allowed.join(", "))
+        .send(
+          body("PF_ERR_METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`, {
+            allow: allowed,
+          }),
+        );
+    }
+    return reply.status(404).send(body("PF_ERR_ROUTE_NOT_FOUND", `no route ${request.method} ${path}`));
   });
 }
 

@@ -15,9 +15,18 @@ export const ERROR_CODES = {
   PF_ERR_ORG_NOT_FOUND: { status: 404, message: "unknown org" },
   PF_ERR_ORG_EXISTS: { status: 409, message: "an org with this id exists" },
   PF_ERR_KEY_NOT_FOUND: { status: 404, message: "unknown API key" },
+  PF_ERR_KEYED_MODE_REQUIRED: {
+    status: 409,
+    message:
+      "API keys are only issued in keyed mode: this gateway runs in open mode (PI_FLEET_ADMIN_TOKEN unset), which checks no key",
+  },
   PF_ERR_RATE_LIMITED: { status: 429, message: "too many requests" },
   PF_ERR_QUEUE_FULL: { status: 429, message: "too many queued runs" },
   PF_ERR_ROUTE_NOT_FOUND: { status: 404, message: "no such route" },
+  PF_ERR_METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: "the path exists but not with this method (see the Allow header)",
+  },
   PF_ERR_PROJECT_NOT_FOUND: { status: 404, message: "unknown project" },
   PF_ERR_PROJECT_NAME_INVALID: { status: 400, message: "name does not yield a valid project id" },
   PF_ERR_PROJECT_BEING_DELETED: {

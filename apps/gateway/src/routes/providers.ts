@@ -92,12 +92,15 @@ export async function providerRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ["models"],
         summary: "Remove a custom provider (no-op if it does not exist).",
+        description:
+          'Idempotent, as the seed contract declares it (200 "removed if it existed", no 404): deleting a provider that does not exist, or no longer does, answers 200 `{ok: true}`, so a retried or repeated delete succeeds. Unlike projects, sessions and keys, whose DELETE answers 404 for a missing one.',
         params: ProviderParams,
         response: { 200: OkResponse, 400: ErrorResponse },
       },
     },
     async (request) => {
       const { provider } = request.params as { provider: string };
+      // No 404 for a missing provider: seed clients delete "if it exists" and expect 200.
       await s.registry.deleteProvider(request.auth.org, provider);
       return { ok: true as const };
     },
