@@ -1,6 +1,7 @@
-// Control from the gateway to the project's owner: commands (with an owner on demand; sessions
-// named by their fleet ids in answers), steer and follow-up into a running run (or as a prompt
-// when idle), abort with cancelQueued, and 409 for settings changes while a run is active.
+// Control from the gateway to the project's owner: commands (with an owner on demand; each
+// command's own fields validated, 400 naming the path; sessions named by their fleet ids in
+// answers), steer and follow-up into a running run (or as a prompt when idle), abort with
+// cancelQueued, and 409 for settings changes while a run is active.
 import { openSse, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -63,6 +64,56 @@ describe("control", () => {
     const unknown = await stack.call("POST", `${base()}/commands`, { type: "no_such_command" });
     expect(unknown.status).toBe(400);
     expect((unknown.json as { error: string }).error).toBe("Unknown command: no_such_command");
+  });
+
+  it("checks each command's own fields: an unknown field or a wrong type is a 400 naming the path", async () => {
+    const post = (body: unknown, path = base()) => stack.call("POST", `${path}/commands`, body);
+    const invalid = (error: string, details: unknown[]) => ({
+      status: 400,
+      json: { error, code: "PF_ERR_REQUEST_INVALID", details },
+    });
+    expect(await post({ type: "get_state", sessionFile: "/etc/passwd" })).toEqual(
+      invalid("body must NOT have additional properties", [
+        { path: "body", message: "must NOT have additional properties", field: "sessionFile" },
+      ]),
+    );
+    expect(await post({ type: "set_session_name", name: 5 })).toEqual(
+      invalid("body/name must be string", [{ path: "body/name", message: "must be string" }]),
+    );
+    expect(await post({ type: "set_model", provider: "fake" })).toEqual(
+      invalid("body must have required property 'modelId'", [
+        { path: "body", message: "must have required property 'modelId'" },
+      ]),
+    );
+    expect(await post({ type: "set_auto_compaction", enabled: "true" })).toEqual(
+      invalid("body/enabled must be boolean", [{ path: "body/enabled", message: "must be boolean" }]),
+    );
+    const mode = await post({ type: "set_steering_mode", mode: "sometimes" });
+    expect(mode.status).toBe(400);
+    expect(mode.json).toMatchObject({
+      error: 'body/mode must be equal to one of the allowed values: "all", "one-at-a-time"',
+      details: [{ path: "body/mode", allowedValues: ["all", "one-at-a-time"] }],
+    });
+    // Arguments of another command are unknown fields too (fork's entryId on clone).
+    expect((await post({ type: "clone", entryId: "x" })).status).toBe(400);
+    // The body is checked before the session is looked up, as on every route.
+    expect(
+      (await post({ type: "get_state", x: 1 }, "/v1/projects/ctl/sessions/no-such-session")).status,
+    ).toBe(400);
+    // pi's request id is accepted (a pi client's JSON posts unchanged), a non-string one is not.
+    expect(await post({ id: "req-1", type: "set_session_name", name: "with id" })).toEqual({
+      status: 200,
+      json: { type: "set_session_name", success: true },
+    });
+    expect((await post({ id: 1, type: "get_state" })).status).toBe(400);
+    // Refused bodies changed nothing; a type without a schema is still the worker's to refuse.
+    const state = await post({ type: "get_state" });
+    expect((state.json as { data: { sessionName?: string } }).data.sessionName).toBe("with id");
+    const proto = await post({ type: "__proto__" });
+    expect(proto.json).toEqual({
+      error: "Unknown command: __proto__",
+      code: "PF_ERR_COMMAND_UNSUPPORTED",
+    });
   });
 
   it("names sessions by their fleet id in command answers, never by pi's header id", async () => {

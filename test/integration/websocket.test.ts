@@ -103,6 +103,19 @@ describe("/v1/ws", () => {
     });
     const cmd = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 9));
     expect(cmd.result).toEqual({ type: "get_last_assistant_text", success: true, data: { text: "over ws" } });
+    // A command's params are its REST body: a field it does not define is a 400, as over REST.
+    send(ws, {
+      kind: "request",
+      id: 10,
+      method: "commands",
+      params: { projectId: "wsp", sessionId: session, type: "get_messages", limit: 5 },
+    });
+    const badCmd = await waitFor(() => frames.find((f) => f.kind === "response" && f.id === 10));
+    expect(badCmd).toMatchObject({
+      ok: false,
+      status: 400,
+      error: { code: "PF_ERR_REQUEST_INVALID", details: [{ path: "body", field: "limit" }] },
+    });
 
     send(ws, { kind: "ping", id: "p" });
     await waitFor(() => frames.find((f) => f.kind === "pong" && f.id === "p"));

@@ -10,8 +10,10 @@ import {
   AbortRequest,
   AbortResponse,
   ApiError,
+  CommandEnvelope,
   CommandRequest,
   CommandResponse,
+  commandSchema,
   DeliverRequest,
   DeliverResponse,
   ErrorResponse,
@@ -21,10 +23,11 @@ import {
   PendingExtensionUiRequestsResponse,
   SessionParams,
 } from "@pi-fleet/contracts";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { requireRole } from "../auth/authenticate.ts";
 import { type ControlOutcome, unansweredError } from "../control-client.ts";
 import { deliverInput } from "../deliver.ts";
+import { validationError } from "../error-handler.ts";
 import { requireSession } from "../lookups.ts";
 import { inputBodyLimit, validateUserInput } from "../prompt-input.ts";
 import type { GatewayServices } from "../services.ts";
@@ -68,6 +71,21 @@ export function commandWaitMs(env: Env, type: string): number {
 
 /** Commands that only read (`get_state`, `get_messages`, …): allowed to viewers. */
 const READ_ONLY_COMMAND = /^get_[a-z_]+$/;
+
+/**
+ * The second step of a command body's validation (the route schema, {@link CommandEnvelope}, has
+ * checked `type`): the command's own schema (libs/contracts commands.ts: pi's fields, no others),
+ * compiled once per type by the route's ajv with the app's options (unknown fields rejected, no
+ * coercion). A type without a schema passes: the worker answers it (400
+ * `PF_ERR_COMMAND_UNSUPPORTED`, pi's `Unknown command: <type>`).
+ * @throws Fastify's validation error (400 `PF_ERR_REQUEST_INVALID`, `details` naming each path)
+ */
+function validateCommand(request: FastifyRequest, command: { type: string }): void {
+  const schema = commandSchema(command.type);
+  if (!schema) return;
+  const validate = request.compileValidationSchema(schema, "body");
+  if (validate(command) !== true) throw validationError(validate.errors ?? [], "body");
+}
 
 /** Steer / follow-up: validated, then into the running run or queued as a prompt (deliver.ts). */
 async function deliver(
@@ -148,21 +166,38 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
+  /**
+   * `POST …/commands`: one pi RPC command (pi 0.87.1's `RpcCommand` shapes, libs/contracts
+   * commands.ts) on the session's owner, which is taken on demand. The body is validated in two
+   * steps: `type` (route schema), then that command's own fields (validateCommand): an unknown
+   * field or a wrongly typed argument is a 400 `PF_ERR_REQUEST_INVALID` naming the path, before
+   * roles and the session are checked. `get_*` commands are open to viewers, the others need a
+   * member. Answers `{type, success, data?, error?}`: 200 also when pi refuses the arguments'
+   * meaning (`success: false`, pi's text, e.g. "Session name cannot be empty"); 400
+   * `PF_ERR_COMMAND_UNSUPPORTED` for a type the fleet does not run as a command (`prompt`,
+   * `switch_session`, an unknown one); 409 `PF_ERR_COMMAND_BUSY` for a change pi forbids during a
+   * run. The OpenAPI document shows the body as the union of the command schemas.
+   */
   app.post(
     "/v1/projects/:projectId/sessions/:id/commands",
     {
-      config: { auth: "viewer" },
+      config: {
+        auth: "viewer",
+        // Documented as what it accepts after both steps: the union of the command schemas.
+        swaggerTransform: ({ schema, url }) => ({ url, schema: { ...schema, body: CommandRequest } }),
+      },
       schema: {
         tags: ["sessions"],
         summary: "Run a pi RPC command on the session (get_state, get_messages, compact, …).",
         params: SessionParams,
-        body: CommandRequest,
+        body: CommandEnvelope,
         response: { 200: CommandResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse },
       },
     },
     async (request) => {
       const { projectId, id } = request.params as Params;
       const command = request.body as { type: string };
+      validateCommand(request, command);
       // Reading commands (get_*) are open to viewers; everything else changes the session.
       if (!READ_ONLY_COMMAND.test(command.type)) requireRole(request, "member");
       await requireSession(s, request.auth.org, projectId, id);

@@ -5,7 +5,7 @@
  * command maps onto the REST route that implements it in the fleet. Responses of those routes
  * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
  */
-import { FLEET_EVENTS, isUiRequestId } from "@pi-fleet/contracts";
+import { COMMAND_ID_MAX_LENGTH, commandSchema, FLEET_EVENTS, isUiRequestId } from "@pi-fleet/contracts";
 import { jsonBody } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 
@@ -178,10 +178,29 @@ export function abortCall(): RouteCall {
   return { method: "POST", path: "/abort", body: { cancelQueued: true } };
 }
 
-/** `POST …/commands` for every other command (the worker's command switch); `id` stays here. */
+/**
+ * `POST …/commands` for every other command (the worker's command switch). pi reads the fields its
+ * command defines and ignores any other, where the route answers an unknown field with a 400: the
+ * body keeps only the command's own fields (libs/contracts `commandSchema`), without an optional
+ * one that is null (pi's handlers, like the worker's, mostly read null as absent). `id` is
+ * forwarded when it is a string the route accepts (a `bash` tags its `bash_execution_update`
+ * events with it, as pi does); the response's id stays here in any case. A wrongly typed field
+ * goes through, and the route's 400 text becomes pi's error response.
+ */
 export function commandCall(command: RpcCommand): RouteCall {
-  const { id: _id, ...rest } = command;
-  return { method: "POST", path: "/commands", body: rest };
+  const { id, ...rest } = command;
+  const schema = typeof command.type === "string" ? commandSchema(command.type) : undefined;
+  // Every pi command sent here has a schema (a unit test holds PI_RPC_COMMANDS to them).
+  if (!schema) return { method: "POST", path: "/commands", body: rest };
+  const required = new Set(schema.required ?? []);
+  const body: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.properties)) {
+    const value = rest[key];
+    if (value === undefined || (value === null && !required.has(key))) continue;
+    body[key] = value;
+  }
+  if (typeof id === "string" && id.length <= COMMAND_ID_MAX_LENGTH) body.id = id;
+  return { method: "POST", path: "/commands", body };
 }
 
 /** `GET …/state` (status, running run, queue length): whether pi would count the agent as streaming. */

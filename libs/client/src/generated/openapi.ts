@@ -651,7 +651,10 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create an API key for this org (role admin); the key is in this response only. */
+        /**
+         * Create an API key for this org (role admin); the key is in this response only.
+         * @description Keyed mode only. Open mode (PI_FLEET_ADMIN_TOKEN unset) checks no key, so a key made there would be unchecked until the operator switches to keyed mode and then grant access nobody reviewed: 409 PF_ERR_KEYED_MODE_REQUIRED, nothing is created. Listing and revoking keys work in both modes.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -696,6 +699,19 @@ export interface paths {
                 };
                 /** @description Default Response */
                 400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: string;
+                            code: string;
+                            details?: unknown;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1232,7 +1248,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove a custom provider (no-op if it does not exist). */
+        /**
+         * Remove a custom provider (no-op if it does not exist).
+         * @description Idempotent, as the seed contract declares it (200 "removed if it existed", no 404): deleting a provider that does not exist, or no longer does, answers 200 `{ok: true}`, so a retried or repeated delete succeeds. Unlike projects, sessions and keys, whose DELETE answers 404 for a missing one.
+         */
         delete: {
             parameters: {
                 query?: never;
@@ -3066,12 +3085,175 @@ export interface paths {
                 };
                 cookie?: never;
             };
+            /** @description A pi RPC command (pi 0.87.1 `RpcCommand`): `type` plus that command's own fields, no others. `prompt`, `steer`, `follow_up` and `abort` have routes of their own; any other type answers 400 `PF_ERR_COMMAND_UNSUPPORTED`. */
             requestBody: {
                 content: {
                     "application/json": {
-                        type: string;
-                    } & {
-                        [key: string]: unknown;
+                        /** @enum {string} */
+                        type: "clear_queue";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "new_session";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        /** @description A session id of this project (pi takes a file path; the fleet refuses paths). */
+                        parentSession?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_state";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_model";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        provider: string;
+                        modelId: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "cycle_model";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_available_models";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_thinking_level";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        /** @enum {string} */
+                        level: "off" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max";
+                    } | {
+                        /** @enum {string} */
+                        type: "cycle_thinking_level";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_available_thinking_levels";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_steering_mode";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        /** @enum {string} */
+                        mode: "all" | "one-at-a-time";
+                    } | {
+                        /** @enum {string} */
+                        type: "set_follow_up_mode";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        /** @enum {string} */
+                        mode: "all" | "one-at-a-time";
+                    } | {
+                        /** @enum {string} */
+                        type: "compact";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        customInstructions?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_auto_compaction";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        enabled: boolean;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_auto_retry";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        enabled: boolean;
+                    } | {
+                        /** @enum {string} */
+                        type: "abort_retry";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "bash";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        command: string;
+                        excludeFromContext?: boolean;
+                    } | {
+                        /** @enum {string} */
+                        type: "abort_bash";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_session_stats";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "export_html";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        /** @description pi's output file: refused (the page is returned in the answer). */
+                        outputPath?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "switch_session";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        sessionPath?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "fork";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        entryId: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "clone";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_fork_messages";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_entries";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        since?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_tree";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_last_assistant_text";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "set_session_name";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                        name: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_messages";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "get_commands";
+                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        id?: string;
                     };
                 };
             };

@@ -1,5 +1,6 @@
 export * from "./admin.ts";
 export * from "./auth.ts";
+export * from "./commands.ts";
 export * from "./common.ts";
 export * from "./health.ts";
 export * from "./projects.ts";

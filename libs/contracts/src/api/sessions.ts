@@ -214,19 +214,6 @@ export const AbortRequest = Type.Object(
   { additionalProperties: false },
 );
 
-/** `POST …/commands`: a pi RPC command (`type` plus its own fields). */
-export const CommandRequest = Type.Object(
-  { type: Type.String({ minLength: 1, maxLength: 64, pattern: "^[a-z_]+$" }) },
-  { additionalProperties: true },
-);
-
-export const CommandResponse = Type.Object({
-  type: Type.String(),
-  success: Type.Boolean(),
-  data: Type.Optional(Type.Unknown()),
-  error: Type.Optional(Type.String()),
-});
-
 export const ExtensionUiParams = Type.Object(
   {
     projectId: ProjectId,

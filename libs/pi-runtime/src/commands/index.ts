@@ -30,7 +30,11 @@ const HANDLERS: ReadonlyMap<string, CommandHandler> = new Map(
 /** pi commands the fleet serves through PiSession.run / steer / followUp / abort instead. */
 const ELSEWHERE = new Set(["prompt", "steer", "follow_up", "abort"]);
 
-/** The command types command() answers (for docs and tests). */
+/**
+ * The command types command() answers (for docs and tests). Each has a request schema in
+ * @pi-fleet/contracts (`commandSchema`), which the gateway checks before a command reaches a
+ * worker; test/unit/command-schemas.test.ts holds the two lists together.
+ */
 export const COMMAND_TYPES: readonly string[] = [...HANDLERS.keys()];
 
 /**
