@@ -90,6 +90,27 @@ describe("deletion", () => {
     expect((await projectKeys("del-session")).filter((k) => k.includes(sid))).toEqual([]);
   });
 
+  it("of a session: its owner removes the transcript once its run is aborted", async () => {
+    await stack.call("POST", "/v1/projects", { name: "del-transcript" });
+    const sid = ((await stack.call("POST", "/v1/projects/del-transcript/sessions")).json as Json)
+      .id as string;
+    const base = `/v1/projects/del-transcript/sessions/${sid}`;
+    await finishedRun(base, "[[reply:first]]");
+    const file = join(stack.workspace, DEFAULT_ORG, "sessions", "del-transcript", `${sid}.jsonl`);
+    expect(existsSync(file)).toBe(true);
+    // A run streaming when the session is deleted: pi writes its aborted message on the abort.
+    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
+      .json as Json;
+    await waitFor(
+      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
+      { timeoutMs: 15_000 },
+    );
+    expect((await stack.call("DELETE", base)).status).toBe(200);
+    // The owner answered the deletion's forget_session after pi let go of the session, and removed
+    // the file then: it is gone before the purge-session job runs (5 s later).
+    expect(existsSync(file)).toBe(false);
+  });
+
   it("of a session whose data deletion failed half-way: the maintenance job finishes it", async () => {
     await stack.call("POST", "/v1/projects", { name: "del-retry" });
     const sid = ((await stack.call("POST", "/v1/projects/del-retry/sessions")).json as Json).id as string;
