@@ -1,13 +1,15 @@
 // Keeps pi's file tools inside the project dir (hazard H4: they accept absolute, `~` and `..`
 // paths), except that the read-only tools (read, ls, grep, find) may also read inside the
 // session's operator skill roots: pi lists each loaded skill in the system prompt by its absolute
-// path and tells the model to `read` it, and operator skills (PI_SKILL_PATHS) live outside the
-// project. write and edit reach the project dir only. pi resolves the model's path against the
-// cwd (the project dir) and hands the absolute result to its `*Operations`; the operations here
-// refuse anything whose real location (realpath of the deepest existing ancestor, plus the missing
-// tail) is outside the roots its access allows (project real path; for reads also the read-only
-// roots' real paths), so `..` escapes, absolute paths elsewhere and symlinks (dangling ones
-// included) that point outside all fail with "Path escapes the project directory: …".
+// path and tells the model to `read` it, and operator skills live outside the project (the
+// PI_SKILL_PATHS entries, and the skill dirs of operator extension packages but never the rest of
+// a package: resource-policy.ts `operatorSkillRoots`). write and edit reach the project dir only.
+// pi resolves the model's path against the cwd (the project dir) and hands the absolute result to
+// its `*Operations`; the operations here refuse anything whose real location (realpath of the
+// deepest existing ancestor, plus the missing tail) is outside the roots its access allows
+// (project real path; for reads also the read-only roots' real paths), so `..` escapes, absolute
+// paths elsewhere and symlinks (dangling ones included) that point outside all fail with
+// "Path escapes the project directory: …".
 //
 // Check-then-use races (a symlink swapped in between, by the agent's own bash) are narrowed by
 // opening through the kernel instead of the path: the parent directory is opened, its real path
@@ -443,7 +445,8 @@ export interface ConfinedFileToolsOptions {
   /**
    * Absolute real paths (dirs or files) that the read-only tools (read, ls, grep, find) may also
    * reach, never write and edit: the session's operator skill roots (resource-policy.ts
-   * `operatorSkillRoots`). Default none. See ProjectConfinement's constructor.
+   * `operatorSkillRoots`: the PI_SKILL_PATHS entries and the skill dirs of operator extension
+   * packages). Default none. See ProjectConfinement's constructor.
    */
   readOnlyRoots?: readonly string[];
 }

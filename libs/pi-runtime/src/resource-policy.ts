@@ -41,10 +41,15 @@ export interface PolicyLoader {
   /** Real paths skills were loaded from: a skill file read later must still lie in one (skill-command.ts). */
   skillRoots: string[];
   /**
-   * Real paths of the operator's skill paths (`policy.skillPaths`, i.e. PI_SKILL_PATHS; none with
-   * `noSkills`, missing ones left out): pi lists their skills to the model by absolute path, so
-   * the read-only file tools may read inside them (confined-file-operations.ts). Operator
-   * extension dirs, though skill roots too, are not among them.
+   * The real paths the read-only file tools may read besides the project
+   * (confined-file-operations.ts `readOnlyRoots`), because pi lists each loaded skill to the model
+   * by its absolute path and tells it to `read` it; none with `noSkills`:
+   * - the operator's skill paths (`policy.skillPaths`, i.e. PI_SKILL_PATHS; missing ones left out);
+   * - the skill directories (pi's `Skill.baseDir`, by real path) of the skills pi loaded from an
+   *   operator extension package (PI_EXTENSION_PATHS: a package's `pi.skills` manifest entries or
+   *   its `skills/` dir), each only when it lies strictly below its package's real root, so a
+   *   SKILL.md at the package root opens nothing (it stays listed but unreadable). The rest of a
+   *   package (its code, package.json, config) stays unreadable: see {@link packageSkillDirs}.
    */
   operatorSkillRoots: string[];
 }
@@ -52,7 +57,9 @@ export interface PolicyLoader {
 /**
  * Builds and loads the session's ResourceLoader. Extensions are compiled and their factories run
  * here (pi's jiti loader, cached per cwd). Skills and prompt templates are read as text; any
- * whose real path escapes its root (a symlink out of the project) is dropped.
+ * whose real path escapes its root (a symlink out of the project) is dropped. pi loads the skills
+ * an operator extension package declares (its `pi.skills` manifest entries, or its `skills/` dir
+ * without a manifest) with the extension; `noSkills` drops those too.
  * @throws TypeError when an operator path is not absolute; Error when an operator extension is
  *   missing or fails to load (fail closed: a permission gate that did not load must not be skipped)
  */
@@ -89,12 +96,12 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
   }
 
   // Skills and prompts may come from these roots only (operator packages may carry their own).
-  const operatorSkillRoots = policy.noSkills ? [] : realRoots(policy.skillPaths ?? []);
-  const skillRoots = realRoots([
-    ...(policy.skillPaths ?? []),
-    ...operatorExtensions,
-    ...present(projectSkills),
-  ]);
+  // pi loads a package's skills even with its own noSkills set (they come with the extension
+  // path), so `noSkills` leaves no root at all: skillsOverride then drops every skill.
+  const operatorExtensionRoots = realRoots(operatorExtensions);
+  const skillRoots = policy.noSkills
+    ? []
+    : realRoots([...(policy.skillPaths ?? []), ...operatorExtensions, ...present(projectSkills)]);
   const promptRoots = realRoots([
     ...(policy.promptPaths ?? []),
     ...operatorExtensions,
@@ -140,7 +147,63 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
       projectErrors.push({ path, error: withoutProjectDir(e.error, projectDir) });
     else throw new Error(`Operator extension ${path} did not load: ${firstLine(e.error)}`);
   }
+  const operatorSkillRoots = policy.noSkills
+    ? []
+    : [
+        ...realRoots(policy.skillPaths ?? []),
+        ...packageSkillDirs(loader.getSkills().skills, operatorExtensionRoots, projectDir),
+      ];
   return { loader, projectErrors, skillRoots, operatorSkillRoots };
+}
+
+/** The part of pi's `Skill` that {@link packageSkillDirs} reads. */
+interface LoadedSkill {
+  /** Absolute path of the skill's SKILL.md / .md file, as pi found it. */
+  filePath: string;
+  /** The file's directory (pi: `dirname(filePath)`). */
+  baseDir: string;
+}
+
+/**
+ * The real skill directories of `skills` (what pi loaded and the policy kept) that came from an
+ * operator extension package: the skill's file, by real path, lies in one of `extensionRoots`
+ * (real paths of PI_EXTENSION_PATHS entries) and its real `baseDir` lies strictly below that same
+ * root, never the root itself (a package-root SKILL.md would open the whole package: code,
+ * package.json, config), nor one containing another package's root. A skill whose file or dir lies
+ * in the project (tenant text), or whose dir contains the project, is never one; paths that no
+ * longer resolve are left out. Deduplicated, in pi's skill order.
+ */
+function packageSkillDirs(
+  skills: readonly LoadedSkill[],
+  extensionRoots: readonly string[],
+  projectDir: string,
+): string[] {
+  if (extensionRoots.length === 0) return [];
+  let realProject: string;
+  try {
+    realProject = realpathSync(projectDir);
+  } catch {
+    return [];
+  }
+  const dirs: string[] = [];
+  for (const skill of skills) {
+    let file: string;
+    let dir: string;
+    try {
+      file = realpathSync(skill.filePath);
+      dir = realpathSync(skill.baseDir);
+    } catch {
+      continue;
+    }
+    // Tenant text, or a dir that would open the project's parents (other projects).
+    if (within(file, [realProject]) || within(dir, [realProject]) || below(realProject, dir)) continue;
+    // From a package: file and dir strictly inside one package root, and the dir no package root
+    // itself nor above one (nested PI_EXTENSION_PATHS entries).
+    if (!extensionRoots.some((r) => below(file, r) && below(dir, r))) continue;
+    if (extensionRoots.some((r) => r === dir || below(r, dir)) || dirs.includes(dir)) continue;
+    dirs.push(dir);
+  }
+  return dirs;
 }
 
 /**
@@ -206,6 +269,11 @@ function realRoots(paths: readonly string[]): string[] {
     }
   }
   return roots;
+}
+
+/** True when real path `path` lies strictly below real path `root` (never `root` itself). */
+function below(path: string, root: string): boolean {
+  return path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`) && path !== root;
 }
 
 /** True when `path`'s real path is one of `roots` or lies below one. */

@@ -130,7 +130,7 @@ export interface ResourcePolicy {
   promptPaths?: readonly string[];
   /** No extensions at all (operator and project). */
   noExtensions?: boolean;
-  /** No skills at all (operator and project `.pi/skills`). */
+  /** No skills at all (operator, those of operator extension packages, and project `.pi/skills`). */
   noSkills?: boolean;
   /** No prompt templates at all (operator and project `.pi/prompts`). */
   noPromptTemplates?: boolean;

@@ -1,11 +1,13 @@
-// Operator skills (PI_SKILL_PATHS) live outside the project, and pi's system prompt tells the
-// model to load a skill by `read`ing the absolute path it lists. The read-only file tools (read,
-// ls, grep, find) therefore also reach the session's operator skill roots; write and edit never
-// do, and a symlink in an operator root, or a sibling dir that merely shares a root's name as a
-// prefix, leads nowhere.
+// Operator skills (PI_SKILL_PATHS, and the skills an operator extension package carries) live
+// outside the project, and pi's system prompt tells the model to load a skill by `read`ing the
+// absolute path it lists. The read-only file tools (read, ls, grep, find) therefore also reach the
+// session's operator skill roots: the skill paths, and only the skill dirs of a package (never the
+// rest of it: its code and config). write and edit never do, and a symlink in an operator root,
+// or a sibling dir that merely shares a root's name as a prefix, leads nowhere.
 import { mkdir, readFile, realpath, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fauxAssistantMessage, fauxToolCall, type TranscriptContext } from "@earendil-works/pi-ai";
+import { SettingsManager } from "@earendil-works/pi-coding-agent";
 import { describe, expect, it } from "vitest";
 import {
   confinedFileTools,
@@ -16,7 +18,8 @@ import {
   PathEscapeError,
   ProjectConfinement,
 } from "../src/confined-file-operations.ts";
-import { openSession } from "../src/index.ts";
+import { openSession, type ResourcePolicy } from "../src/index.ts";
+import { createPolicyResourceLoader } from "../src/resource-policy.ts";
 import { fauxRuntime, onCleanup, recordingSink, sessionDirs, tempDir } from "./helpers.ts";
 
 async function put(path: string, text: string): Promise<void> {
@@ -49,12 +52,12 @@ type Call = { id: string; tool: string; args: Parameters<typeof fauxToolCall>[1]
 type ToolResult = { role: string; toolCallId: string; isError: boolean; content: { text?: string }[] };
 
 /**
- * One turn of a session with `skillPaths` in which the (faux) model makes the calls `plan` returns
+ * One turn of a session with `policy` in which the (faux) model makes the calls `plan` returns
  * for the system prompt it was given; results by call id.
  */
 async function runTools(
   dirs: Awaited<ReturnType<typeof sessionDirs>>,
-  skillPaths: string[],
+  policy: ResourcePolicy,
   plan: (systemPrompt: string) => Call[],
 ): Promise<Map<string, { isError: boolean; text: string }>> {
   const { runtime, faux } = await fauxRuntime();
@@ -66,7 +69,7 @@ async function runTools(
       ),
     fauxAssistantMessage("done"),
   ]);
-  const session = await openSession({ runtime, ...dirs, skillPaths });
+  const session = await openSession({ runtime, ...dirs, ...policy });
   onCleanup(() => session.dispose());
   expect((await session.run("go", {}, recordingSink().sink)).status).toBe("finished");
   const results = new Map<string, { isError: boolean; text: string }>();
@@ -81,7 +84,7 @@ describe("operator skill files (real sessions)", () => {
   it("the model reads an operator skill at the absolute path pi's system prompt lists", async () => {
     const { dirs, skills, review } = await fixture();
     let location = "";
-    const results = await runTools(dirs, [skills], (systemPrompt) => {
+    const results = await runTools(dirs, { skillPaths: [skills] }, (systemPrompt) => {
       // pi: "Use the read tool to load a skill's file …" + <location>/abs/SKILL.md</location>
       expect(systemPrompt).toContain("Use the read tool to load a skill's file");
       location = /<location>([^<]*review[^<]*)<\/location>/.exec(systemPrompt)?.[1] ?? "";
@@ -101,7 +104,7 @@ describe("operator skill files (real sessions)", () => {
   it("refuses write and edit into an operator skill root (files unchanged, nothing created)", async () => {
     const { dirs, skills, review } = await fixture();
     const before = await stat(join(review, "SKILL.md"));
-    const results = await runTools(dirs, [skills], (): Call[] => [
+    const results = await runTools(dirs, { skillPaths: [skills] }, (): Call[] => [
       { id: "w-new", tool: "write", args: { path: join(review, "new.md"), content: "pwned" } },
       { id: "w-dir", tool: "write", args: { path: join(review, "sub", "new.md"), content: "pwned" } },
       { id: "w-over", tool: "write", args: { path: join(review, "SKILL.md"), content: "pwned" } },
@@ -124,7 +127,7 @@ describe("operator skill files (real sessions)", () => {
 
   it("refuses reads through symlinks out of an operator root and in a dir sharing its prefix", async () => {
     const { dirs, base, skills, review } = await fixture();
-    const results = await runTools(dirs, [skills], (): Call[] => [
+    const results = await runTools(dirs, { skillPaths: [skills] }, (): Call[] => [
       { id: "link", tool: "read", args: { path: join(review, "leak.md") } },
       { id: "linkdir", tool: "read", args: { path: join(review, "leakdir", "secret.txt") } },
       { id: "prefix", tool: "read", args: { path: join(base, "skills-evil", "secret.md") } },
@@ -241,5 +244,265 @@ describe("ProjectConfinement with read-only roots", () => {
     await expect(
       Promise.resolve(confinedGrepOperations(jail).readFile(join(dirs.root, "org", "other", "secret.txt"))),
     ).rejects.toBeInstanceOf(PathEscapeError);
+  });
+});
+
+const PKG_SKILL_TEXT =
+  "---\nname: pkg-review\ndescription: Reviews code the package's way\n---\n\nFollow checklist.md.\n";
+/** A minimal extension factory; the marker shows if its source ever reaches the model. */
+const EXTENSION_CODE = `// EXT-CODE-MARKER
+export default function (pi) {
+  pi.registerCommand("pkg-hello", { description: "Package command", handler: async () => {} });
+}
+`;
+
+/**
+ * An operator extension package `<base>/pkg` as pi loads it from PI_EXTENSION_PATHS: a `pi`
+ * manifest naming its extension (`index.ts`) and its skills (`skills/`, without `skills/internal`,
+ * which the manifest excludes), a config file at its root, the skill `pkg-review` in
+ * `skills/review` (with a file next to it, and symlinks out of its dir: to the package's config,
+ * to the package root and out of the package), a non-skill `skills/README.md`, and
+ * `<base>/outside`.
+ */
+async function packageFixture() {
+  const dirs = await sessionDirs();
+  const base = await tempDir("pf-oppkg-");
+  const pkg = join(base, "pkg");
+  const manifest = {
+    name: "ops-pkg",
+    private: true,
+    pi: { extensions: ["./index.ts"], skills: ["./skills", "!skills/internal"] },
+  };
+  await put(join(pkg, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  await put(join(pkg, "index.ts"), EXTENSION_CODE);
+  await put(join(pkg, "config.json"), '{"token": "PKG-CONFIG-SECRET"}\n');
+  await put(join(pkg, "skills", "README.md"), "PKG-README-MARKER\n");
+  await put(
+    join(pkg, "skills", "internal", "SKILL.md"),
+    "---\nname: pkg-internal\ndescription: Not for tenants\n---\n\nPKG-INTERNAL-MARKER\n",
+  );
+  const review = join(pkg, "skills", "review");
+  await put(join(review, "SKILL.md"), PKG_SKILL_TEXT);
+  await put(join(review, "checklist.md"), "PKG-CHECKLIST-MARKER\n");
+  await put(join(base, "outside", "secret.txt"), "OUTSIDE-SECRET\n");
+  await symlink(join(pkg, "config.json"), join(review, "config.md"));
+  await symlink(pkg, join(review, "pkgroot"));
+  await symlink(join(base, "outside", "secret.txt"), join(review, "leak.md"));
+  await put(join(dirs.projectDir, "notes.txt"), "PROJECT-NOTES\n");
+  return { dirs, base, pkg, review };
+}
+
+/** Markers of package files the model must never see. */
+const PKG_SECRETS =
+  /EXT-CODE-MARKER|PKG-CONFIG-SECRET|PKG-README-MARKER|PKG-INTERNAL-MARKER|OUTSIDE-SECRET|ops-pkg/;
+
+function expectAllRefused(results: Map<string, { isError: boolean; text: string }>, count: number): void {
+  expect(results.size).toBe(count);
+  for (const [id, r] of results) {
+    expect(r.isError, id).toBe(true);
+    expect(r.text, id).toContain("Path escapes the project directory: ");
+    expect(r.text, id).not.toMatch(PKG_SECRETS);
+  }
+}
+
+describe("skills of operator extension packages (real sessions)", () => {
+  it("the model reads a package skill at the path pi lists and the files next to it; the extension loads", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const { runtime } = await fauxRuntime();
+    const probe = await openSession({ runtime, ...dirs, extensionPaths: [pkg] });
+    onCleanup(() => probe.dispose());
+    const listed = await probe.command({ type: "get_commands" });
+    const names = (listed as { data: { commands: { name: string; source: string }[] } }).data.commands.map(
+      (c) => `${c.source}:${c.name}`,
+    );
+    // pi really loaded the package: its extension's command and its skill (not the excluded one).
+    expect(names).toContain("extension:pkg-hello");
+    expect(names).toContain("skill:skill:pkg-review");
+    expect(names.join(" ")).not.toContain("pkg-internal");
+
+    let location = "";
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (systemPrompt) => {
+      expect(systemPrompt).toContain("Use the read tool to load a skill's file");
+      expect(systemPrompt).not.toContain("pkg-internal");
+      location = /<location>([^<]*pkg[^<]*review[^<]*)<\/location>/.exec(systemPrompt)?.[1] ?? "";
+      return [
+        { id: "skill", tool: "read", args: { path: location } },
+        { id: "ref", tool: "read", args: { path: join(dirname(location), "checklist.md") } },
+        { id: "rel", tool: "read", args: { path: "notes.txt" } },
+      ];
+    });
+    expect(location).toBe(join(review, "SKILL.md"));
+    expect(results.get("skill")).toEqual({ isError: false, text: PKG_SKILL_TEXT });
+    expect(results.get("ref")).toEqual({ isError: false, text: "PKG-CHECKLIST-MARKER\n" });
+    expect(results.get("rel")).toEqual({ isError: false, text: "PROJECT-NOTES\n" });
+  });
+
+  it("the rest of the package stays unreadable: its code, manifest, config, skills dir, a skill pi did not load", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (): Call[] => [
+      { id: "code", tool: "read", args: { path: join(pkg, "index.ts") } },
+      { id: "manifest", tool: "read", args: { path: join(pkg, "package.json") } },
+      { id: "config", tool: "read", args: { path: join(pkg, "config.json") } },
+      { id: "readme", tool: "read", args: { path: join(pkg, "skills", "README.md") } },
+      { id: "excluded", tool: "read", args: { path: join(pkg, "skills", "internal", "SKILL.md") } },
+      { id: "dotdot", tool: "read", args: { path: join(review, "..", "..", "config.json") } },
+    ]);
+    expectAllRefused(results, 6);
+  });
+
+  it("a SKILL.md at the package root opens nothing of the package", async () => {
+    const dirs = await sessionDirs();
+    const pkg = join(await tempDir("pf-oppkg-"), "rootpkg");
+    const manifest = { name: "root-pkg", pi: { extensions: ["./index.ts"], skills: ["./"] } };
+    await put(join(pkg, "package.json"), JSON.stringify(manifest));
+    await put(join(pkg, "index.ts"), EXTENSION_CODE);
+    await put(join(pkg, "config.json"), '{"token": "PKG-CONFIG-SECRET"}\n');
+    await put(join(pkg, "SKILL.md"), "---\nname: root-skill\ndescription: Skill at the root\n---\n\nROOT\n");
+    let location = "";
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (systemPrompt) => {
+      location = /<location>([^<]*root[^<]*)<\/location>/.exec(systemPrompt)?.[1] ?? "";
+      return [
+        { id: "skill", tool: "read", args: { path: location } },
+        { id: "code", tool: "read", args: { path: join(pkg, "index.ts") } },
+        { id: "config", tool: "read", args: { path: join(pkg, "config.json") } },
+      ];
+    });
+    // pi lists it (the package and its skill loaded), but its dir is the package root.
+    expect(location).toBe(join(pkg, "SKILL.md"));
+    expectAllRefused(results, 3);
+  });
+
+  it("refuses write and edit into a package skill's dir (files unchanged, nothing created)", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const before = await stat(join(review, "SKILL.md"));
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (): Call[] => [
+      { id: "w-new", tool: "write", args: { path: join(review, "new.md"), content: "pwned" } },
+      { id: "w-dir", tool: "write", args: { path: join(review, "sub", "new.md"), content: "pwned" } },
+      { id: "w-over", tool: "write", args: { path: join(review, "SKILL.md"), content: "pwned" } },
+      { id: "w-code", tool: "write", args: { path: join(pkg, "index.ts"), content: "pwned" } },
+      {
+        id: "e-skill",
+        tool: "edit",
+        args: { path: join(review, "SKILL.md"), edits: [{ oldText: "Follow", newText: "Ignore" }] },
+      },
+    ]);
+    expectAllRefused(results, 5);
+    expect(await readFile(join(review, "SKILL.md"), "utf8")).toBe(PKG_SKILL_TEXT);
+    expect((await stat(join(review, "SKILL.md"))).mtimeMs).toBe(before.mtimeMs);
+    expect(await readFile(join(pkg, "index.ts"), "utf8")).toBe(EXTENSION_CODE);
+    await expect(stat(join(review, "new.md"))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(review, "sub"))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("refuses symlinks in a package skill's dir that lead out of it (into the package or outside it)", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (): Call[] => [
+      { id: "config", tool: "read", args: { path: join(review, "config.md") } },
+      { id: "pkgroot", tool: "read", args: { path: join(review, "pkgroot", "index.ts") } },
+      { id: "leak", tool: "read", args: { path: join(review, "leak.md") } },
+    ]);
+    expectAllRefused(results, 3);
+    for (const id of ["config", "leak"])
+      expect(results.get(id)?.text, id).toContain("(a symlink leads outside it)");
+  });
+
+  it("lists and opens no package skill when skills are switched off", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    let systemPrompt = "";
+    const results = await runTools(dirs, { extensionPaths: [pkg], noSkills: true }, (prompt): Call[] => {
+      systemPrompt = prompt;
+      return [{ id: "skill", tool: "read", args: { path: join(review, "SKILL.md") } }];
+    });
+    expect(systemPrompt).not.toContain("pkg-review");
+    expectAllRefused(results, 1);
+  });
+});
+
+describe("createPolicyResourceLoader: skill dirs of operator packages", () => {
+  async function load(policy: ResourcePolicy, projectDir: string, agentDir: string) {
+    return createPolicyResourceLoader({
+      policy,
+      projectDir,
+      agentDir,
+      settingsManager: SettingsManager.inMemory({}, { projectTrusted: false }),
+      agentsFiles: [],
+    });
+  }
+
+  it("opens the real dirs of the package's loaded skills only (ls, find and grep too)", async () => {
+    const { dirs, base, pkg, review } = await packageFixture();
+    // The package reached through a symlinked extension path; another package whose manifest
+    // declares no skills, next to a skills/ dir pi therefore does not load.
+    await symlink(pkg, join(base, "pkg-link"));
+    const other = join(base, "other-pkg");
+    await put(join(other, "package.json"), JSON.stringify({ pi: { extensions: ["./index.ts"] } }));
+    await put(join(other, "index.ts"), EXTENSION_CODE);
+    await put(
+      join(other, "skills", "lint", "SKILL.md"),
+      "---\nname: lint\ndescription: Lints\n---\n\nLINT\n",
+    );
+    const { loader, operatorSkillRoots } = await load(
+      { extensionPaths: [join(base, "pkg-link"), other] },
+      dirs.projectDir,
+      dirs.agentDir,
+    );
+    expect(loader.getSkills().skills.map((s) => s.filePath)).toEqual([
+      join(base, "pkg-link", "skills", "review", "SKILL.md"),
+    ]);
+    expect(operatorSkillRoots).toEqual([await realpath(review)]);
+
+    const tools = confinedFileTools(dirs.projectDir, ["ls", "find"], { readOnlyRoots: operatorSkillRoots });
+    const run = async (name: string, params: Record<string, unknown>) => {
+      const tool = tools.find((t) => t.name === name);
+      const result = await tool?.execute("t", params, undefined, undefined, undefined as never);
+      return (result?.content ?? []).map((c) => (c.type === "text" ? c.text : "")).join("");
+    };
+    const linked = join(base, "pkg-link", "skills", "review");
+    expect(await run("ls", { path: linked })).toContain("checklist.md");
+    expect(await run("find", { pattern: "*.md", path: review })).toContain("SKILL.md");
+    for (const [name, params] of [
+      ["ls", { path: pkg }],
+      ["ls", { path: join(pkg, "skills") }],
+      ["ls", { path: join(other, "skills", "lint") }],
+      ["find", { pattern: "*", path: pkg }],
+    ] as const) {
+      await expect(run(name, params), `${name} ${params.path}`).rejects.toThrow(
+        "Path escapes the project directory",
+      );
+    }
+    // grep's operations (the tool itself needs rg): the skill dir yes, the package no.
+    const grep = confinedGrepOperations(new ProjectConfinement(dirs.projectDir, operatorSkillRoots));
+    expect(await grep.readFile(join(linked, "checklist.md"))).toBe("PKG-CHECKLIST-MARKER\n");
+    expect(await grep.isDirectory(review)).toBe(true);
+    await expect(Promise.resolve(grep.isDirectory(pkg))).rejects.toBeInstanceOf(PathEscapeError);
+    await expect(Promise.resolve(grep.readFile(join(pkg, "config.json")))).rejects.toBeInstanceOf(
+      PathEscapeError,
+    );
+  });
+
+  it("opens nothing with skills off, and never a project skill though a package root contains the project", async () => {
+    const { dirs, pkg } = await packageFixture();
+    expect(
+      (await load({ extensionPaths: [pkg], noSkills: true }, dirs.projectDir, dirs.agentDir))
+        .operatorSkillRoots,
+    ).toEqual([]);
+
+    // An operator package whose root is the org dir, holding the project, declaring the
+    // project's own skills dir as its skills: they load, as tenant text, and open nothing.
+    const orgDir = dirname(dirs.projectDir);
+    await put(
+      join(dirs.projectDir, ".pi", "skills", "mine", "SKILL.md"),
+      "---\nname: mine\ndescription: Tenant\n---\n\nT\n",
+    );
+    const manifest = { pi: { extensions: ["./ext/index.ts"], skills: ["./project/.pi/skills"] } };
+    await put(join(orgDir, "package.json"), JSON.stringify(manifest));
+    await put(join(orgDir, "ext", "index.ts"), EXTENSION_CODE);
+    const { loader, operatorSkillRoots } = await load(
+      { extensionPaths: [orgDir] },
+      dirs.projectDir,
+      dirs.agentDir,
+    );
+    expect(loader.getSkills().skills.map((s) => s.name)).toEqual(["mine"]);
+    expect(operatorSkillRoots).toEqual([]);
   });
 });
