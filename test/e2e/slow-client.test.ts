@@ -149,10 +149,10 @@ const cuts = (fs: Follower[]) =>
 
 describe("slow clients", () => {
   // One retry (fresh sessions): once in seven CI runs on a slower VM (2026-11-22) both stalled WS
-  // clients took their whole ~9 MB stream into loopback socket buffers, so the gateway never saw
-  // them lag, and RSS grew 132 MB. Those clients read the 101 answer before stalling; they now
-  // read nothing until drain(), as the stalled SSE clients (never seen absorbing more than ~4 MB)
-  // do. The retry stays until CI runs show that was the cause; it still fails a gateway that does
+  // clients received their whole ~9 MB stream and were not cut, and RSS grew 132 MB; it passed on
+  // the rerun and in every other run. Not explained yet: loopback absorbs ~4 MB of a stalled
+  // client's stream (measured: the same whether the client read its first 64 KiB or nothing), and
+  // the gateway cuts a WS whose unsent bytes pass 64 KiB. A retry still fails a gateway that does
   // not cut them (both attempts would).
   it("are cut with stream_lagging while fast clients keep their latency and gateway memory stays bounded", {
     retry: 1,

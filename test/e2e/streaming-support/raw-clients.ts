@@ -1,19 +1,23 @@
 // Clients that stop reading, on raw TCP sockets, for backpressure tests: nothing is read from the
-// socket before `drain()`, not even the WebSocket's 101 answer (its upgrade request and first
-// frames go out in one write), so the gateway's unsent bytes pile up. A client that reads once
-// (even a 101) lets Linux grow its receive buffer: one CI run saw a stalled WebSocket that had
-// read its handshake take a whole 9 MB stream into loopback buffers, never falling behind the
-// gateway. `drain()` later reads everything the gateway still sends and
+// socket before `drain()` (it is paused before it connects), not even the WebSocket's 101 answer
+// (its upgrade request and first frames go out in one write), so the gateway's unsent bytes pile
+// up. Loopback still absorbs ~4 MB of a stalled client's stream (the sender's socket buffer grows
+// to tcp_wmem's 4 MiB maximum), the same whether the client read its first 64 KiB or nothing. `drain()` later reads everything the gateway still sends and
 // parses it: HTTP/1.1 chunked SSE frames, or WebSocket frames up to the close frame.
 
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { type SseFrame, SseParser } from "./clients.ts";
 
+/**
+ * Connects a socket that reads nothing until resumed: paused before it connects, since Node
+ * starts reading (up to the stream's 64 KiB high-water mark) as soon as the connection is up.
+ */
 function openSocket(base: string): Promise<{ socket: Socket; host: string }> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const socket = connect({ host: hostname, port: Number(port) });
+    socket.pause();
     socket.once("connect", () => resolve({ socket, host: `${hostname}:${port}` }));
     socket.once("error", reject);
   });
@@ -122,7 +126,6 @@ export class StalledSse {
   /** Sends `GET path` and never reads (until `drain`). */
   static async open(base: string, path: string): Promise<StalledSse> {
     const { socket, host } = await openSocket(base);
-    socket.pause();
     socket.on("error", () => {});
     socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: text/event-stream\r\n\r\n`);
     return new StalledSse(socket);
@@ -228,12 +231,11 @@ export class StalledWs {
   }
 
   /**
-   * Sends the upgrade of `GET /v1/ws` (no extensions) and `frames` as text in one write, then
-   * waits (without reading) until the gateway has taken them all.
+   * Sends the upgrade of `GET /v1/ws` (no extensions) and `frames` as text in one write; resolves
+   * once the kernel accepted them (the gateway may not have read them yet).
    */
   static async open(base: string, frames: readonly object[]): Promise<StalledWs> {
     const { socket, host } = await openSocket(base);
-    socket.pause();
     socket.on("error", () => {});
     const key = randomBytes(16).toString("base64");
     const upgrade = Buffer.from(
