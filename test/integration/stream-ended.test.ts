@@ -3,7 +3,8 @@
 // ends, instead of waiting for ever on a stream that will never have another event (a reconnect
 // would then answer 404).
 import { createPiFleetClient } from "@pi-fleet/client";
-import { connectRedis, createKeys } from "@pi-fleet/redis";
+import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { Registry } from "@pi-fleet/registry";
 import { EventLog, SessionRecords, StreamHub, StreamSubscription } from "@pi-fleet/streams";
 import { openSse, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -21,6 +22,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.close();
 });
+
+/** Kills the Redis connection named `name` (CLIENT KILL), as a network failure would end it. */
+async function killClient(redis: Redis, name: string): Promise<void> {
+  const list = (await redis.client("LIST")) as string;
+  const id = /^id=(\d+) /.exec(list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "")?.[1];
+  expect(id, `connection ${name} in CLIENT LIST`).toBeDefined();
+  await redis.client("KILL", "ID", id as string);
+}
 
 async function newSession(project: string): Promise<string> {
   return ((await stack.call("POST", `/v1/projects/${project}/sessions`, {})).json as Json).id as string;
@@ -141,18 +150,55 @@ describe("stream_ended", () => {
         ended: (data) => got.push(`ended ${data}`),
       });
       await subscription.start();
-      const list = (await redis.client("LIST")) as string;
-      const id = /^id=(\d+) .* name=(\S+)/gm
-        .exec(list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "")
-        ?.at(1);
-      expect(id, "the hub's connection in CLIENT LIST").toBeDefined();
-      await redis.client("KILL", "ID", id as string);
+      await killClient(redis, name);
       // Deleted before the hub reconnects (its first retry waits 100 ms): nobody hears the end.
       await new SessionRecords(log).delete(ref.org, ref.project, ref.session);
       expect(sub.status).not.toBe("ready");
       expect(got).toEqual([]);
       await waitFor(() => got.length > 0, { timeoutMs: 5000, message: "the subscription ended" });
       expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "session_deleted" })}`]);
+    } finally {
+      await hub.close();
+      await redis.quit();
+    }
+  });
+
+  it("ends an activity follower whose hub was away while its project was deleted and created again", async () => {
+    const url = inject("redisUrl");
+    const redis = await connectRedis(url, "command", "test-stream-ended-3");
+    const name = `test-stream-ended-sub-${Date.now()}-again`;
+    const sub = await connectRedis(url, "subscriber", name);
+    const keys = createKeys(`${stack.prefix}-again`);
+    const log = new EventLog(redis, keys, 1000);
+    const registry = new Registry(redis, keys);
+    const hub = new StreamHub(sub);
+    try {
+      await registry.upsertProject("acme", "phoenix", "phoenix");
+      const got: string[] = [];
+      const subscription = new StreamSubscription(
+        log,
+        hub,
+        { org: "acme", project: "phoenix", activity: true },
+        undefined,
+        {
+          entry: (e) => got.push(`entry ${e.data}`),
+          reset: (reason) => got.push(`reset ${reason}`),
+          failed: (err) => got.push(`failed ${String(err)}`),
+          ended: (data) => got.push(`ended ${data}`),
+        },
+      );
+      await subscription.start();
+      await killClient(redis, name);
+      // While the hub is away (its first retry waits 100 ms): the project is deleted, its deletion
+      // finished (the marker lifted), and a project of the same id created with a session.
+      await new SessionRecords(log).deleteProject("acme", "phoenix", "deletion-1");
+      await redis.del(keys.projectDeleting("acme", "phoenix"));
+      await new Promise((resolve) => setTimeout(resolve, 5)); // another createdAt (ms)
+      await registerSession(redis, keys, { org: "acme", project: "phoenix", session: "s-new" });
+      expect(sub.status).not.toBe("ready");
+      await waitFor(() => got.length > 0, { timeoutMs: 5000, message: "the subscription ended" });
+      // The old project's follower never sees the new project's events.
+      expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "project_deleted" })}`]);
     } finally {
       await hub.close();
       await redis.quit();

@@ -71,6 +71,8 @@ export class StreamSubscription implements HubListener {
   private repairAgain = false;
   private closed = false;
   private unwatch: (() => Promise<void>) | undefined;
+  /** The `createdAt` of the stream's session or project record when open() looked (EventLog.recordCreatedAt). */
+  private recordCreatedAt: string | undefined;
   /** Set once `open()` fixed the starting point; resyncs before that are left to `catchUp()`. */
   private opened = false;
 
@@ -115,12 +117,13 @@ export class StreamSubscription implements HubListener {
       return;
     }
     this.unwatch = unwatch;
-    const [{ first, last, epoch }, exists] = await Promise.all([
+    const [{ first, last, epoch }, createdAt] = await Promise.all([
       this.log.bounds(this.ref),
-      this.log.recordExists(this.ref),
+      this.log.recordCreatedAt(this.ref),
     ]);
     if (this.closed) return; // ended (deleted) or closed meanwhile: nothing more to send
-    if (!exists) {
+    this.recordCreatedAt = createdAt;
+    if (createdAt === undefined) {
       // Deleted after the caller looked it up but before the watch above: its end announcement
       // went to nobody, so end here (a deletion from now on is announced to this watch).
       this.onEnd(streamEndedJson("session" in this.ref ? "session_deleted" : "project_deleted"));
@@ -192,16 +195,17 @@ export class StreamSubscription implements HubListener {
   /**
    * After the hub reconnected, announcements may have been lost: the stream may have been
    * recreated (Redis restarted without data), or its session or project deleted (its one
-   * `stream_ended` announcement went to nobody): then the subscription ends as open() ends it.
+   * `stream_ended` announcement went to nobody), perhaps created again under the same id (its
+   * record's `createdAt` differs): then the subscription ends as open() ends it.
    */
   private async resync(): Promise<void> {
     try {
-      const [{ epoch }, exists] = await Promise.all([
+      const [{ epoch }, createdAt] = await Promise.all([
         this.log.bounds(this.ref),
-        this.log.recordExists(this.ref),
+        this.log.recordCreatedAt(this.ref),
       ]);
       if (this.closed) return;
-      if (!exists) {
+      if (createdAt === undefined || createdAt !== this.recordCreatedAt) {
         this.onEnd(streamEndedJson("session" in this.ref ? "session_deleted" : "project_deleted"));
         return;
       }
