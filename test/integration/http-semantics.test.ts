@@ -5,7 +5,7 @@
 // - DELETE of something missing: 404 where the seed contract declares one (projects, sessions)
 //   and for pi-fleet's own resources (keys), 200 where the seed says "removed if it existed"
 //   (custom providers);
-// - open mode issues no API keys (it checks none): 409 PF_ERR_KEYED_MODE_REQUIRED, while listing
+// - open mode issues no API keys (it checks none): 409 PF_ERR_AUTH_KEYED_MODE_REQUIRED, while listing
 //   and revoking work, and keyed mode issues them as before.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -112,7 +112,7 @@ describe("a wrong method on a real path", () => {
     expect(res.headers.get("allow")).toBe(allow);
     expect(res.json).toEqual({
       error: `${method} is not allowed on ${path.split("?")[0]}`,
-      code: "PF_ERR_METHOD_NOT_ALLOWED",
+      code: "PF_ERR_ROUTE_METHOD_NOT_ALLOWED",
       details: { allow: allow.split(", ") },
     });
   });
@@ -131,6 +131,13 @@ describe("a wrong method on a real path", () => {
       ["POST", `/v1/projects/p/sessions/${SID}/teleport`],
       ["GET", "/v1/projects/p/sessions/a/b/c/d/e"],
       ["OPTIONS", "/v1/projects"],
+      // `/:id` would match with an empty id, which every route refuses: not the collection's path.
+      ["POST", "/v1/projects/"],
+      ["PUT", `/v1/projects/p/sessions/`],
+      // Routes outside the OpenAPI document (metrics, docs UI) reveal no methods.
+      ["POST", "/metrics"],
+      ["POST", "/openapi.json"],
+      ["PUT", "/docs/json"],
     ] as const) {
       const res = await call(open, method, path);
       expect(res.status, `${method} ${path}`).toBe(404);
@@ -210,7 +217,7 @@ describe("DELETE of something that does not exist", () => {
 });
 
 describe("API keys and the auth mode", () => {
-  it("refuses to issue an API key in open mode: 409 PF_ERR_KEYED_MODE_REQUIRED, nothing usable later", async () => {
+  it("refuses to issue an API key in open mode: 409 PF_ERR_AUTH_KEYED_MODE_REQUIRED, nothing usable later", async () => {
     const mint = await call(open, "POST", "/v1/keys", { body: { role: "admin", name: "sneaky" } });
     // The operator switches to keyed mode and keeps the open-mode data in an org named `default`.
     const made = await call(keyed, "POST", "/v1/admin/orgs", { body: { id: "default" }, token: ADMIN });
@@ -220,7 +227,7 @@ describe("API keys and the auth mode", () => {
       minted === undefined ? undefined : (await call(keyed, "GET", "/v1/projects", { token: minted })).status;
     expect({ status: mint.status, code: mint.json.code, usable }).toEqual({
       status: 409,
-      code: "PF_ERR_KEYED_MODE_REQUIRED",
+      code: "PF_ERR_AUTH_KEYED_MODE_REQUIRED",
       usable: undefined,
     });
     expect(mint.json.error).toContain("only issued in keyed mode");

@@ -4,7 +4,7 @@
  * errors map to 400/413/415; storing a secret without PI_FLEET_SECRET_KEY in keyed mode is a 503
  * PF_ERR_SECRET_KEY_REQUIRED; anything unexpected is a 500 with a generic message (details only in
  * the log, never a stack trace to the client). A path no route has is a 404 PF_ERR_ROUTE_NOT_FOUND;
- * a real path asked with a method it does not have is a 405 PF_ERR_METHOD_NOT_ALLOWED with `Allow`
+ * a real path asked with a method it does not have is a 405 PF_ERR_ROUTE_METHOD_NOT_ALLOWED with `Allow`
  * (route-methods.ts).
  */
 import { ApiError, ERROR_CODES, type ErrorCode } from "@pi-fleet/contracts";
@@ -158,7 +158,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
         .status(405)
         .header("Allow", allowed.join(", "))
         .send(
-          body("PF_ERR_METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`, {
+          body("PF_ERR_ROUTE_METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`, {
             allow: allowed,
           }),
         );

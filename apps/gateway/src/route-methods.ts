@@ -6,7 +6,9 @@
  * asks it which methods match the request's path. It matches route shapes only, never data, so a
  * 405 says nothing about which projects or sessions exist.
  *
- * Left out, so they keep answering 404: OPTIONS (the CORS preflight route is a catch-all `*`: it
+ * Left out, so they keep answering 404: routes hidden from the OpenAPI document (`schema.hide`:
+ * metrics, the docs UI, the queue board), a match with an empty path parameter (`/v1/projects/`),
+ * OPTIONS (the CORS preflight route is a catch-all `*`: it
  * would make every path "exist"; an OPTIONS request is never answered 405 either), and the
  * operator routes in open mode, where `/v1/admin/*` does not exist (authenticate.ts).
  */
@@ -14,6 +16,15 @@ import type { FastifyInstance } from "fastify";
 import FindMyWay from "find-my-way";
 
 type Method = FindMyWay.HTTPMethod;
+
+/** The router options of Fastify's config that shape which paths match. */
+interface RouterConfig {
+  ignoreTrailingSlash?: boolean;
+  ignoreDuplicateSlashes?: boolean;
+  caseSensitive?: boolean;
+  maxParamLength?: number;
+  allowUnsafeRegex?: boolean;
+}
 
 /** The order methods are listed in `Allow`. */
 const ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
@@ -26,13 +37,16 @@ export type AllowedMethods = (url: string) => string[];
  * route is registered) and returns the lookup for the not-found handler.
  */
 export function trackRouteMethods(app: FastifyInstance): AllowedMethods {
-  const config = app.initialConfig;
+  // Fastify 5 takes router options at the top level (deprecated) or under `routerOptions`.
+  const top = app.initialConfig as RouterConfig;
+  const nested = (top as { routerOptions?: RouterConfig }).routerOptions ?? {};
+  const option = <K extends keyof RouterConfig>(key: K): RouterConfig[K] => nested[key] ?? top[key];
   const router = FindMyWay({
-    ignoreTrailingSlash: config.ignoreTrailingSlash ?? false,
-    ignoreDuplicateSlashes: config.ignoreDuplicateSlashes ?? false,
-    caseSensitive: config.caseSensitive ?? true,
-    maxParamLength: config.maxParamLength ?? 100,
-    allowUnsafeRegex: config.allowUnsafeRegex ?? false,
+    ignoreTrailingSlash: option("ignoreTrailingSlash") ?? false,
+    ignoreDuplicateSlashes: option("ignoreDuplicateSlashes") ?? false,
+    caseSensitive: option("caseSensitive") ?? true,
+    maxParamLength: option("maxParamLength") ?? 100,
+    allowUnsafeRegex: option("allowUnsafeRegex") ?? false,
   });
   const methods = new Set<Method>();
   const openMode = app.services.env.PI_FLEET_ADMIN_TOKEN === undefined;
@@ -49,6 +63,8 @@ export function trackRouteMethods(app: FastifyInstance): AllowedMethods {
 
   app.addHook("onRoute", (route) => {
     if (openMode && route.config?.auth === "operator") return;
+    // Routes left out of the OpenAPI document (metrics, docs UI, queue board) keep their 404s.
+    if ((route.schema as { hide?: boolean } | undefined)?.hide === true) return;
     const url = route.url ?? route.path;
     if (typeof url !== "string") return;
     for (const method of [route.method].flat() as Method[]) {
@@ -65,7 +81,9 @@ export function trackRouteMethods(app: FastifyInstance): AllowedMethods {
   return (url) => {
     const found: string[] = [];
     for (const method of methods) {
-      if (router.find(method, url) !== null) found.push(method);
+      const match = router.find(method, url);
+      // `/v1/projects/` matches `/:id` with an empty id, which every route refuses: not the path.
+      if (match !== null && !Object.values(match.params).some((v) => v === "")) found.push(method);
     }
     return found.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   };

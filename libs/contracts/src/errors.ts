@@ -15,15 +15,15 @@ export const ERROR_CODES = {
   PF_ERR_ORG_NOT_FOUND: { status: 404, message: "unknown org" },
   PF_ERR_ORG_EXISTS: { status: 409, message: "an org with this id exists" },
   PF_ERR_KEY_NOT_FOUND: { status: 404, message: "unknown API key" },
-  PF_ERR_KEYED_MODE_REQUIRED: {
+  PF_ERR_AUTH_KEYED_MODE_REQUIRED: {
     status: 409,
     message:
-      "API keys are only issued in keyed mode: this gateway runs in open mode (PI_FLEET_ADMIN_TOKEN unset), which checks no key",
+      "API keys are only issued in keyed mode: this gateway runs in open mode (PI_FLEET_ADMIN_TOKEN unset), which checks no key. Set PI_FLEET_ADMIN_TOKEN, then create keys with the operator API (POST /v1/admin/orgs/{org}/keys) or, with an org admin key, POST /v1/keys",
   },
   PF_ERR_RATE_LIMITED: { status: 429, message: "too many requests" },
   PF_ERR_QUEUE_FULL: { status: 429, message: "too many queued runs" },
   PF_ERR_ROUTE_NOT_FOUND: { status: 404, message: "no such route" },
-  PF_ERR_METHOD_NOT_ALLOWED: {
+  PF_ERR_ROUTE_METHOD_NOT_ALLOWED: {
     status: 405,
     message: "the path exists but not with this method (see the Allow header)",
   },

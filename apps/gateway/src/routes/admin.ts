@@ -30,16 +30,6 @@ import type { GatewayServices } from "../services.ts";
 
 type KeyBody = { role: ApiKeyRole; name?: string; expiresAt?: string };
 
-/**
- * The answer to `POST /v1/keys` in open mode: a key minted there is never checked while the mode
- * lasts, and becomes valid, unreviewed, once the operator switches to keyed mode with a `default`
- * org. 409 (not 400): the request is well-formed, the deployment's mode is what refuses it.
- */
-const KEYED_MODE_REQUIRED_MESSAGE =
-  "API keys are only issued in keyed mode: this gateway runs in open mode (PI_FLEET_ADMIN_TOKEN " +
-  "unset), which checks no key. Set PI_FLEET_ADMIN_TOKEN, then create keys with the operator API " +
-  "(POST /v1/admin/orgs/{org}/keys) or, with an org admin key, POST /v1/keys";
-
 async function createKey(s: GatewayServices, request: FastifyRequest, org: string, body: KeyBody) {
   // (`!(… > now)` also refuses a date the schema's format check let through but Date cannot parse.)
   if (body.expiresAt !== undefined && !(Date.parse(body.expiresAt) > Date.now())) {
@@ -218,7 +208,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
   );
 
   // Org admins manage their own org's keys and read its audit log. In open mode nobody is
-  // authenticated, so no key is issued (see KEYED_MODE_REQUIRED_MESSAGE); listing and revoking
+  // authenticated, so no key is issued (a key minted there would be checked by nobody while the mode lasts, then valid, unreviewed, once the operator switches to keyed mode with a `default` org; 409, not 400: the request is well-formed, the deployment's mode refuses it); listing and revoking
   // stay, so keys issued there before this check can still be found and revoked.
   const orgAdmin = { auth: "admin" as const };
   const openMode = s.env.PI_FLEET_ADMIN_TOKEN === undefined;
@@ -242,13 +232,13 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
         tags: ["admin"],
         summary: "Create an API key for this org (role admin); the key is in this response only.",
         description:
-          "Keyed mode only. Open mode (PI_FLEET_ADMIN_TOKEN unset) checks no key, so a key made there would be unchecked until the operator switches to keyed mode and then grant access nobody reviewed: 409 PF_ERR_KEYED_MODE_REQUIRED, nothing is created. Listing and revoking keys work in both modes.",
+          "Keyed mode only. Open mode (PI_FLEET_ADMIN_TOKEN unset) checks no key, so a key made there would be unchecked until the operator switches to keyed mode and then grant access nobody reviewed: 409 PF_ERR_AUTH_KEYED_MODE_REQUIRED, nothing is created. Listing and revoking keys work in both modes.",
         body: CreateApiKeyRequest,
         response: { 201: CreateApiKeyResponse, 400: ErrorResponse, 409: ErrorResponse },
       },
     },
     async (request, reply) => {
-      if (openMode) throw new ApiError("PF_ERR_KEYED_MODE_REQUIRED", KEYED_MODE_REQUIRED_MESSAGE);
+      if (openMode) throw new ApiError("PF_ERR_AUTH_KEYED_MODE_REQUIRED");
       return reply.status(201).send(await createKey(s, request, request.auth.org, request.body as KeyBody));
     },
   );
