@@ -117,6 +117,15 @@ describe("a wrong method on a real path", () => {
     });
   });
 
+  it("answers a plain GET (no upgrade) of /v1/ws with 400 in the error shape, as the RPC socket's", async () => {
+    const res = await call(open, "GET", "/v1/ws");
+    expect(res.status).toBe(400);
+    expect(res.json).toEqual({
+      error: "this route speaks WebSocket: send an upgrade request",
+      code: "PF_ERR_REQUEST_INVALID",
+    });
+  });
+
   it("answers HEAD on a path without GET with 405 and Allow, no body", async () => {
     const res = await call(open, "HEAD", `/v1/projects/p/sessions/${SID}/abort`);
     expect(res.status).toBe(405);

@@ -2,8 +2,9 @@
  * `GET /v1/ws`: the multiplexed WebSocket (see ws/ws-connection.ts). Frames are capped like the
  * REST routes that take images (ws/websocket-plugin.ts) and must arrive within
  * PI_FLEET_REQUEST_TIMEOUT_MS (ws/message-deadline.ts); sockets close with 1001 when the gateway
- * shuts down.
+ * shuts down. A GET without an upgrade answers 400 PF_ERR_REQUEST_INVALID.
  */
+import { ApiError } from "@pi-fleet/contracts";
 import type { FastifyInstance } from "fastify";
 import { socketClient } from "../inject-route.ts";
 import { socketRequestBudget } from "../limits/rate-limit.ts";
@@ -17,14 +18,16 @@ export const openSockets = new Set<WsConnection>();
 export async function wsRoutes(app: FastifyInstance): Promise<void> {
   const s = app.services;
   const budget = socketRequestBudget(app);
-  app.get(
-    "/v1/ws",
-    {
-      websocket: true,
-      // The credential's stream slot, before the upgrade: 429 past PI_FLEET_MAX_STREAMS_PER_KEY.
-      preHandler: async (request) => reserveSocketSlot(s, request),
+  app.route({
+    method: "GET",
+    url: "/v1/ws",
+    // The credential's stream slot, before the upgrade: 429 past PI_FLEET_MAX_STREAMS_PER_KEY.
+    preHandler: async (request) => reserveSocketSlot(s, request),
+    // A plain GET (no upgrade) is answered like the RPC socket's: 400 in the error shape.
+    handler: async () => {
+      throw new ApiError("PF_ERR_REQUEST_INVALID", "this route speaks WebSocket: send an upgrade request");
     },
-    (socket, request) => {
+    wsHandler: (socket, request) => {
       // First, before ws reads anything: a message must arrive within the request timeout.
       messageDeadline(socket, request.raw.socket, s.env.PI_FLEET_REQUEST_TIMEOUT_MS);
       let connection: WsConnection | undefined;
@@ -47,5 +50,5 @@ export async function wsRoutes(app: FastifyInstance): Promise<void> {
         s.metrics.wsConnections--;
       });
     },
-  );
+  });
 }
