@@ -205,6 +205,53 @@ describe("stream_ended", () => {
     }
   });
 
+  it("after a hub reconnect checks each stream once for all its subscribers, and keeps the live ones", async () => {
+    const url = inject("redisUrl");
+    const redis = await connectRedis(url, "command", "test-stream-ended-4");
+    const name = `test-stream-ended-sub-${Date.now()}-shared`;
+    const sub = await connectRedis(url, "subscriber", name);
+    const keys = createKeys(`${stack.prefix}-shared`);
+    const log = new EventLog(redis, keys, 1000);
+    const hub = new StreamHub(sub);
+    try {
+      const refs = ["s1", "s2"].map((session) => ({ org: "acme", project: "many", session }));
+      for (const ref of refs) await registerSession(redis, keys, ref);
+      const got: string[][] = [];
+      for (let i = 0; i < 30; i++) {
+        const seen: string[] = [];
+        got.push(seen);
+        await new StreamSubscription(log, hub, refs[i % 2] as (typeof refs)[number], undefined, {
+          entry: (e) => seen.push(`entry ${JSON.parse(e.data).n}`),
+          reset: (reason) => seen.push(`reset ${reason}`),
+          failed: (err) => seen.push(`failed ${String(err)}`),
+          ended: (data) => seen.push(`ended ${data}`),
+        }).start();
+      }
+      const calls = { bounds: 0, createdAt: 0 };
+      const bounds = log.bounds.bind(log);
+      const createdAt = log.recordCreatedAt.bind(log);
+      log.bounds = (ref) => {
+        calls.bounds++;
+        return bounds(ref);
+      };
+      log.recordCreatedAt = (ref) => {
+        calls.createdAt++;
+        return createdAt(ref);
+      };
+      await killClient(redis, name);
+      await waitFor(() => sub.status === "ready" && calls.createdAt > 0, { timeoutMs: 5000 });
+      // Written after the reconnect: every subscriber still follows its stream.
+      for (const ref of refs)
+        await log.append(ref, "", [{ event: { type: "message_update", n: ref.session } }]);
+      await waitFor(() => got.every((seen) => seen.length > 0), { timeoutMs: 5000 });
+      expect(got).toEqual(Array.from({ length: 30 }, (_, i) => [`entry s${(i % 2) + 1}`]));
+      expect(calls).toEqual({ bounds: 2, createdAt: 2 });
+    } finally {
+      await hub.close();
+      await redis.quit();
+    }
+  });
+
   it("lets an SDK socket subscribe again to a project created again after its deletion", async () => {
     expect((await stack.call("POST", "/v1/projects", { name: "phoenix" })).status).toBe(200);
     const socket = createPiFleetClient({ baseUrl: stack.gateway.url }).ws();

@@ -200,10 +200,10 @@ export class StreamSubscription implements HubListener {
    */
   private async resync(): Promise<void> {
     try {
-      const [{ epoch }, createdAt] = await Promise.all([
-        this.log.bounds(this.ref),
-        this.log.recordCreatedAt(this.ref),
-      ]);
+      // One probe per stream for all its subscribers (StreamHub.shared).
+      const [{ epoch }, createdAt] = await this.hub.shared(this.log.address(this.ref).channel, () =>
+        Promise.all([this.log.bounds(this.ref), this.log.recordCreatedAt(this.ref)]),
+      );
       if (this.closed) return;
       if (createdAt === undefined || createdAt !== this.recordCreatedAt) {
         this.onEnd(streamEndedJson("session" in this.ref ? "session_deleted" : "project_deleted"));
