@@ -116,6 +116,96 @@ describe("control", () => {
     });
   });
 
+  it("reads an optional field that is null as absent, as the worker and the RPC socket do; a null required one is a 400", async () => {
+    const post = (body: unknown) => stack.call("POST", `${base()}/commands`, body);
+    const succeeds = (type: string) => ({ status: 200, json: { type, success: true } });
+    expect(await post({ type: "get_state", id: null })).toMatchObject(succeeds("get_state"));
+    const all = await post({ type: "get_entries" });
+    expect(await post({ type: "get_entries", since: null })).toEqual(all);
+    // As without outputPath (pi's "Nothing to export yet" here), not the refusal of a path.
+    const exported = await post({ type: "export_html", outputPath: null });
+    expect(exported).toEqual(await post({ type: "export_html" }));
+    expect(exported.status).toBe(200);
+    expect(
+      await post({ type: "bash", command: "echo null-exclude", excludeFromContext: null }),
+    ).toMatchObject({
+      ...succeeds("bash"),
+      json: { data: { output: "null-exclude\n", exitCode: 0 } },
+    });
+    // compact reaches the worker (pi's answer, whatever it is), not the schema's 400.
+    expect(await post({ type: "compact", customInstructions: null })).toMatchObject({
+      status: 200,
+      json: { type: "compact" },
+    });
+    const created = await post({ type: "new_session", parentSession: null });
+    expect(created).toMatchObject({ ...succeeds("new_session"), json: { data: { cancelled: false } } });
+    // Required fields stay required: null is not a name.
+    expect(await post({ type: "set_session_name", name: null })).toEqual({
+      status: 400,
+      json: {
+        error: "body/name must be string",
+        code: "PF_ERR_REQUEST_INVALID",
+        details: [{ path: "body/name", message: "must be string" }],
+      },
+    });
+    expect((await post({ type: "set_auto_retry", enabled: null })).status).toBe(400);
+  });
+
+  it("puts no length limit on pi's arguments that pi does not have: pi's answers and texts instead", async () => {
+    const post = (body: unknown) => stack.call("POST", `${base()}/commands`, body);
+    const refused = (type: string, error: string) => ({ status: 200, json: { type, success: false, error } });
+    const long = "n".repeat(250);
+    expect(await post({ type: "set_session_name", name: long })).toEqual({
+      status: 200,
+      json: { type: "set_session_name", success: true },
+    });
+    expect(
+      ((await post({ type: "get_state" })).json as { data: { sessionName?: string } }).data.sessionName,
+    ).toBe(long);
+    // pi trims the name: a 199-character name with blanks around it is a 199-character name.
+    const padded = "p".repeat(199);
+    expect((await post({ type: "set_session_name", name: `  ${padded}  ` })).status).toBe(200);
+    expect(
+      ((await post({ type: "get_state" })).json as { data: { sessionName?: string } }).data.sessionName,
+    ).toBe(padded);
+    const entry = "e".repeat(129);
+    expect(await post({ type: "fork", entryId: entry })).toEqual(
+      refused("fork", "Invalid entry ID for forking"),
+    );
+    expect(await post({ type: "get_entries", since: entry })).toEqual(
+      refused("get_entries", `Entry not found: ${entry}`),
+    );
+    const provider = "p".repeat(65);
+    const modelId = "m".repeat(201);
+    expect(await post({ type: "set_model", provider, modelId })).toEqual(
+      refused("set_model", `Model not found: ${provider}/${modelId}`),
+    );
+    // Empty arguments are pi's to answer too, with pi's texts (an empty bash runs, as in pi).
+    expect(await post({ type: "set_model", provider: "", modelId: "x" })).toEqual(
+      refused("set_model", "Model not found: /x"),
+    );
+    expect(await post({ type: "fork", entryId: "" })).toEqual(
+      refused("fork", "Invalid entry ID for forking"),
+    );
+    expect(await post({ type: "bash", command: "" })).toMatchObject({
+      status: 200,
+      json: { type: "bash", success: true, data: { exitCode: 0 } },
+    });
+    // pi's request id: any length, except on bash, whose output events all carry it.
+    expect(await post({ type: "get_state", id: "i".repeat(500) })).toMatchObject({
+      status: 200,
+      json: { type: "get_state", success: true },
+    });
+    expect(await post({ type: "bash", id: "i".repeat(129), command: "echo" })).toEqual({
+      status: 400,
+      json: {
+        error: "body/id must NOT have more than 128 characters",
+        code: "PF_ERR_REQUEST_INVALID",
+        details: [{ path: "body/id", message: "must NOT have more than 128 characters" }],
+      },
+    });
+  });
+
   it("names sessions by their fleet id in command answers, never by pi's header id", async () => {
     type Answer = { data: Record<string, unknown> };
     const command = async (path: string, body: Record<string, unknown>) => {

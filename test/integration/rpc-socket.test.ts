@@ -198,6 +198,82 @@ describe("pi RPC over WebSocket", () => {
     c.ws.close();
   });
 
+  it("answers pi's arguments with pi's texts and no length limit pi lacks; null optionals and ids as REST does", async () => {
+    const own = (
+      (await stack.call("POST", "/v1/projects/rpcp/sessions", {}, keys.member)).json as { id: string }
+    ).id;
+    const rest = async (body: Rec) =>
+      stack.call("POST", `/v1/projects/rpcp/sessions/${own}/commands`, body, keys.member);
+    const c = await connect(rpcUrl("rpcp", own), keys.member);
+    const rpc = async (id: string, body: Rec) => {
+      c.send({ id, ...body });
+      return c.response(id, 20_000);
+    };
+    const refused = (id: string, command: string, error: string) => ({
+      id,
+      type: "response",
+      command,
+      success: false,
+      error,
+    });
+    // pi trims the name and has no length limit for it.
+    const long = "n".repeat(250);
+    expect(await rpc("n1", { type: "set_session_name", name: long })).toMatchObject({ success: true });
+    expect(((await rpc("s1", { type: "get_state" })).data as Rec).sessionName).toBe(long);
+    const padded = "p".repeat(199);
+    expect(await rpc("n2", { type: "set_session_name", name: ` ${padded} ` })).toMatchObject({
+      success: true,
+    });
+    expect(((await rpc("s2", { type: "get_state" })).data as Rec).sessionName).toBe(padded);
+    // pi's own texts for entry ids and models it does not know, whatever their length.
+    const entry = "e".repeat(129);
+    expect(await rpc("f", { type: "fork", entryId: entry })).toEqual(
+      refused("f", "fork", "Invalid entry ID for forking"),
+    );
+    expect(await rpc("e", { type: "get_entries", since: entry })).toEqual(
+      refused("e", "get_entries", `Entry not found: ${entry}`),
+    );
+    const provider = "p".repeat(65);
+    const modelId = "m".repeat(201);
+    expect(await rpc("m", { type: "set_model", provider, modelId })).toEqual(
+      refused("m", "set_model", `Model not found: ${provider}/${modelId}`),
+    );
+    // A null optional field is absent over both, with the same answer; a null required one an error.
+    for (const [i, body] of [
+      { type: "get_entries", since: null },
+      { type: "export_html", outputPath: null },
+    ].entries()) {
+      const viaRest = await rest(body);
+      expect(viaRest.status, body.type).toBe(200);
+      const { type: _type, ...answer } = viaRest.json as Rec;
+      expect(await rpc(`null-${i}`, body)).toEqual({
+        id: `null-${i}`,
+        type: "response",
+        command: body.type,
+        ...answer,
+      });
+    }
+    expect(await rpc("b", { type: "bash", command: "echo null", excludeFromContext: null })).toMatchObject({
+      success: true,
+      data: { output: "null\n", exitCode: 0 },
+    });
+    const nullName = await rest({ type: "set_session_name", name: null });
+    expect(nullName.status).toBe(400);
+    expect(await rpc("nn", { type: "set_session_name", name: null })).toEqual(
+      refused("nn", "set_session_name", (nullName.json as { error: string }).error),
+    );
+    // pi's request id: any length, except a bash's, which every output event carries (REST's 400).
+    const longId = "i".repeat(500);
+    expect(await rpc(longId, { type: "get_state" })).toMatchObject({ id: longId, success: true });
+    const bashId = "b".repeat(129);
+    const tooLong = await rest({ id: bashId, type: "bash", command: "echo" });
+    expect(tooLong.status).toBe(400);
+    expect(await rpc(bashId, { type: "bash", command: "echo" })).toEqual(
+      refused(bashId, "bash", (tooLong.json as { error: string }).error),
+    );
+    c.ws.close();
+  });
+
   it("answers a prompt whose run fails before pi starts it with success: false, as pi's preflight", async () => {
     // globex has no provider: the run fails before pi's loop starts (no model / no API key).
     expect((await stack.call("POST", "/v1/projects", { name: "bare" }, keys.other)).status).toBe(200);

@@ -204,6 +204,12 @@ describe("command: models and thinking", () => {
       code: "invalid",
       error: "Model not found: faux/nope",
     });
+    // Empty names are looked up like any other, as pi does (its text, no argument error).
+    expect(await session.command({ type: "set_model", provider: "", modelId: "x" })).toEqual({
+      success: false,
+      code: "invalid",
+      error: "Model not found: /x",
+    });
     const anthropic = runtime.listModels().find((m) => m.provider === "anthropic");
     expect(
       await session.command({ type: "set_model", provider: "anthropic", modelId: anthropic?.id }),

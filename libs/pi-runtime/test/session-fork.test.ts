@@ -187,7 +187,7 @@ describe("fork", () => {
       entries: { id: string; type: string; message?: { role: string } }[];
     };
     const assistant = entries.find((e) => e.message?.role === "assistant")!;
-    for (const entryId of ["nope", assistant.id]) {
+    for (const entryId of ["nope", "", assistant.id]) {
       expect(await ctx.session.command({ type: "fork", entryId }, ctx.files)).toEqual({
         success: false,
         code: "invalid",

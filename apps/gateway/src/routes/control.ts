@@ -22,6 +22,7 @@ import {
   OkResponse,
   PendingExtensionUiRequestsResponse,
   SessionParams,
+  withoutNullOptionals,
 } from "@pi-fleet/contracts";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { requireRole } from "../auth/authenticate.ts";
@@ -74,17 +75,22 @@ const READ_ONLY_COMMAND = /^get_[a-z_]+$/;
 
 /**
  * The second step of a command body's validation (the route schema, {@link CommandEnvelope}, has
- * checked `type`): the command's own schema (libs/contracts commands.ts: pi's fields, no others),
- * compiled once per type by the route's ajv with the app's options (unknown fields rejected, no
- * coercion). A type without a schema passes: the worker answers it (400
- * `PF_ERR_COMMAND_UNSUPPORTED`, pi's `Unknown command: <type>`).
+ * checked `type`): the command's optional fields that are null dropped (read as absent, the rule
+ * the pi RPC socket applies too: libs/contracts `withoutNullOptionals`), then the command's own
+ * schema (libs/contracts commands.ts: pi's fields, no others), compiled once per type by the
+ * route's ajv with the app's options (unknown fields rejected, no coercion). A type without a
+ * schema passes unchanged: the worker answers it (400 `PF_ERR_COMMAND_UNSUPPORTED`, pi's
+ * `Unknown command: <type>`).
+ * @returns the command as the worker gets it
  * @throws Fastify's validation error (400 `PF_ERR_REQUEST_INVALID`, `details` naming each path)
  */
-function validateCommand(request: FastifyRequest, command: { type: string }): void {
-  const schema = commandSchema(command.type);
-  if (!schema) return;
+function validateCommand(request: FastifyRequest, body: { type: string }): { type: string } {
+  const schema = commandSchema(body.type);
+  if (!schema) return body;
+  const command = withoutNullOptionals(schema, body) as { type: string }; // `type` is required
   const validate = request.compileValidationSchema(schema, "body");
   if (validate(command) !== true) throw validationError(validate.errors ?? [], "body");
+  return command;
 }
 
 /** Steer / follow-up: validated, then into the running run or queued as a prompt (deliver.ts). */
@@ -169,11 +175,12 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
   /**
    * `POST …/commands`: one pi RPC command (pi 0.87.1's `RpcCommand` shapes, libs/contracts
    * commands.ts) on the session's owner, which is taken on demand. The body is validated in two
-   * steps: `type` (route schema), then that command's own fields (validateCommand): an unknown
-   * field or a wrongly typed argument is a 400 `PF_ERR_REQUEST_INVALID` naming the path, before
-   * roles and the session are checked. `get_*` commands are open to viewers, the others need a
-   * member. Answers `{type, success, data?, error?}`: 200 also when pi refuses the arguments'
-   * meaning (`success: false`, pi's text, e.g. "Session name cannot be empty"); 400
+   * steps: `type` (route schema), then that command's own fields (validateCommand; an optional
+   * one that is null counts as absent): an unknown field or a wrongly typed argument (a null
+   * required one too) is a 400 `PF_ERR_REQUEST_INVALID` naming the path, before roles and the
+   * session are checked. `get_*` commands are open to viewers, the others need a member. Answers
+   * `{type, success, data?, error?}`: 200 also when pi refuses the arguments' meaning (`success:
+   * false`, pi's text, e.g. "Session name cannot be empty"); 400
    * `PF_ERR_COMMAND_UNSUPPORTED` for a type the fleet does not run as a command (`prompt`,
    * `switch_session`, an unknown one); 409 `PF_ERR_COMMAND_BUSY` for a change pi forbids during a
    * run. The OpenAPI document shows the body as the union of the command schemas.
@@ -196,8 +203,7 @@ export async function controlRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { projectId, id } = request.params as Params;
-      const command = request.body as { type: string };
-      validateCommand(request, command);
+      const command = validateCommand(request, request.body as { type: string });
       // Reading commands (get_*) are open to viewers; everything else changes the session.
       if (!READ_ONLY_COMMAND.test(command.type)) requireRole(request, "member");
       await requireSession(s, request.auth.org, projectId, id);

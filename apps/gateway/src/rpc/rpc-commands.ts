@@ -5,7 +5,7 @@
  * command maps onto the REST route that implements it in the fleet. Responses of those routes
  * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
  */
-import { COMMAND_ID_MAX_LENGTH, commandSchema, FLEET_EVENTS, isUiRequestId } from "@pi-fleet/contracts";
+import { commandSchema, FLEET_EVENTS, isUiRequestId, withoutNullOptionals } from "@pi-fleet/contracts";
 import { jsonBody } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 
@@ -181,26 +181,24 @@ export function abortCall(): RouteCall {
 /**
  * `POST …/commands` for every other command (the worker's command switch). pi reads the fields its
  * command defines and ignores any other, where the route answers an unknown field with a 400: the
- * body keeps only the command's own fields (libs/contracts `commandSchema`), without an optional
- * one that is null (pi's handlers, like the worker's, mostly read null as absent). `id` is
- * forwarded when it is a string the route accepts (a `bash` tags its `bash_execution_update`
- * events with it, as pi does); the response's id stays here in any case. A wrongly typed field
- * goes through, and the route's 400 text becomes pi's error response.
+ * body keeps only the command's own fields (libs/contracts `commandSchema`). An optional one that
+ * is null is dropped by the route's own rule (`withoutNullOptionals`, also applied here so the
+ * body is what the route validates). A string `id` is forwarded (a `bash` tags its
+ * `bash_execution_update` events with it, as pi does; the route refuses a bash id over its limit,
+ * as over REST); the response's id stays here in any case, whatever its type. A wrongly typed
+ * field goes through, and the route's 400 text becomes pi's error response.
  */
 export function commandCall(command: RpcCommand): RouteCall {
   const { id, ...rest } = command;
   const schema = typeof command.type === "string" ? commandSchema(command.type) : undefined;
   // Every pi command sent here has a schema (a unit test holds PI_RPC_COMMANDS to them).
   if (!schema) return { method: "POST", path: "/commands", body: rest };
-  const required = new Set(schema.required ?? []);
-  const body: Record<string, unknown> = {};
+  const own: Record<string, unknown> = {};
   for (const key of Object.keys(schema.properties)) {
-    const value = rest[key];
-    if (value === undefined || (value === null && !required.has(key))) continue;
-    body[key] = value;
+    if (key !== "id" && rest[key] !== undefined) own[key] = rest[key];
   }
-  if (typeof id === "string" && id.length <= COMMAND_ID_MAX_LENGTH) body.id = id;
-  return { method: "POST", path: "/commands", body };
+  if (typeof id === "string") own.id = id;
+  return { method: "POST", path: "/commands", body: withoutNullOptionals(schema, own) };
 }
 
 /** `GET …/state` (status, running run, queue length): whether pi would count the agent as streaming. */

@@ -653,7 +653,7 @@ export interface paths {
         put?: never;
         /**
          * Create an API key for this org (role admin); the key is in this response only.
-         * @description Keyed mode only. Open mode (PI_FLEET_ADMIN_TOKEN unset) checks no key, so a key made there would be unchecked until the operator switches to keyed mode and then grant access nobody reviewed: 409 PF_ERR_KEYED_MODE_REQUIRED, nothing is created. Listing and revoking keys work in both modes.
+         * @description Keyed mode only. Open mode (PI_FLEET_ADMIN_TOKEN unset) checks no key, so a key made there would be unchecked until the operator switches to keyed mode and then grant access nobody reviewed: 409 PF_ERR_AUTH_KEYED_MODE_REQUIRED, nothing is created. Listing and revoking keys work in both modes.
          */
         post: {
             parameters: {
@@ -3085,174 +3085,178 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            /** @description A pi RPC command (pi 0.87.1 `RpcCommand`): `type` plus that command's own fields, no others. `prompt`, `steer`, `follow_up` and `abort` have routes of their own; any other type answers 400 `PF_ERR_COMMAND_UNSUPPORTED`. */
+            /** @description A pi RPC command (pi 0.87.1 `RpcCommand`): `type` plus that command's own fields, no others. An optional field (`id` included) that is null counts as absent; a required one that is null is a 400. `prompt`, `steer`, `follow_up` and `abort` have routes of their own; any other type answers 400 `PF_ERR_COMMAND_UNSUPPORTED`. */
             requestBody: {
                 content: {
                     "application/json": {
                         /** @enum {string} */
                         type: "clear_queue";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "new_session";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
-                        /** @description A session id of this project (pi takes a file path; the fleet refuses paths). */
+                        /** @description A session id of this project (pi takes a file path; the fleet refuses paths); null counts as absent. */
                         parentSession?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_state";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "set_model";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         provider: string;
                         modelId: string;
                     } | {
                         /** @enum {string} */
                         type: "cycle_model";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_available_models";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "set_thinking_level";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         /** @enum {string} */
                         level: "off" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max";
                     } | {
                         /** @enum {string} */
                         type: "cycle_thinking_level";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_available_thinking_levels";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "set_steering_mode";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         /** @enum {string} */
                         mode: "all" | "one-at-a-time";
                     } | {
                         /** @enum {string} */
                         type: "set_follow_up_mode";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         /** @enum {string} */
                         mode: "all" | "one-at-a-time";
                     } | {
                         /** @enum {string} */
                         type: "compact";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
+                        /** @description null counts as absent. */
                         customInstructions?: string;
                     } | {
                         /** @enum {string} */
                         type: "set_auto_compaction";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         enabled: boolean;
                     } | {
                         /** @enum {string} */
                         type: "set_auto_retry";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         enabled: boolean;
                     } | {
                         /** @enum {string} */
                         type: "abort_retry";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "bash";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id: the command's `bash_execution_update` events carry it; null counts as absent. */
                         id?: string;
                         command: string;
+                        /** @description null counts as absent. */
                         excludeFromContext?: boolean;
                     } | {
                         /** @enum {string} */
                         type: "abort_bash";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_session_stats";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "export_html";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
-                        /** @description pi's output file: refused (the page is returned in the answer). */
+                        /** @description pi's output file: refused (the page is returned in the answer); null counts as absent. */
                         outputPath?: string;
                     } | {
                         /** @enum {string} */
                         type: "switch_session";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
+                        /** @description null counts as absent. */
                         sessionPath?: string;
                     } | {
                         /** @enum {string} */
                         type: "fork";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         entryId: string;
                     } | {
                         /** @enum {string} */
                         type: "clone";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_fork_messages";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_entries";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
+                        /** @description null counts as absent. */
                         since?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_tree";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_last_assistant_text";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "set_session_name";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                         name: string;
                     } | {
                         /** @enum {string} */
                         type: "get_messages";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     } | {
                         /** @enum {string} */
                         type: "get_commands";
-                        /** @description pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it. */
+                        /** @description pi's request id. Accepted and ignored, except by `bash`; null counts as absent. */
                         id?: string;
                     };
                 };
@@ -3716,6 +3720,39 @@ export interface paths {
                             details?: unknown;
                         };
                     };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ws": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
             };
         };

@@ -4,7 +4,17 @@
  * in @earendil-works/pi-coding-agent `dist/modes/rpc/rpc-types.d.ts`; the handlers are
  * libs/pi-runtime/src/commands/*.ts). Every schema rejects unknown fields. Like every pi command,
  * each takes an optional string `id` (pi's request id): accepted so a pi client's JSON posts
- * unchanged, and ignored except by `bash`, whose `bash_execution_update` events carry it.
+ * unchanged, and ignored except by `bash`, whose `bash_execution_update` events carry it (so a
+ * bash's id is at most {@link BASH_ID_MAX_LENGTH} characters: every output event repeats it).
+ * Beyond that the schemas check names, types, optionality and pi's enums only, no lengths: pi
+ * limits none of its arguments (the route's body limit bounds them), and what pi refuses it
+ * refuses with its own text (`Entry not found: <id>`, `Model not found: <provider>/<id>`, …).
+ *
+ * An optional field (`id` included) that is null counts as absent: the worker's handlers read it
+ * so (`optionalStringArg`, …), and a client that serialises an unset field as null must not get a
+ * 400 for it. {@link withoutNullOptionals} drops those fields before the schema is applied, on the
+ * REST route and on the pi RPC socket alike; a required field that is null stays a wrong type
+ * (400).
  *
  * pi's `prompt`, `steer`, `follow_up` and `abort` have routes of their own and no schema here.
  * The route validates in two steps: `type` against {@link CommandEnvelope}; then, when
@@ -16,8 +26,15 @@ import { type Static, type TObject, type TProperties, Type } from "typebox";
 import { THINKING_LEVELS } from "../thinking.ts";
 import { StringEnum } from "./common.ts";
 
-/** Longest `id` (pi's request id) a command body may carry. */
-export const COMMAND_ID_MAX_LENGTH = 128;
+/**
+ * Longest `id` (pi's request id) a `bash` command may carry: each of its `bash_execution_update`
+ * events (one per chunk of output) repeats the id on the session stream. Other commands ignore
+ * their id, so theirs has no limit.
+ */
+export const BASH_ID_MAX_LENGTH = 128;
+
+/** What the schemas say of a null optional field (see {@link withoutNullOptionals}). */
+const NULL_IS_ABSENT = "null counts as absent.";
 
 /** pi's thinking levels (pi-agent-core `ThinkingLevel`): the contract's six plus `max`. */
 export const PI_COMMAND_THINKING_LEVELS = [...THINKING_LEVELS, "max"] as const;
@@ -28,15 +45,21 @@ export const PI_QUEUE_MODES = ["all", "one-at-a-time"] as const;
 /** pi's optional request id, on every command. */
 const RequestId = Type.Optional(
   Type.String({
-    maxLength: COMMAND_ID_MAX_LENGTH,
-    description:
-      "pi's request id. Accepted and ignored, except by `bash`: its `bash_execution_update` events carry it.",
+    description: `pi's request id. Accepted and ignored, except by \`bash\`; ${NULL_IS_ABSENT}`,
+  }),
+);
+
+/** A `bash`'s request id: its `bash_execution_update` events carry it (hence the limit). */
+const BashRequestId = Type.Optional(
+  Type.String({
+    maxLength: BASH_ID_MAX_LENGTH,
+    description: `pi's request id: the command's \`bash_execution_update\` events carry it; ${NULL_IS_ABSENT}`,
   }),
 );
 
 /**
- * The schema of pi command `type`: `{type, id?, ...properties}`, no other field. The `const`
- * of `type` is what {@link commandSchema} indexes by.
+ * The schema of pi command `type`: `{type, id?, ...properties}`, no other field (`properties` may
+ * replace `id`). The `const` of `type` is what {@link commandSchema} indexes by.
  */
 function command<const T extends string, P extends TProperties>(type: T, description: string, properties: P) {
   return Type.Object(
@@ -77,7 +100,7 @@ export const GetLastAssistantTextCommand = command(
 export const SetSessionNameCommand = command(
   "set_session_name",
   "Names the session (trimmed; a blank name answers pi's `Session name cannot be empty`).",
-  { name: Type.String({ maxLength: 200 }) },
+  { name: Type.String() },
 );
 /** pi `{type: "get_commands"}`. */
 export const GetCommandsCommand = command(
@@ -100,10 +123,7 @@ export const GetAvailableModelsCommand = command(
 export const SetModelCommand = command(
   "set_model",
   "Switches the session's model (409 while a run is active).",
-  {
-    provider: Type.String({ minLength: 1, maxLength: 64 }),
-    modelId: Type.String({ minLength: 1, maxLength: 200 }),
-  },
+  { provider: Type.String(), modelId: Type.String() },
 );
 /** pi `{type: "cycle_model"}`. */
 export const CycleModelCommand = command(
@@ -170,7 +190,7 @@ export const ClearQueueCommand = command(
 export const CompactCommand = command(
   "compact",
   "Compacts the context → pi's CompactionResult (409 while a run is active).",
-  { customInstructions: Type.Optional(Type.String()) },
+  { customInstructions: Type.Optional(Type.String({ description: NULL_IS_ABSENT })) },
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -181,7 +201,11 @@ export const CompactCommand = command(
 export const BashCommand = command(
   "bash",
   "Runs a user shell command in the session's sandbox and records it (pi's `!cmd`) → pi's BashResult without `fullOutputPath`.",
-  { command: Type.String({ minLength: 1 }), excludeFromContext: Type.Optional(Type.Boolean()) },
+  {
+    id: BashRequestId,
+    command: Type.String(),
+    excludeFromContext: Type.Optional(Type.Boolean({ description: NULL_IS_ABSENT })),
+  },
 );
 /** pi `{type: "abort_bash"}`. */
 export const AbortBashCommand = command("abort_bash", "Kills the running user bash commands.", {});
@@ -200,7 +224,7 @@ export const GetForkMessagesCommand = command(
 export const GetEntriesCommand = command(
   "get_entries",
   "→ `{entries, leafId}`: all session entries, or those after the entry `since`.",
-  { since: Type.Optional(Type.String({ maxLength: COMMAND_ID_MAX_LENGTH })) },
+  { since: Type.Optional(Type.String({ description: NULL_IS_ABSENT })) },
 );
 /** pi `{type: "get_tree"}`. */
 export const GetTreeCommand = command("get_tree", "→ `{tree, leafId}`: the session's entry tree.", {});
@@ -213,7 +237,7 @@ export const GetTreeCommand = command("get_tree", "→ `{tree, leafId}`: the ses
 export const ForkCommand = command(
   "fork",
   "A new session holding the branch before the user message `entryId` → `{text, cancelled, sessionId}`.",
-  { entryId: Type.String({ minLength: 1, maxLength: COMMAND_ID_MAX_LENGTH }) },
+  { entryId: Type.String() },
 );
 /** pi `{type: "clone"}`. */
 export const CloneCommand = command(
@@ -225,7 +249,7 @@ export const CloneCommand = command(
 export const NewSessionCommand = command("new_session", "A new, empty session → `{cancelled, sessionId}`.", {
   parentSession: Type.Optional(
     Type.String({
-      description: "A session id of this project (pi takes a file path; the fleet refuses paths).",
+      description: `A session id of this project (pi takes a file path; the fleet refuses paths); ${NULL_IS_ABSENT}`,
     }),
   ),
 });
@@ -237,7 +261,7 @@ export const NewSessionCommand = command("new_session", "A new, empty session �
 export const SwitchSessionCommand = command(
   "switch_session",
   "Not supported over REST (address the other session by its id in the URL); the pi RPC socket supports it.",
-  { sessionPath: Type.Optional(Type.String()) },
+  { sessionPath: Type.Optional(Type.String({ description: NULL_IS_ABSENT })) },
 );
 /** pi `{type: "export_html", outputPath?: string}`. */
 export const ExportHtmlCommand = command(
@@ -245,7 +269,9 @@ export const ExportHtmlCommand = command(
   "→ `{html}`: the session as pi's self-contained HTML page, returned inline (no server path).",
   {
     outputPath: Type.Optional(
-      Type.String({ description: "pi's output file: refused (the page is returned in the answer)." }),
+      Type.String({
+        description: `pi's output file: refused (the page is returned in the answer); ${NULL_IS_ABSENT}`,
+      }),
     ),
   },
 );
@@ -299,6 +325,26 @@ export function commandSchema(type: string): TObject | undefined {
 }
 
 /**
+ * `body` without the optional fields of its command (`schema`, from {@link commandSchema}) that
+ * are null: the one rule of the REST route and the pi RPC socket, applied before the schema. The
+ * worker's handlers (`optionalStringArg`, `optionalBooleanArg`) read a null optional argument as
+ * absent. Required fields, fields the schema does not know and other values are kept (the schema
+ * judges them: a null required field is a 400).
+ */
+export function withoutNullOptionals(
+  schema: TObject,
+  body: Record<string, unknown>,
+): Record<string, unknown> {
+  const required = new Set(schema.required ?? []);
+  // fromEntries defines own properties: a `__proto__` key stays a field (for the schema to refuse).
+  return Object.fromEntries(
+    Object.entries(body).filter(
+      ([key, value]) => value !== null || !Object.hasOwn(schema.properties, key) || required.has(key),
+    ),
+  );
+}
+
+/**
  * What `POST …/commands` validates before anything else: a `type` (other fields are checked
  * against the command's own schema next, see {@link commandSchema}).
  */
@@ -315,6 +361,7 @@ export const CommandRequest = Type.Union([...COMMAND_SCHEMA_LIST], {
   discriminator: { propertyName: "type" },
   description:
     "A pi RPC command (pi 0.87.1 `RpcCommand`): `type` plus that command's own fields, no others. " +
+    "An optional field (`id` included) that is null counts as absent; a required one that is null is a 400. " +
     "`prompt`, `steer`, `follow_up` and `abort` have routes of their own; any other type answers 400 " +
     "`PF_ERR_COMMAND_UNSUPPORTED`.",
 });

@@ -3,7 +3,7 @@
 // default host spawn, and recorded in the session as a bashExecution message.
 import type { BashOperations } from "@earendil-works/pi-coding-agent";
 import { errorMessage } from "../errors.ts";
-import { type CommandHandler, nonEmptyStringArg, ok, optionalBooleanArg } from "./support.ts";
+import { type CommandHandler, ok, optionalBooleanArg, stringArg } from "./support.ts";
 
 /**
  * `bash {command, excludeFromContext?}` → `{output, exitCode, cancelled, truncated}` (pi's
@@ -15,7 +15,7 @@ import { type CommandHandler, nonEmptyStringArg, ok, optionalBooleanArg } from "
  * that line and without an exit code (see timeoutAsEnding).
  */
 const bash: CommandHandler = async ({ session, bashOperations, overflowLogs }, request) => {
-  const command = nonEmptyStringArg(request, "command");
+  const command = stringArg(request, "command");
   const excludeFromContext = optionalBooleanArg(request, "excludeFromContext");
   const id = typeof request.id === "string" ? request.id : undefined;
   const capped = timeoutAsEnding(bashOperations);

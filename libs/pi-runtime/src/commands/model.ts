@@ -8,14 +8,7 @@ import {
   PI_THINKING_LEVELS,
 } from "../thinking-levels.ts";
 import type { ModelRow } from "../types.ts";
-import {
-  busy,
-  CommandArgError,
-  type CommandContext,
-  type CommandHandler,
-  nonEmptyStringArg,
-  ok,
-} from "./support.ts";
+import { busy, CommandArgError, type CommandContext, type CommandHandler, ok, stringArg } from "./support.ts";
 
 /** `get_available_models` → `{models: ModelRow[]}`: the org runtime's models with auth, in its order. */
 const getAvailableModels: CommandHandler = ({ runtime }) =>
@@ -27,8 +20,8 @@ const getAvailableModels: CommandHandler = ({ runtime }) =>
  * clamped thinking level for the new model and records a model_change entry.
  */
 const setModel: CommandHandler = async (ctx, request) => {
-  const provider = nonEmptyStringArg(request, "provider");
-  const modelId = nonEmptyStringArg(request, "modelId");
+  const provider = stringArg(request, "provider");
+  const modelId = stringArg(request, "modelId");
   const row = ctx.runtime.findModel(provider, modelId);
   if (!row?.available) throw new CommandArgError(`Model not found: ${provider}/${modelId}`);
   if (ctx.busy) return busy(request.type);

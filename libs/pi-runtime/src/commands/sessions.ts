@@ -15,9 +15,9 @@ import {
   CommandArgError,
   type CommandContext,
   type CommandHandler,
-  nonEmptyStringArg,
   ok,
   optionalStringArg,
+  stringArg,
 } from "./support.ts";
 
 /** pi's error for a fork target that is not a user message (or no entry at all). */
@@ -34,7 +34,7 @@ const INVALID_FORK_ENTRY = "Invalid entry ID for forking";
  * the first assistant answer.
  */
 const fork: CommandHandler = async (ctx, request) => {
-  const entryId = nonEmptyStringArg(request, "entryId");
+  const entryId = stringArg(request, "entryId");
   const refused = refusal(ctx, request);
   if (refused) return refused;
   const { session } = ctx;

@@ -49,13 +49,6 @@ export function stringArg(request: CommandRequest, key: string): string {
   return value;
 }
 
-/** A required string argument that is not blank. */
-export function nonEmptyStringArg(request: CommandRequest, key: string): string {
-  const value = stringArg(request, key);
-  if (value.trim() === "") throw new CommandArgError(`${request.type}: "${key}" must not be empty`);
-  return value;
-}
-
 /** An optional string argument (absent or null → undefined). */
 export function optionalStringArg(request: CommandRequest, key: string): string | undefined {
   return request[key] == null ? undefined : stringArg(request, key);
