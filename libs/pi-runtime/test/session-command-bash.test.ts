@@ -39,7 +39,12 @@ describe("command: bash", () => {
     expect(await session.command({ type: "bash", command: "exit 3" })).toMatchObject({
       data: { exitCode: 3 },
     });
-    expect(await session.command({ type: "bash", command: " " })).toMatchObject({ code: "invalid" });
+    // A blank command runs (pi's RPC runs it too); a missing one is an argument error.
+    expect(await session.command({ type: "bash", command: " " })).toMatchObject({
+      success: true,
+      data: { exitCode: 0 },
+    });
+    expect(await session.command({ type: "bash" })).toMatchObject({ code: "invalid" });
   });
 
   it("strips fullOutputPath when the output overflows", async () => {
