@@ -90,7 +90,7 @@ describe("deletion", () => {
     expect((await projectKeys("del-session")).filter((k) => k.includes(sid))).toEqual([]);
   });
 
-  it("of a session: its owner removes the transcript once its run is aborted", async () => {
+  it("of a session: its owner removes the transcript once its run is aborted; a queued run never reopens it", async () => {
     await stack.call("POST", "/v1/projects", { name: "del-transcript" });
     const sid = ((await stack.call("POST", "/v1/projects/del-transcript/sessions")).json as Json)
       .id as string;
@@ -98,9 +98,11 @@ describe("deletion", () => {
     await finishedRun(base, "[[reply:first]]");
     const file = join(stack.workspace, DEFAULT_ORG, "sessions", "del-transcript", `${sid}.jsonl`);
     expect(existsSync(file)).toBe(true);
-    // A run streaming when the session is deleted: pi writes its aborted message on the abort.
+    // A run streaming when the session is deleted (pi writes its aborted message on the abort), and
+    // one queued behind it, which the abort lets start.
     const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
       .json as Json;
+    await stack.call("POST", `${base}/prompt`, { text: "[[reply:queued behind]]" });
     await waitFor(
       async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
       { timeoutMs: 15_000 },
@@ -109,6 +111,24 @@ describe("deletion", () => {
     // The owner answered the deletion's forget_session after pi let go of the session, and removed
     // the file then: it is gone before the purge-session job runs (5 s later).
     expect(existsSync(file)).toBe(false);
+    // The queued run does not start on the deleted session: no record, stream or file comes back.
+    const keys = createKeys(stack.prefix);
+    const left = async () => ({
+      file: existsSync(file),
+      record: await redis.exists(keys.session(DEFAULT_ORG, "del-transcript", sid)),
+      stream: await redis.exists(keys.stream(DEFAULT_ORG, "del-transcript", sid)),
+    });
+    for (let i = 0; i < 10; i++) {
+      expect(await left(), `${i * 200} ms after the deletion`).toEqual({ file: false, record: 0, stream: 0 });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    // A command that reaches the owner anyway (sent past the gateway's session check) opens nothing.
+    const answer = await stack.gateway.services.control.send(DEFAULT_ORG, "del-transcript", "command", {
+      session: sid,
+      payload: { type: "get_state" },
+    });
+    expect(answer).toMatchObject({ kind: "reply", reply: { ok: false } });
+    expect(await left()).toEqual({ file: false, record: 0, stream: 0 });
   });
 
   it("of a session whose data deletion failed half-way: the maintenance job finishes it", async () => {

@@ -52,6 +52,17 @@ function builtinProviderIds(): Promise<ReadonlySet<string>> {
   return builtinIds;
 }
 
+/**
+ * The session's registry record is gone (it was deleted): it is not opened, so nothing (a run
+ * queued behind an aborted one, a late command) recreates its transcript.
+ */
+export class SessionGoneError extends Error {
+  override readonly name = "SessionGoneError";
+  constructor() {
+    super("the session was deleted");
+  }
+}
+
 /** The host is closing (its project is being released): no session may be opened now. */
 export class ProjectReleasingError extends Error {
   override readonly name = "ProjectReleasingError";
@@ -135,7 +146,8 @@ export class SessionHost {
    * The session, opened (or reopened from its transcript) on first use, with the registry's
    * model settings applied. A session opened on an older runtime of the org is disposed and
    * reopened on the current one unless it is streaming. @throws PiRuntimeError (no model,
-   * corrupt transcript, …); ProjectReleasingError once close() began
+   * corrupt transcript, …); ProjectReleasingError once close() began; SessionGoneError when the
+   *   session is not registered (deleted)
    */
   async acquire(sessionId: string): Promise<PiSession> {
     if (this.closed) throw new ProjectReleasingError();
@@ -145,6 +157,7 @@ export class SessionHost {
       this.ctx.registry.getSession(this.org, this.project, sessionId),
     ]);
     if (this.closed) throw new ProjectReleasingError();
+    if (!record) throw new SessionGoneError();
     const models = runtime.listModels();
     const chosen =
       record?.provider && record.modelId

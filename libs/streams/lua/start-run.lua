@@ -9,12 +9,15 @@
 --       then field/value pairs to set on the run record
 -- Returns {1, entryId} when started, {0, "not_head"} when an older run of the session is still
 -- open, {0, "quota"} when the org runs its quota already, {0, "org_disabled"} when an operator
--- disabled the org, {0, <state>} when the run is no longer queued; errors "FENCED …" / "NORUN".
+-- disabled the org, {0, <state>} when the run is no longer queued; errors "FENCED …", "NORUN",
+-- "NOSESSION" when the session was deleted (its record, with `createdAt`, is gone: a queued run
+-- of a deleted session must not start, nor write `activeRun` into a hash that would look alive).
 local fenced = pf_fence(KEYS[1], ARGV[1])
 if fenced then return fenced end
 local state = redis.call('HGET', KEYS[2], 'status')
 if not state then return redis.error_reply('NORUN') end
 if state ~= 'queued' then return {0, state} end
+if redis.call('HEXISTS', KEYS[6], 'createdAt') == 0 then return redis.error_reply('NOSESSION') end
 if redis.call('HGET', KEYS[10], 'disabled') == '1' then return {0, 'org_disabled'} end
 local runId = redis.call('HGET', KEYS[2], 'id')
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]

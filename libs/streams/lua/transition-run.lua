@@ -27,7 +27,8 @@ pf_append(KEYS[7], KEYS[8], ARGV[10], ARGV[2], ARGV[4], cjson.encode({
 }))
 if ARGV[6] == 'running' then
   redis.call('HSET', KEYS[2], 'startOffset', id, 'startedAt', ARGV[8])
-  redis.call('HSET', KEYS[6], 'activeRun', runId)
+  -- Never into a deleted session's hash (it would exist again, with only this field).
+  if redis.call('HEXISTS', KEYS[6], 'createdAt') == 1 then redis.call('HSET', KEYS[6], 'activeRun', runId) end
 end
 if ARGV[9] == '1' then
   redis.call('HSET', KEYS[2], 'endOffset', id, 'endedAt', ARGV[8])

@@ -382,7 +382,8 @@ export class EventLog {
    *   open (wait and retry); `{throttled: true}` when the org runs its quota already (retry later);
    *   `{orgDisabled: true}` when an operator disabled the org (the caller cancels the run);
    *   `{rejected: state}` when the run is no longer queued
-   * @throws FencedError when `token` no longer holds the lease; MissingRecordError if no record
+   * @throws FencedError when `token` no longer holds the lease; MissingRecordError when the run's
+   *   record or its session's record (a deleted session) is gone
    */
   async startRun(
     ref: SessionRef,
@@ -422,6 +423,9 @@ export class EventLog {
         throw new FencedError((err as Error).message);
       }
       if (err instanceof Error && err.message.includes("NORUN")) throw new MissingRecordError("no such run");
+      if (err instanceof Error && err.message.includes("NOSESSION")) {
+        throw new MissingRecordError("no such session");
+      }
       throw err;
     }
     if (res[0] === 1) return { offset: String(res[1]) };
