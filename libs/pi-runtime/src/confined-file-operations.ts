@@ -2,8 +2,10 @@
 // paths), except that the read-only tools (read, ls, grep, find) may also read inside the
 // session's operator skill roots: pi lists each loaded skill in the system prompt by its absolute
 // path and tells the model to `read` it, and operator skills live outside the project (the
-// PI_SKILL_PATHS entries, and the skill dirs of operator extension packages but never the rest of
-// a package: resource-policy.ts `operatorSkillRoots`). write and edit reach the project dir only.
+// PI_SKILL_PATHS entries, and the skill dirs, or flat skill files, of operator extension packages
+// but never the rest of a package: resource-policy.ts `operatorSkillRoots`). A root may be a
+// single file: then that file alone is readable, nothing beside or below it. write and edit reach
+// the project dir only.
 // pi resolves the model's path against the cwd (the project dir) and hands the absolute result to
 // its `*Operations`; the operations here refuse anything whose real location (realpath of the
 // deepest existing ancestor, plus the missing tail) is outside the roots its access allows
@@ -445,8 +447,8 @@ export interface ConfinedFileToolsOptions {
   /**
    * Absolute real paths (dirs or files) that the read-only tools (read, ls, grep, find) may also
    * reach, never write and edit: the session's operator skill roots (resource-policy.ts
-   * `operatorSkillRoots`: the PI_SKILL_PATHS entries and the skill dirs of operator extension
-   * packages). Default none. See ProjectConfinement's constructor.
+   * `operatorSkillRoots`: the PI_SKILL_PATHS entries and the skill dirs, or flat skill files, of
+   * operator extension packages). Default none. See ProjectConfinement's constructor.
    */
   readOnlyRoots?: readonly string[];
 }

@@ -7,7 +7,7 @@
 // the explicit paths given (hazards H1, H2). Without any path the discover-nothing loader is used.
 import { realpathSync } from "node:fs";
 import { readdir, realpath, stat } from "node:fs/promises";
-import { isAbsolute, join, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import {
   DefaultResourceLoader,
   type ResourceLoader,
@@ -45,11 +45,13 @@ export interface PolicyLoader {
    * (confined-file-operations.ts `readOnlyRoots`), because pi lists each loaded skill to the model
    * by its absolute path and tells it to `read` it; none with `noSkills`:
    * - the operator's skill paths (`policy.skillPaths`, i.e. PI_SKILL_PATHS; missing ones left out);
-   * - the skill directories (pi's `Skill.baseDir`, by real path) of the skills pi loaded from an
-   *   operator extension package (PI_EXTENSION_PATHS: a package's `pi.skills` manifest entries or
-   *   its `skills/` dir), each only when it lies strictly below its package's real root, so a
-   *   SKILL.md at the package root opens nothing (it stays listed but unreadable). The rest of a
-   *   package (its code, package.json, config) stays unreadable: see {@link packageSkillDirs}.
+   * - for the skills pi loaded from an operator extension package (PI_EXTENSION_PATHS: a
+   *   package's `pi.skills` manifest entries or its `skills/` dir), told apart by the path pi
+   *   found them at (a project skill never counts, whatever its symlinks lead to): a SKILL.md's
+   *   real dir, only when it lies strictly below its package's real root (a SKILL.md at the
+   *   package root opens nothing: it stays listed but unreadable); any other skill file (a flat
+   *   `skills/<name>.md`) by itself, never its dir. The rest of a package (its code, package.json,
+   *   config, skills its manifest excludes) stays unreadable: see {@link packageSkillRoots}.
    */
   operatorSkillRoots: string[];
 }
@@ -58,8 +60,9 @@ export interface PolicyLoader {
  * Builds and loads the session's ResourceLoader. Extensions are compiled and their factories run
  * here (pi's jiti loader, cached per cwd). Skills and prompt templates are read as text; any
  * whose real path escapes its root (a symlink out of the project) is dropped. pi loads the skills
- * an operator extension package declares (its `pi.skills` manifest entries, or its `skills/` dir
- * without a manifest) with the extension; `noSkills` drops those too.
+ * and prompt templates an operator extension package declares (its `pi.skills` / `pi.prompts`
+ * manifest entries, or its `skills/` / `prompts/` dir without a manifest) with the extension;
+ * `noSkills` / `noPromptTemplates` drop those too.
  * @throws TypeError when an operator path is not absolute; Error when an operator extension is
  *   missing or fails to load (fail closed: a permission gate that did not load must not be skipped)
  */
@@ -96,17 +99,16 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
   }
 
   // Skills and prompts may come from these roots only (operator packages may carry their own).
-  // pi loads a package's skills even with its own noSkills set (they come with the extension
-  // path), so `noSkills` leaves no root at all: skillsOverride then drops every skill.
-  const operatorExtensionRoots = realRoots(operatorExtensions);
+  // pi loads a package's skills and prompt templates even with its own noSkills /
+  // noPromptTemplates set (they come with the extension path), so `noSkills` /
+  // `noPromptTemplates` leave no root at all: skillsOverride / promptsOverride then drop every one.
+  // (A package's themes load too; themesOverride drops them all, always.)
   const skillRoots = policy.noSkills
     ? []
     : realRoots([...(policy.skillPaths ?? []), ...operatorExtensions, ...present(projectSkills)]);
-  const promptRoots = realRoots([
-    ...(policy.promptPaths ?? []),
-    ...operatorExtensions,
-    ...present(projectPrompts),
-  ]);
+  const promptRoots = policy.noPromptTemplates
+    ? []
+    : realRoots([...(policy.promptPaths ?? []), ...operatorExtensions, ...present(projectPrompts)]);
   const agentsFiles = parts.agentsFiles.map((f) => ({ path: f.path, content: f.content }));
   const loader = new DefaultResourceLoader({
     cwd: projectDir,
@@ -151,59 +153,92 @@ export async function createPolicyResourceLoader(parts: PolicyLoaderParts): Prom
     ? []
     : [
         ...realRoots(policy.skillPaths ?? []),
-        ...packageSkillDirs(loader.getSkills().skills, operatorExtensionRoots, projectDir),
+        ...packageSkillRoots(loader.getSkills().skills, operatorExtensions, projectDir),
       ];
   return { loader, projectErrors, skillRoots, operatorSkillRoots };
 }
 
-/** The part of pi's `Skill` that {@link packageSkillDirs} reads. */
+/** pi's name of a skill file that makes its dir the skill's (core/skills.js). */
+const SKILL_FILE = "SKILL.md";
+
+/** The part of pi's `Skill` that {@link packageSkillRoots} reads. */
 interface LoadedSkill {
-  /** Absolute path of the skill's SKILL.md / .md file, as pi found it. */
+  /**
+   * Absolute path of the skill's file (a SKILL.md, or a flat `<name>.md` at the top of a skills
+   * dir, or one a manifest names), as pi found it: not resolved (below the path pi was given).
+   */
   filePath: string;
-  /** The file's directory (pi: `dirname(filePath)`). */
-  baseDir: string;
 }
 
 /**
- * The real skill directories of `skills` (what pi loaded and the policy kept) that came from an
- * operator extension package: the skill's file, by real path, lies in one of `extensionRoots`
- * (real paths of PI_EXTENSION_PATHS entries) and its real `baseDir` lies strictly below that same
- * root, never the root itself (a package-root SKILL.md would open the whole package: code,
- * package.json, config), nor one containing another package's root. A skill whose file or dir lies
- * in the project (tenant text), or whose dir contains the project, is never one; paths that no
- * longer resolve are left out. Deduplicated, in pi's skill order.
+ * The real paths the read-only file tools may read for the `skills` (what pi loaded and the
+ * policy kept) that came from an operator extension package, in pi's skill order, deduplicated.
+ *
+ * Which skills came from a package is decided on the path as pi found it, never on a real path: a
+ * skill is a candidate only when its `filePath` lies strictly below an `extensionPaths` entry (as
+ * given, not resolved) and not in the project. A project skill (tenant text, under
+ * `<projectDir>/.pi/skills`) is therefore never one, even when the tenant's bash swaps it for a
+ * symlink into a package (a manifest-excluded dir, say) at any moment of the load: the project's
+ * paths are never resolved here. pi's `Skill.sourceInfo` cannot tell: a package's skills get
+ * `{source: "cli", scope: "temporary"}`, naming no package, from the same unresolved prefix match.
+ *
+ * A candidate's file is resolved once (realpath; the package, operator-owned, is all that lies
+ * behind that path) and must still lie strictly below the real path of an entry it was found
+ * under. What opens:
+ * - for a file named SKILL.md (both as pi found it and as real path), its real dir
+ *   (`dirname(realFile)`, never a second realpath), when that lies strictly below the same
+ *   package's real root: a SKILL.md at the package root opens nothing (the root would open the
+ *   package's code, package.json, config; the skill stays listed but unreadable);
+ * - for any other skill file (a flat `skills/quick.md`), that real file alone: its dir is the
+ *   package's skills dir, holding other skills, manifest-excluded ones included.
+ * Never a path in the project, nor a dir that contains the project (other projects) or is or
+ * contains an extension root (nested PI_EXTENSION_PATHS entries); a file that no longer resolves
+ * opens nothing.
  */
-function packageSkillDirs(
+function packageSkillRoots(
   skills: readonly LoadedSkill[],
-  extensionRoots: readonly string[],
+  extensionPaths: readonly string[],
   projectDir: string,
 ): string[] {
-  if (extensionRoots.length === 0) return [];
+  const packages: { path: string; real: string }[] = [];
+  for (const path of extensionPaths) {
+    try {
+      packages.push({ path: resolve(path), real: realpathSync(path) });
+    } catch {
+      // missing: nothing loaded from it
+    }
+  }
+  if (packages.length === 0) return [];
+  const project = resolve(projectDir);
   let realProject: string;
   try {
-    realProject = realpathSync(projectDir);
+    realProject = realpathSync(project);
   } catch {
     return [];
   }
-  const dirs: string[] = [];
+  const roots: string[] = [];
   for (const skill of skills) {
+    const path = resolve(skill.filePath);
+    // As pi found it: tenant paths are no candidates (nothing of the project is resolved here).
+    if (inside(path, project)) continue;
+    const from = packages.filter((p) => below(path, p.path));
+    if (from.length === 0) continue;
     let file: string;
-    let dir: string;
     try {
-      file = realpathSync(skill.filePath);
-      dir = realpathSync(skill.baseDir);
+      file = realpathSync(path);
     } catch {
       continue;
     }
+    const root = basename(path) === SKILL_FILE && basename(file) === SKILL_FILE ? dirname(file) : file;
+    // Strictly below the real root of a package it was found under (so is the file).
+    if (!from.some((p) => below(root, p.real))) continue;
     // Tenant text, or a dir that would open the project's parents (other projects).
-    if (within(file, [realProject]) || within(dir, [realProject]) || below(realProject, dir)) continue;
-    // From a package: file and dir strictly inside one package root, and the dir no package root
-    // itself nor above one (nested PI_EXTENSION_PATHS entries).
-    if (!extensionRoots.some((r) => below(file, r) && below(dir, r))) continue;
-    if (extensionRoots.some((r) => r === dir || below(r, dir)) || dirs.includes(dir)) continue;
-    dirs.push(dir);
+    if (inside(file, realProject) || inside(root, realProject) || below(realProject, root)) continue;
+    // Never a package root itself nor one containing another (nested PI_EXTENSION_PATHS entries).
+    if (packages.some((p) => inside(p.real, root)) || roots.includes(root)) continue;
+    roots.push(root);
   }
-  return dirs;
+  return roots;
 }
 
 /**
@@ -271,9 +306,14 @@ function realRoots(paths: readonly string[]): string[] {
   return roots;
 }
 
-/** True when real path `path` lies strictly below real path `root` (never `root` itself). */
+/** True when `path` lies strictly below `root` (never `root` itself); both absolute and normalized. */
 function below(path: string, root: string): boolean {
   return path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`) && path !== root;
+}
+
+/** True when `path` is `root` or lies below it; both absolute and normalized (no file system). */
+function inside(path: string, root: string): boolean {
+  return path === root || below(path, root);
 }
 
 /** True when `path`'s real path is one of `roots` or lies below one. */

@@ -132,7 +132,7 @@ export interface ResourcePolicy {
   noExtensions?: boolean;
   /** No skills at all (operator, those of operator extension packages, and project `.pi/skills`). */
   noSkills?: boolean;
-  /** No prompt templates at all (operator and project `.pi/prompts`). */
+  /** No prompt templates at all (operator paths, operator extension packages' own, project `.pi/prompts`). */
   noPromptTemplates?: boolean;
   /**
    * Load the project's `.pi/extensions` (tenant code, run in the worker process). Default false:

@@ -1,14 +1,16 @@
 // Operator skills (PI_SKILL_PATHS, and the skills an operator extension package carries) live
 // outside the project, and pi's system prompt tells the model to load a skill by `read`ing the
 // absolute path it lists. The read-only file tools (read, ls, grep, find) therefore also reach the
-// session's operator skill roots: the skill paths, and only the skill dirs of a package (never the
-// rest of it: its code and config). write and edit never do, and a symlink in an operator root,
+// session's operator skill roots: the skill paths, and only the skill dirs (or flat skill files)
+// of a package (never the rest of it: its code, config, skills its manifest excludes), told apart
+// from project skills by the path pi found them at (a project skill swapped for a symlink into a
+// package opens nothing). write and edit never do, and a symlink in an operator root,
 // or a sibling dir that merely shares a root's name as a prefix, leads nowhere.
-import { mkdir, readFile, realpath, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fauxAssistantMessage, fauxToolCall, type TranscriptContext } from "@earendil-works/pi-ai";
 import { SettingsManager } from "@earendil-works/pi-coding-agent";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   confinedFileTools,
   confinedFindOperations,
@@ -21,6 +23,26 @@ import {
 import { openSession, type ResourcePolicy } from "../src/index.ts";
 import { createPolicyResourceLoader } from "../src/resource-policy.ts";
 import { fauxRuntime, onCleanup, recordingSink, sessionDirs, tempDir } from "./helpers.ts";
+
+/**
+ * The tenant's concurrent bash, made deterministic: `afterConfine` (when set) runs right after
+ * the project resources' confined re-read (confined-resources.ts), i.e. between that check and the
+ * policy's look at which skills came from a package. Unset, the module is pi-runtime's own.
+ */
+const race = vi.hoisted(() => ({ afterConfine: undefined as undefined | (() => Promise<void>) }));
+vi.mock("../src/confined-resources.ts", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../src/confined-resources.ts")>();
+  return {
+    ...real,
+    confineProjectResources: async (...args: Parameters<typeof real.confineProjectResources>) => {
+      await real.confineProjectResources(...args);
+      await race.afterConfine?.();
+    },
+  };
+});
+afterEach(() => {
+  race.afterConfine = undefined;
+});
 
 async function put(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -237,6 +259,46 @@ describe("ProjectConfinement with read-only roots", () => {
     );
   });
 
+  it("a single-file root: ls, find and grep reach that file alone, never a name it prefixes nor a path below it", async () => {
+    const dirs = await sessionDirs();
+    const base = await realpath(await tempDir("pf-opskills-"));
+    const quick = join(base, "skills", "quick.md");
+    await put(quick, "QUICK\n");
+    await put(`${quick}.bak`, "PREFIX-SECRET\n");
+    await put(join(base, "skills", "internal", "secret.txt"), "INTERNAL-SECRET\n");
+    await symlink(join(base, "skills", "internal", "secret.txt"), join(base, "skills", "link.md"));
+    const jail = new ProjectConfinement(dirs.projectDir, [quick]);
+    const ls = confinedLsOperations(jail);
+    const grep = confinedGrepOperations(jail);
+    const find = confinedFindOperations(jail);
+    expect((await ls.stat(quick)).isDirectory()).toBe(false);
+    expect(await ls.exists(quick)).toBe(true);
+    expect(await grep.isDirectory(quick)).toBe(false);
+    expect(await grep.readFile(quick)).toBe("QUICK\n");
+    expect(await find.glob("*", quick, { ignore: [], limit: 100 })).toEqual([]);
+    await expect(Promise.resolve(ls.readdir(quick))).rejects.toThrow(/ENOTDIR/);
+    for (const path of [
+      `${quick}.bak`,
+      join(base, "skills", "internal", "secret.txt"),
+      join(quick, "..", "internal", "secret.txt"),
+      join(base, "skills", "link.md"),
+    ]) {
+      await expect(Promise.resolve(grep.readFile(path)), path).rejects.toBeInstanceOf(PathEscapeError);
+    }
+    for (const dir of [join(base, "skills"), join(base, "skills", "internal")]) {
+      await expect(Promise.resolve(ls.readdir(dir)), dir).rejects.toBeInstanceOf(PathEscapeError);
+      await expect(Promise.resolve(find.exists(dir)), dir).rejects.toBeInstanceOf(PathEscapeError);
+      await expect(Promise.resolve(grep.isDirectory(dir)), dir).rejects.toBeInstanceOf(PathEscapeError);
+    }
+    // A path below the file lies "inside" it only by name: opening it fails, reading nothing.
+    await expect(Promise.resolve(grep.readFile(join(quick, "x")))).rejects.toThrow(/ENOTDIR/);
+    // Never writable.
+    await expect(
+      Promise.resolve(confinedWriteOperations(jail).writeFile(quick, "pwned")),
+    ).rejects.toBeInstanceOf(PathEscapeError);
+    expect(await readFile(quick, "utf8")).toBe("QUICK\n");
+  });
+
   it("ignores a read-only root that contains the project dir (other projects stay unreadable)", async () => {
     const dirs = await sessionDirs();
     await put(join(dirs.root, "org", "other", "secret.txt"), "OTHER\n");
@@ -290,6 +352,21 @@ async function packageFixture() {
   await symlink(join(base, "outside", "secret.txt"), join(review, "leak.md"));
   await put(join(dirs.projectDir, "notes.txt"), "PROJECT-NOTES\n");
   return { dirs, base, pkg, review };
+}
+
+const QUICK_SKILL_TEXT = "---\nname: quick\ndescription: A flat skill\n---\n\nQuick steps.\n";
+
+/**
+ * Adds to `pkg` (of {@link packageFixture}) a flat skill `skills/quick.md` (pi loads a top-level
+ * .md of a skills dir as a skill; its dir is `skills/`), a file `skills/quick.md.bak` whose name
+ * it prefixes, and a file in the manifest-excluded `skills/internal`. Returns quick.md's path.
+ */
+async function addFlatSkill(pkg: string): Promise<string> {
+  const quick = join(pkg, "skills", "quick.md");
+  await put(quick, QUICK_SKILL_TEXT);
+  await put(`${quick}.bak`, "PKG-INTERNAL-MARKER bak\n");
+  await put(join(pkg, "skills", "internal", "secret.txt"), "PKG-INTERNAL-MARKER secret\n");
+  return quick;
 }
 
 /** Markers of package files the model must never see. */
@@ -348,6 +425,27 @@ describe("skills of operator extension packages (real sessions)", () => {
       { id: "dotdot", tool: "read", args: { path: join(review, "..", "..", "config.json") } },
     ]);
     expectAllRefused(results, 6);
+  });
+
+  it("a flat package skill (skills/<name>.md) opens that file alone, never the skills dir it shares", async () => {
+    const { dirs, pkg } = await packageFixture();
+    const quick = await addFlatSkill(pkg);
+    let location = "";
+    const results = await runTools(dirs, { extensionPaths: [pkg] }, (systemPrompt) => {
+      location = /<location>([^<]*quick\.md)<\/location>/.exec(systemPrompt)?.[1] ?? "";
+      return [
+        { id: "skill", tool: "read", args: { path: location } },
+        { id: "bak", tool: "read", args: { path: `${quick}.bak` } },
+        { id: "readme", tool: "read", args: { path: join(pkg, "skills", "README.md") } },
+        { id: "excluded", tool: "read", args: { path: join(pkg, "skills", "internal", "SKILL.md") } },
+        { id: "secret", tool: "read", args: { path: join(pkg, "skills", "internal", "secret.txt") } },
+        { id: "dotdot", tool: "read", args: { path: join(quick, "..", "internal", "secret.txt") } },
+      ];
+    });
+    expect(location).toBe(quick);
+    expect(results.get("skill")).toEqual({ isError: false, text: QUICK_SKILL_TEXT });
+    results.delete("skill");
+    expectAllRefused(results, 5);
   });
 
   it("a SKILL.md at the package root opens nothing of the package", async () => {
@@ -504,5 +602,91 @@ describe("createPolicyResourceLoader: skill dirs of operator packages", () => {
     );
     expect(loader.getSkills().skills.map((s) => s.name)).toEqual(["mine"]);
     expect(operatorSkillRoots).toEqual([]);
+  });
+
+  it("opens a flat package skill's file alone: not its skills dir, a manifest-excluded skill, a name it prefixes", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const quick = await addFlatSkill(pkg);
+    const { loader, operatorSkillRoots } = await load(
+      { extensionPaths: [pkg] },
+      dirs.projectDir,
+      dirs.agentDir,
+    );
+    expect(loader.getSkills().skills.map((s) => [s.name, s.baseDir])).toEqual([
+      ["quick", join(pkg, "skills")],
+      ["pkg-review", review],
+    ]);
+    expect(operatorSkillRoots).toEqual([await realpath(quick), await realpath(review)]);
+    const grep = confinedGrepOperations(new ProjectConfinement(dirs.projectDir, operatorSkillRoots));
+    expect(await grep.readFile(quick)).toBe(QUICK_SKILL_TEXT);
+    for (const path of [
+      join(pkg, "skills", "internal", "secret.txt"),
+      join(pkg, "skills", "internal", "SKILL.md"),
+      join(pkg, "skills", "README.md"),
+      `${quick}.bak`,
+    ]) {
+      await expect(Promise.resolve(grep.readFile(path)), path).rejects.toBeInstanceOf(PathEscapeError);
+    }
+    await expect(Promise.resolve(grep.isDirectory(join(pkg, "skills")))).rejects.toBeInstanceOf(
+      PathEscapeError,
+    );
+  });
+
+  it("never counts a project skill swapped for a symlink into a package after the confined re-read", async () => {
+    const { dirs, pkg, review } = await packageFixture();
+    const internal = join(pkg, "skills", "internal");
+    await put(join(internal, "secret.txt"), "PKG-INTERNAL-MARKER secret\n");
+    // The tenant's own skill: plain files, so it passes the re-read, and pi lists it.
+    const mine = join(dirs.projectDir, ".pi", "skills", "mine");
+    await put(join(mine, "SKILL.md"), "---\nname: mine\ndescription: Mine\n---\n\nM\n");
+    let swapped = false;
+    race.afterConfine = async () => {
+      // Its dir becomes a symlink to the package's manifest-excluded skill dir.
+      await rename(mine, `${mine}.plain`);
+      await symlink(internal, mine);
+      swapped = true;
+    };
+    const { loader, operatorSkillRoots } = await load(
+      { extensionPaths: [pkg] },
+      dirs.projectDir,
+      dirs.agentDir,
+    );
+    expect(swapped).toBe(true);
+    expect(loader.getSkills().skills.map((s) => s.filePath)).toEqual([
+      join(review, "SKILL.md"),
+      join(mine, "SKILL.md"),
+    ]);
+    expect(operatorSkillRoots).toEqual([await realpath(review)]);
+    const grep = confinedGrepOperations(new ProjectConfinement(dirs.projectDir, operatorSkillRoots));
+    for (const path of [join(internal, "secret.txt"), join(mine, "secret.txt")]) {
+      await expect(Promise.resolve(grep.readFile(path)), path).rejects.toBeInstanceOf(PathEscapeError);
+    }
+  });
+});
+
+describe("createPolicyResourceLoader: prompt templates of operator packages", () => {
+  it("noPromptTemplates drops a package's prompt templates (pi loads them with the extension)", async () => {
+    const { dirs, pkg } = await packageFixture();
+    const manifest = JSON.parse(await readFile(join(pkg, "package.json"), "utf8"));
+    manifest.pi.prompts = ["./prompts"];
+    await put(join(pkg, "package.json"), JSON.stringify(manifest));
+    await put(join(pkg, "prompts", "deploy.md"), "---\ndescription: Deploys\n---\nDeploy it\n");
+    const load = (policy: ResourcePolicy) =>
+      createPolicyResourceLoader({
+        policy,
+        projectDir: dirs.projectDir,
+        agentDir: dirs.agentDir,
+        settingsManager: SettingsManager.inMemory({}, { projectTrusted: false }),
+        agentsFiles: [],
+      });
+    // Loaded by default (as the package's skills are) ...
+    expect((await load({ extensionPaths: [pkg] })).loader.getPrompts().prompts.map((p) => p.name)).toEqual([
+      "deploy",
+    ]);
+    // ... and dropped with prompt templates switched off, the extension and its skills still there.
+    const { loader } = await load({ extensionPaths: [pkg], noPromptTemplates: true });
+    expect(loader.getPrompts().prompts).toEqual([]);
+    expect(loader.getSkills().skills.map((s) => s.name)).toEqual(["pkg-review"]);
+    expect(loader.getExtensions().extensions).toHaveLength(1);
   });
 });
