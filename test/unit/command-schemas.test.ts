@@ -162,7 +162,7 @@ describe("the RPC socket's command body", () => {
     });
   });
 
-  it("forwards a string id, whatever its length (the route judges a bash's), and no other", () => {
+  it("forwards a string id, but not a bash id over the route's limit (pi refuses no id), and no other", () => {
     expect(commandCall({ id: "b1", type: "bash", command: "ls" }).body).toEqual({
       type: "bash",
       id: "b1",
@@ -174,7 +174,6 @@ describe("the RPC socket's command body", () => {
     expect(commandCall({ id: long, type: "get_state" }).body).toEqual({ type: "get_state", id: long });
     expect(commandCall({ id: long, type: "bash", command: "ls" }).body).toEqual({
       type: "bash",
-      id: long,
       command: "ls",
     });
   });

@@ -5,7 +5,13 @@
  * command maps onto the REST route that implements it in the fleet. Responses of those routes
  * are turned back into pi's records here, so rpc-connection.ts only sequences and streams.
  */
-import { commandSchema, FLEET_EVENTS, isUiRequestId, withoutNullOptionals } from "@pi-fleet/contracts";
+import {
+  BASH_ID_MAX_LENGTH,
+  commandSchema,
+  FLEET_EVENTS,
+  isUiRequestId,
+  withoutNullOptionals,
+} from "@pi-fleet/contracts";
 import { jsonBody } from "../inject-route.ts";
 import { TOO_DEEP_MESSAGE, tooDeep } from "../json-depth.ts";
 
@@ -184,8 +190,9 @@ export function abortCall(): RouteCall {
  * body keeps only the command's own fields (libs/contracts `commandSchema`). An optional one that
  * is null is dropped by the route's own rule (`withoutNullOptionals`, also applied here so the
  * body is what the route validates). A string `id` is forwarded (a `bash` tags its
- * `bash_execution_update` events with it, as pi does; the route refuses a bash id over its limit,
- * as over REST); the response's id stays here in any case, whatever its type. A wrongly typed
+ * `bash_execution_update` events with it, as pi does; a bash id over BASH_ID_MAX_LENGTH, which the
+ * route refuses, is not forwarded: pi refuses no id, so its events go untagged instead); the
+ * response's id stays here in any case, whatever its type. A wrongly typed
  * field goes through, and the route's 400 text becomes pi's error response.
  */
 export function commandCall(command: RpcCommand): RouteCall {
@@ -197,7 +204,8 @@ export function commandCall(command: RpcCommand): RouteCall {
   for (const key of Object.keys(schema.properties)) {
     if (key !== "id" && rest[key] !== undefined) own[key] = rest[key];
   }
-  if (typeof id === "string") own.id = id;
+  // pi takes any id; a bash's longer than the route allows is kept here (for the response) only.
+  if (typeof id === "string" && (command.type !== "bash" || id.length <= BASH_ID_MAX_LENGTH)) own.id = id;
   return { method: "POST", path: "/commands", body: withoutNullOptionals(schema, own) };
 }
 

@@ -7,8 +7,8 @@
  * unchanged, and ignored except by `bash`, whose `bash_execution_update` events carry it (so a
  * bash's id is at most {@link BASH_ID_MAX_LENGTH} characters: every output event repeats it).
  * Beyond that the schemas check names, types, optionality and pi's enums only, no lengths: pi
- * limits none of its arguments (the route's body limit bounds them), and what pi refuses it
- * refuses with its own text (`Entry not found: <id>`, `Model not found: <provider>/<id>`, …).
+ * limits none of its arguments (the route's body limit bounds them; the worker refuses a session
+ * name over SESSION_NAME_MAX_LENGTH once trimmed), and what pi refuses it refuses with its own text (`Entry not found: <id>`, `Model not found: <provider>/<id>`, …).
  *
  * An optional field (`id` included) that is null counts as absent: the worker's handlers read it
  * so (`optionalStringArg`, …), and a client that serialises an unset field as null must not get a
@@ -99,7 +99,7 @@ export const GetLastAssistantTextCommand = command(
 /** pi `{type: "set_session_name", name: string}`. */
 export const SetSessionNameCommand = command(
   "set_session_name",
-  "Names the session (trimmed; a blank name answers pi's `Session name cannot be empty`).",
+  "Names the session (trimmed; a blank name answers pi's `Session name cannot be empty`; one over 200 characters once trimmed answers `success: false` too, as at session creation: the name is listed with the session and carried into its forks' and clones' names; pi sets no limit).",
   { name: Type.String() },
 );
 /** pi `{type: "get_commands"}`. */

@@ -5,9 +5,15 @@ import { AgentMessageSchema, ExtensionUiRequestSchema } from "../wire/pi-schemas
 import { ProjectId, RunId, SessionId, StringEnum, ThinkingLevelSchema } from "./common.ts";
 import { AgentModelRow } from "./providers.ts";
 
+/**
+ * Longest session name (characters): at creation, and after trimming for `set_session_name` (the
+ * registry lists it, and forks and clones carry it into their names).
+ */
+export const SESSION_NAME_MAX_LENGTH = 200;
+
 export const CreateSessionRequest = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: SESSION_NAME_MAX_LENGTH })),
     provider: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     modelId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     thinkingLevel: Type.Optional(ThinkingLevelSchema),

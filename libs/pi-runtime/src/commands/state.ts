@@ -1,6 +1,7 @@
 // Read-mostly session commands: state, messages, stats, the last answer, the session name and
 // the (always empty here) list of slash commands. Server paths are left out of every answer, and
 // the session is named by its fleet id, never by pi's header id.
+import { SESSION_NAME_MAX_LENGTH } from "@pi-fleet/contracts";
 import { publicMessages } from "../sanitize.ts";
 import { fromPiThinkingLevel } from "../thinking-levels.ts";
 import { CommandArgError, type CommandHandler, ok, stringArg } from "./support.ts";
@@ -48,10 +49,17 @@ const getSessionStats: CommandHandler = ({ session, sessionId }) => {
 const getLastAssistantText: CommandHandler = ({ session }) =>
   ok({ text: session.getLastAssistantText() ?? null });
 
-/** `set_session_name {name}` → no data; trimmed, persisted by pi as a session_info entry. */
+/**
+ * `set_session_name {name}` → no data; trimmed, persisted by pi as a session_info entry. "invalid"
+ * with pi's `Session name cannot be empty`, or when longer than SESSION_NAME_MAX_LENGTH once
+ * trimmed (the fleet's limit, as at session creation; pi has none).
+ */
 const setSessionName: CommandHandler = ({ session }, request) => {
   const name = stringArg(request, "name").trim();
   if (!name) throw new CommandArgError("Session name cannot be empty"); // pi's text
+  if (name.length > SESSION_NAME_MAX_LENGTH) {
+    throw new CommandArgError(`Session name too long: at most ${SESSION_NAME_MAX_LENGTH} characters`);
+  }
   session.setSessionName(name);
   return ok();
 };
