@@ -3,6 +3,7 @@
  * blocks or throws (pi-sdk.md §2.2, H11); events are appended in order by one fenced script call
  * per batch, one call in flight at a time. When a write is fenced (the lease moved), the publisher
  * stops for good and reports it once, so the run can be aborted — an ex-owner writes nothing more.
+ * Likewise when the session's record is gone (it was deleted): `onGone` once, nothing more written.
  */
 import type { WireEvent } from "@pi-fleet/contracts";
 import type { Logger } from "@pi-fleet/observability";
@@ -21,20 +22,35 @@ export class EventPublisher {
   private readonly token: string;
   private readonly logger: Logger;
   private readonly onFenced: () => void;
+  private readonly onGone: () => void;
   private queue: Pending[] = [];
   private inFlight: Promise<void> | undefined;
   private stopped = false;
   /** True once a write was rejected because the lease moved. */
   fenced = false;
+  /** True once a write found the session deleted. */
+  gone = false;
   /** Entries appended so far. */
   appended = 0;
 
-  constructor(log: EventLog, ref: SessionRef, token: string, logger: Logger, onFenced: () => void) {
+  /**
+   * @param onFenced called once when a write is fenced (the lease moved)
+   * @param onGone called once when a write finds the session's record gone (it was deleted)
+   */
+  constructor(
+    log: EventLog,
+    ref: SessionRef,
+    token: string,
+    logger: Logger,
+    onFenced: () => void,
+    onGone: () => void = () => undefined,
+  ) {
     this.log = log;
     this.ref = ref;
     this.token = token;
     this.logger = logger;
     this.onFenced = onFenced;
+    this.onGone = onGone;
   }
 
   /**
@@ -78,10 +94,13 @@ export class EventPublisher {
             return;
           }
           if (err instanceof MissingRecordError) {
-            // The session was deleted (its run is being aborted): its stream must stay gone.
+            // The session was deleted: its stream must stay gone, and its run must stop (the owner
+            // may not have heard of the deletion: it opened the session just after it).
             this.stopped = true;
+            this.gone = true;
             this.queue = [];
             this.logger.info("session deleted: its run's remaining events are dropped");
+            this.onGone();
             return;
           }
           // Redis blip: retry the same batch in order after a short pause.

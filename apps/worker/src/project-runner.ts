@@ -8,7 +8,6 @@
  * nothing to repair and the consumer starts at once (docs/leases.md).
  */
 
-import { rm } from "node:fs/promises";
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CommandResult, PromptImage, UiAnswer } from "@pi-fleet/pi-runtime";
 import { projectQueueOptions, queueOptions, type RunJobData } from "@pi-fleet/queue";
@@ -259,17 +258,14 @@ export class ProjectRunner {
   }
 
   /**
-   * Aborts and disposes one session (control `forget_session`: it was deleted), then removes its
-   * transcript, unless the session is registered (a forget for a session that exists deletes
-   * nothing). The deletion's `purge-session` job removes the file too, 5 s after the deletion
-   * began; pi may still append to it until its abort ended (an aborted message), which can take
-   * longer, so the owner removes it again once pi let go of the session.
+   * Control `forget_session` (the session was deleted): no run or command opens it again here
+   * (also one waiting for it to open), its running run is aborted, and it is disposed and its
+   * transcript removed (SessionHost.forgetDeleted).
    */
   async forgetSession(sessionId: string): Promise<void> {
+    this.host.markDeleted(sessionId);
     await this.executor.abort(sessionId);
-    await this.host.forget(sessionId);
-    if (await this.ctx.registry.getSession(this.org, this.project, sessionId)) return;
-    await rm(this.ctx.paths.sessionFile(this.org, this.project, sessionId), { force: true });
+    await this.host.forgetDeleted(sessionId);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { RunJobData } from "@pi-fleet/queue";
 import { type EventLog, FencedError, MissingRecordError, type SessionRef } from "@pi-fleet/streams";
 import { EventPublisher } from "./event-publisher.ts";
 import type { SessionGate } from "./session-gate.ts";
-import { ProjectReleasingError, type SessionHost } from "./session-host.ts";
+import { ProjectReleasingError, SessionGoneError, type SessionHost } from "./session-host.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
 /**
@@ -225,6 +225,12 @@ export class RunExecutor {
         );
         return "done";
       }
+      if (err instanceof SessionGoneError) {
+        // Deleted after the run started: nothing ran, nobody follows its stream.
+        log.info("session deleted before its run opened it");
+        await this.finish(ref, data, "cancelled", { type: "run_cancelled" }, { usage: ZERO_USAGE });
+        return "done";
+      }
       const error = err instanceof Error ? err.message : String(err);
       log.warn({ error }, "could not open session");
       await this.finish(ref, data, "failed", { type: "run_failed", error }, { error, usage: ZERO_USAGE });
@@ -232,10 +238,22 @@ export class RunExecutor {
     }
     const active: ActiveRun = { runId: data.runId, session };
     this.active.set(data.sessionId, active);
-    const publisher = new EventPublisher(this.ctx.events, ref, token, log, () => {
-      active.interruptReason = "lease_lost";
-      void session.abort();
-    });
+    const publisher = new EventPublisher(
+      this.ctx.events,
+      ref,
+      token,
+      log,
+      () => {
+        active.interruptReason = "lease_lost";
+        void session.abort();
+      },
+      () => {
+        // The session was deleted while this run opened it (the deletion's forget found nothing
+        // to stop): stop it; once it ended, the session is forgotten and its transcript removed.
+        this.host.markDeleted(data.sessionId);
+        void session.abort();
+      },
+    );
     // Extension UI events of the run travel with pi's events, in order and fenced.
     const ui = this.host.uiBridge(data.sessionId);
     ui?.attach(publisher);
@@ -262,6 +280,11 @@ export class RunExecutor {
       await session.command({ type: "clear_queue" }).catch(() => undefined);
     }
     await publisher.flush();
+    if (publisher.gone) {
+      await this.host.forgetDeleted(data.sessionId);
+      await this.finish(ref, data, "cancelled", { type: "run_cancelled" }, { usage: outcome.usage });
+      return "done";
+    }
     if (publisher.fenced || !this.lease.held) {
       log.warn("run ended after the lease was lost; the next owner reports it");
       return "done";

@@ -10,7 +10,7 @@
  * (the LiteLLM preset). The project dir is created on the first open, from
  * PI_FLEET_PROJECT_TEMPLATE_DIR when set (project-template.ts).
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { splitList } from "@pi-fleet/config";
 import { DEFAULT_ORG } from "@pi-fleet/contracts";
 import type { ProjectLease } from "@pi-fleet/leases";
@@ -39,6 +39,9 @@ interface HostedSession {
 let builtinIds: Promise<ReadonlySet<string>> | undefined;
 /** `org/provider` pairs already warned about (runtime() runs on every acquire). */
 const warnedUnknown = new Set<string>();
+
+/** How many deleted session ids a host remembers (markDeleted). */
+const MAX_DELETED = 10_000;
 
 /** Ids of pi's built-in providers (from the static catalog, computed once per process). */
 function builtinProviderIds(): Promise<ReadonlySet<string>> {
@@ -77,6 +80,8 @@ export class SessionHost {
   private readonly org: string;
   private readonly project: string;
   private readonly sessions = new Map<string, HostedSession>();
+  /** Sessions deleted while this host ran, oldest first (see markDeleted). */
+  private readonly deleted = new Set<string>();
   private readonly lease: ProjectLease;
   private readonly policy: ResourcePolicy;
   private readonly bridges = new Map<string, UiBridge>();
@@ -151,13 +156,15 @@ export class SessionHost {
    */
   async acquire(sessionId: string): Promise<PiSession> {
     if (this.closed) throw new ProjectReleasingError();
+    if (this.deleted.has(sessionId)) throw new SessionGoneError();
     // Independent reads: one round trip, not two, before every run.
     const [runtime, record] = await Promise.all([
       this.runtime(),
       this.ctx.registry.getSession(this.org, this.project, sessionId),
     ]);
     if (this.closed) throw new ProjectReleasingError();
-    if (!record) throw new SessionGoneError();
+    // Deleted meanwhile (markDeleted), though the record was read before: checked after every wait.
+    if (!record || this.deleted.has(sessionId)) throw new SessionGoneError();
     const models = runtime.listModels();
     const chosen =
       record?.provider && record.modelId
@@ -170,6 +177,7 @@ export class SessionHost {
     if (stale && stale.runtime !== runtime) {
       const previous = await stale.session.catch(() => undefined);
       if (this.closed) throw new ProjectReleasingError();
+      if (this.deleted.has(sessionId)) throw new SessionGoneError();
       // Still the same entry after the await, and not in the middle of a run: reopen it.
       if (this.sessions.get(sessionId) === stale && !previous?.isStreaming) {
         const disposed = previous ? previous.dispose().catch(() => undefined) : Promise.resolve();
@@ -185,6 +193,8 @@ export class SessionHost {
     const session = await entry.session;
     // close() began while it opened: close() disposes it (it was hosted), so it may not be used.
     if (this.closed) throw new ProjectReleasingError();
+    // Deleted while it opened: forgetDeleted() disposes it (it was hosted).
+    if (this.deleted.has(sessionId)) throw new SessionGoneError();
     const current = session.settings();
     if (chosen && (current.model?.provider !== chosen.provider || current.model?.id !== chosen.modelId)) {
       await session.setModel(chosen.provider, chosen.modelId);
@@ -209,6 +219,35 @@ export class SessionHost {
       if (this.sessions.get(sessionId) === entry) this.sessions.delete(sessionId);
     });
     return entry;
+  }
+
+  /**
+   * Marks a session deleted (control `forget_session`, or its run found its record gone): from now
+   * on acquire() refuses it (SessionGoneError), also an acquire already waiting for its record or
+   * runtime. Remembers the last {@link MAX_DELETED} ids (session ids are never reused; an id
+   * forgotten here is still refused by its missing record).
+   */
+  markDeleted(sessionId: string): void {
+    this.deleted.delete(sessionId);
+    this.deleted.add(sessionId);
+    if (this.deleted.size > MAX_DELETED) {
+      const oldest = this.deleted.values().next().value;
+      if (oldest !== undefined) this.deleted.delete(oldest);
+    }
+  }
+
+  /**
+   * A deleted session's end on this owner (call after aborting its run): marked deleted, disposed,
+   * and its transcript removed unless the session is registered (a forget for a session that
+   * exists deletes nothing). The deletion's `purge-session` job removes the file too, 5 s after
+   * the deletion began; pi may still append to it until its abort ended (an aborted message),
+   * which can take longer, so the owner removes it again once pi let go of the session.
+   */
+  async forgetDeleted(sessionId: string): Promise<void> {
+    this.markDeleted(sessionId);
+    await this.forget(sessionId);
+    if (await this.ctx.registry.getSession(this.org, this.project, sessionId)) return;
+    await rm(this.ctx.paths.sessionFile(this.org, this.project, sessionId), { force: true });
   }
 
   /** Disposes one session (aborting it first if it runs); its waiting dialogs get pi's defaults. */

@@ -1,0 +1,86 @@
+// A session deleted while its owner opens it for a run (the run started; the org runtime, or the
+// record read, was slow): the deletion's forget_session finds no run to abort yet, so the owner
+// must refuse the session once the open finishes. The run never reaches the model, and nothing of
+// the session (record, stream, transcript) comes back.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_ORG } from "@pi-fleet/contracts";
+import { RuntimeCache } from "@pi-fleet/pi-runtime";
+import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { EventLog, SessionRecords } from "@pi-fleet/streams";
+import { waitFor } from "@pi-fleet/testkit";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
+
+type Json = Record<string, unknown>;
+let stack: InProcessStack;
+let redis: Redis;
+/** Extra time the worker's org runtime lookup takes (ms): a cold or rebuilt runtime. */
+let runtimeDelayMs = 0;
+const originalGet = RuntimeCache.prototype.get;
+
+beforeAll(async () => {
+  RuntimeCache.prototype.get = async function (this: RuntimeCache, ...args: Parameters<typeof originalGet>) {
+    if (runtimeDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, runtimeDelayMs));
+    return originalGet.apply(this, args);
+  } as typeof originalGet;
+  stack = await startInProcessStack(inject("redisUrl"), "deleted-open");
+  redis = await connectRedis(inject("redisUrl"), "command", "test-deleted-open");
+});
+
+afterAll(async () => {
+  RuntimeCache.prototype.get = originalGet;
+  await stack?.close();
+  await redis?.quit();
+});
+
+describe("a session deleted while its run opens it", () => {
+  it("never runs: no model call, no record, stream or transcript afterwards", async () => {
+    await stack.call("POST", "/v1/projects", { name: "opening" });
+    const sid = ((await stack.call("POST", "/v1/projects/opening/sessions")).json as Json).id as string;
+    const base = `/v1/projects/opening/sessions/${sid}`;
+    runtimeDelayMs = 1000;
+    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[tag:opening]] [[reply:late]]" }))
+      .json as Json;
+    await waitFor(
+      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
+      { timeoutMs: 15_000, intervalMs: 20 },
+    );
+    // The run started and its owner waits for the runtime: delete the session now.
+    expect((await stack.call("DELETE", base)).status).toBe(200);
+    runtimeDelayMs = 0;
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // the runtime came back 1 s ago
+    const keys = createKeys(stack.prefix);
+    const calledModel = stack.fake.requests.some((r) => JSON.stringify(r.body).includes("[[tag:opening]]"));
+    expect({
+      calledModel,
+      file: existsSync(join(stack.workspace, DEFAULT_ORG, "sessions", "opening", `${sid}.jsonl`)),
+      record: await redis.exists(keys.session(DEFAULT_ORG, "opening", sid)),
+      stream: await redis.exists(keys.stream(DEFAULT_ORG, "opening", sid)),
+      openRuns: await redis.zrange(keys.projectOpenRuns(DEFAULT_ORG, "opening"), "0", "-1"),
+    }).toEqual({ calledModel: false, file: false, record: 0, stream: 0, openRuns: [] });
+  }, 30_000);
+
+  it("a run whose session is deleted without its owner being told stops at its next write", async () => {
+    // The deletion's forget_session can miss the owner (it answers within 2 s or is not waited for):
+    // the run's next event append finds the record gone, and the run stops there.
+    await stack.call("POST", "/v1/projects", { name: "untold" });
+    const sid = ((await stack.call("POST", "/v1/projects/untold/sessions")).json as Json).id as string;
+    const base = `/v1/projects/untold/sessions/${sid}`;
+    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
+      .json as Json;
+    await waitFor(
+      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
+      { timeoutMs: 15_000, intervalMs: 20 },
+    );
+    const keys = createKeys(stack.prefix);
+    const file = join(stack.workspace, DEFAULT_ORG, "sessions", "untold", `${sid}.jsonl`);
+    // Only the record goes (as the deletion's first step does); nobody tells the owner.
+    await new SessionRecords(new EventLog(redis, keys, 1000)).delete(DEFAULT_ORG, "untold", sid);
+    const run = keys.run(DEFAULT_ORG, "untold", runId as string);
+    await waitFor(async () => (await redis.hget(run, "status")) === "cancelled", { timeoutMs: 5000 });
+    // Stopped long before its 500 deltas (10 s), with its transcript removed by the owner.
+    expect(await redis.zrange(keys.projectOpenRuns(DEFAULT_ORG, "untold"), "0", "-1")).toEqual([]);
+    await waitFor(() => !existsSync(file), { timeoutMs: 5000, message: "the transcript removed" });
+  }, 30_000);
+});
