@@ -99,6 +99,29 @@ describe("SessionRecords", () => {
     }
   });
 
+  it("a settings write racing a deletion leaves no hash; a stray one is no session and goes with a delete", async () => {
+    await registry.upsertProject(ORG, "stray", "stray");
+    await sessions.create(ORG, "stray", "s1", {});
+    await sessions.delete(ORG, "stray", "s1");
+    // A PATCH …/settings (unfenced) or an owner's model change (fenced) that looked the session up
+    // before the deletion writes nothing now.
+    expect(await registry.updateSessionSettings(ORG, "stray", "s1", { thinkingLevel: "high" })).toBe(false);
+    expect(await redis.exists(keys.session(ORG, "stray", "s1"))).toBe(0);
+    // A stray hash without the record's createdAt (as older gateways' unfenced writes left) is no
+    // session: a prompt is refused and writes nothing; a delete removes it.
+    await redis.hset(keys.session(ORG, "stray", "s1"), "thinkingLevel", "high");
+    await expect(
+      log.enqueueRun({ org: ORG, project: "stray", session: "s1" }, "r1", {
+        firstMessage: "x",
+        promptChars: 1,
+      }),
+    ).rejects.toBeInstanceOf(MissingRecordError);
+    expect(await redis.exists(keys.run(ORG, "stray", "r1"), keys.stream(ORG, "stray", "s1"))).toBe(0);
+    expect(await redis.zcard(keys.projectOpenRuns(ORG, "stray"))).toBe(0);
+    expect(await sessions.delete(ORG, "stray", "s1")).toBe(false);
+    expect(await redis.exists(keys.session(ORG, "stray", "s1"))).toBe(0);
+  });
+
   it("deletes the record with one session_deleted, also when two deletes race", async () => {
     await registry.upsertProject(ORG, "p3", "p3");
     await sessions.create(ORG, "p3", "s1", {});

@@ -55,14 +55,15 @@ export class ProjectBeingDeletedError extends Error {
 }
 
 /**
- * KEYS: lease, session hash. ARGV: lease token, then field names and values.
- * Updates an existing session only while the token holds the project lease: returns 1, or 0 when
- * fenced or when the session is gone (a deleted session's hash is never recreated).
+ * KEYS: lease, session hash. ARGV: lease token ('' = unfenced: the gateway), then field names and
+ * values. Updates an existing session (its record has `createdAt`) only while the token holds the
+ * project lease: returns 1, or 0 when fenced or when the session is gone (a deleted session's hash
+ * is never recreated, not even with a stray field).
  */
 const UPDATE_SESSION_FENCED = new LuaScript(
   "update-session-fenced",
-  `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+  `if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[2], 'createdAt') == 0 then return 0 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 2))
 return 1`,
   2,
@@ -184,9 +185,10 @@ export class Registry {
   /**
    * Updates a session's model settings.
    * @param leaseToken a project owner's lease token (`<worker>:<epoch>`): then the write is fenced
-   *   (made only while the token holds the project lease, and only to a session that still
-   *   exists); without it (the gateway's PATCH, after its lookup) the fields are simply set
-   * @returns false when the fenced write was refused (nothing written), else true
+   *   (made only while the token holds the project lease); without it (the gateway's PATCH)
+   *   unfenced. Either way only to a session that still exists (a deletion racing the write
+   *   leaves no stray hash behind).
+   * @returns false when the write was refused (fenced, or the session is gone: nothing written)
    */
   async updateSessionSettings(
     org: string,
@@ -199,14 +201,10 @@ export class Registry {
     for (const [k, v] of Object.entries(settings)) if (v !== undefined) fields.push(k, String(v));
     if (fields.length === 0) return true;
     const key = this.keys.session(org, projectId, id);
-    if (leaseToken === undefined) {
-      await this.redis.hset(key, ...fields);
-      return true;
-    }
     const written = await UPDATE_SESSION_FENCED.run(
       this.redis,
       [this.keys.lease(org, projectId), key],
-      [leaseToken, ...fields],
+      [leaseToken ?? "", ...fields],
     );
     return written === 1;
   }

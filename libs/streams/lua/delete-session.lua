@@ -9,7 +9,9 @@
 -- delete won: only one `session_deleted` is appended). No event when the project itself is
 -- being deleted (its activity stream goes with it).
 -- The event goes first, as in create-session.lua: a failed append leaves the session in place.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('HEXISTS', KEYS[1], 'createdAt') == 0 then
+  -- Not registered; a stray hash (fields a late write left, no record) goes too.
+  redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end

@@ -12,7 +12,7 @@
 -- idempotency key already names a run; error "NOSESSION" when the session does not exist,
 -- "QUEUEFULL <n>" when the project already has ARGV[12] open runs, "ORGFULL <n>" when the org
 -- index counts ARGV[13] (nothing written either way).
-if redis.call('EXISTS', KEYS[7]) == 0 then return redis.error_reply('NOSESSION') end
+if redis.call('HEXISTS', KEYS[7], 'createdAt') == 0 then return redis.error_reply('NOSESSION') end
 if ARGV[2] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {0, existing} end

@@ -577,8 +577,8 @@ export class EventLog {
   }
 
   /**
-   * Deletes a session's stream, meta, message history, counters and run records (session
-   * deletion; the registry record goes first). A run still writing afterwards finds neither its
+   * Deletes a session's stream, meta, message history, counters, run records and any stray hash
+   * left under its record's key (session deletion; the registry record goes first). A run still writing afterwards finds neither its
    * record (transitions: NORUN) nor the session (appends: NOSESSION), so nothing comes back.
    */
   async deleteSessionData(ref: SessionRef): Promise<void> {
@@ -595,6 +595,8 @@ export class EventLog {
       await this.redis.del(...all.slice(i, i + 500).map((r) => this.keys.run(org, project, r)));
     }
     await this.redis.del(
+      // A stray hash a late write may have left (the record itself went with the deletion's script).
+      this.keys.session(org, project, session),
       this.keys.stream(org, project, session),
       this.keys.streamMeta(org, project, session),
       this.keys.messages(org, project, session),

@@ -178,11 +178,13 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
       const models = await s.registry.listModels(request.auth.org);
       const next = { ...session, ...body };
       const effective = effectiveSettings(next, models);
-      await s.registry.updateSessionSettings(request.auth.org, projectId, id, {
+      const written = await s.registry.updateSessionSettings(request.auth.org, projectId, id, {
         provider: body.provider,
         modelId: body.modelId,
         thinkingLevel: body.thinkingLevel === undefined ? undefined : effective.thinkingLevel,
       });
+      // Deleted since the lookup: nothing was written.
+      if (!written) throw new ApiError("PF_ERR_SESSION_NOT_FOUND");
       return { ...effective, isStreaming: false };
     },
   );
