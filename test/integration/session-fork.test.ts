@@ -131,6 +131,24 @@ describe("session fork over REST", () => {
     expect(transcript(sourceMessages.answer.data?.messages as Message[])).toEqual(SOURCE);
   });
 
+  it("keeps a clone's derived name within the 200-character limit of every session name", async () => {
+    const long = (
+      (await stack.call("POST", `${project}/sessions`, { name: "é".repeat(200) })).json as { id: string }
+    ).id;
+    await promptAndWait(long, "[[reply:ok]] hi");
+    let id = long;
+    for (let i = 0; i < 2; i++) {
+      const cloned = await command(id, { type: "clone" });
+      expect(cloned.answer).toMatchObject({ success: true });
+      id = cloned.answer.data?.sessionId as string;
+      const name = (
+        (await stack.call("GET", `${project}/sessions`)).json as { sessions: { id: string; name?: string }[] }
+      ).sessions.find((s) => s.id === id)?.name;
+      // Shortened source name + " (clone)": 200 characters (code points, as the schemas count).
+      expect(name).toBe(`${"é".repeat(192)} (clone)`);
+    }
+  });
+
   it("clones, creates empty sessions by id and never takes or shows server paths", async () => {
     const cloned = await command(source, { type: "clone" });
     expect(cloned.answer).toMatchObject({ success: true, data: { cancelled: false } });

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { isEntityId } from "@pi-fleet/contracts";
+import { isEntityId, SESSION_NAME_MAX_LENGTH } from "@pi-fleet/contracts";
 import type { ProjectLease } from "@pi-fleet/leases";
 import type { CreatedSession, SessionFiles, SessionSlot } from "@pi-fleet/pi-runtime";
 import { FencedError, MissingRecordError } from "@pi-fleet/streams";
@@ -60,7 +60,7 @@ export class WorkerSessionFiles implements SessionFiles {
    * Registers the new session with the source session's model settings (the branch continues on
    * the same model and thinking level), its messages as history and a name derived from the
    * source: `<source name> (fork)` / `(clone)`, the source's registry name or else pi's name on
-   * the branch; no name when neither exists, or for new_session. The record (with its history)
+   * the branch, shortened so the whole is at most SESSION_NAME_MAX_LENGTH characters; no name when neither exists, or for new_session. The record (with its history)
    * and its `session_created` activity event are written by one script, only while this lease's
    * token holds the project lease.
    * @throws Error when the lease is gone, the write was fenced or the project was deleted
@@ -71,7 +71,15 @@ export class WorkerSessionFiles implements SessionFiles {
     const source = await this.ctx.registry.getSession(this.org, this.project, this.source);
     const base = source?.name ?? created.piSessionName;
     const suffix = NAME_SUFFIX[created.origin];
-    const name = base && suffix ? `${base} (${suffix})` : undefined;
+    // At most SESSION_NAME_MAX_LENGTH characters (code points, as the API's schemas count), as
+    // every session name: the base is shortened to fit.
+    const name =
+      base && suffix
+        ? `${[...base]
+            .slice(0, SESSION_NAME_MAX_LENGTH - suffix.length - 3)
+            .join("")
+            .trimEnd()} (${suffix})`
+        : undefined;
     try {
       await this.ctx.sessions.create(
         this.org,

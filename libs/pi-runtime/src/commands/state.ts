@@ -57,7 +57,8 @@ const getLastAssistantText: CommandHandler = ({ session }) =>
 const setSessionName: CommandHandler = ({ session }, request) => {
   const name = stringArg(request, "name").trim();
   if (!name) throw new CommandArgError("Session name cannot be empty"); // pi's text
-  if (name.length > SESSION_NAME_MAX_LENGTH) {
+  // Counted in code points, as the API's schemas count (a name of 200 emoji is 200 characters).
+  if ([...name].length > SESSION_NAME_MAX_LENGTH) {
     throw new CommandArgError(`Session name too long: at most ${SESSION_NAME_MAX_LENGTH} characters`);
   }
   session.setSessionName(name);
