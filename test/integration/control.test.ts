@@ -156,6 +156,12 @@ describe("control", () => {
     const refused = (type: string, error: string) => ({ status: 200, json: { type, success: false, error } });
     // The one fleet limit: a session name is listed and carried into forks' and clones' names, so at
     // most 200 characters once trimmed, as at creation (pi has none).
+    // Characters are code points, as the schemas count them: 200 emoji (400 UTF-16 units) are fine.
+    const emoji = "😀".repeat(200);
+    expect((await post({ type: "set_session_name", name: emoji })).status).toBe(200);
+    expect(
+      ((await post({ type: "get_state" })).json as { data: { sessionName?: string } }).data.sessionName,
+    ).toBe(emoji);
     const long = "n".repeat(201);
     expect(await post({ type: "set_session_name", name: long })).toEqual(
       refused("set_session_name", "Session name too long: at most 200 characters"),

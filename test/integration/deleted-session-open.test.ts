@@ -61,6 +61,34 @@ describe("a session deleted while its run opens it", () => {
     }).toEqual({ calledModel: false, file: false, record: 0, stream: 0, openRuns: [] });
   }, 30_000);
 
+  it("a forget_session for a session that is still registered leaves it usable, transcript kept", async () => {
+    await stack.call("POST", "/v1/projects", { name: "kept" });
+    const sid = ((await stack.call("POST", "/v1/projects/kept/sessions")).json as Json).id as string;
+    const base = `/v1/projects/kept/sessions/${sid}`;
+    const finished = async (text: string) => {
+      const { runId } = (await stack.call("POST", `${base}/prompt`, { text })).json as Json;
+      let status = "";
+      await waitFor(
+        async () => {
+          status = ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status as string;
+          return status !== "queued" && status !== "running";
+        },
+        { timeoutMs: 15_000 },
+      );
+      return status;
+    };
+    expect(await finished("[[reply:one]] a")).toBe("finished");
+    const answer = await stack.gateway.services.control.send(DEFAULT_ORG, "kept", "forget_session", {
+      session: sid,
+    });
+    expect(answer).toMatchObject({ kind: "reply", reply: { ok: true } });
+    expect(existsSync(join(stack.workspace, DEFAULT_ORG, "sessions", "kept", `${sid}.jsonl`))).toBe(true);
+    // Reopened for the next run, with its history.
+    expect(await finished("[[reply:two]] b")).toBe("finished");
+    const messages = ((await stack.call("GET", base)).json as { messages: unknown[] }).messages;
+    expect(messages).toHaveLength(4);
+  }, 30_000);
+
   it("a run whose session is deleted without its owner being told stops at its next write", async () => {
     // The deletion's forget_session can miss the owner (it answers within 2 s or is not waited for):
     // the run's next event append finds the record gone, and the run stops there.
@@ -78,7 +106,8 @@ describe("a session deleted while its run opens it", () => {
     // Only the record goes (as the deletion's first step does); nobody tells the owner.
     await new SessionRecords(new EventLog(redis, keys, 1000)).delete(DEFAULT_ORG, "untold", sid);
     const run = keys.run(DEFAULT_ORG, "untold", runId as string);
-    await waitFor(async () => (await redis.hget(run, "status")) === "cancelled", { timeoutMs: 5000 });
+    // Aborted, as when the deletion's forget_session reaches the owner in time.
+    await waitFor(async () => (await redis.hget(run, "status")) === "aborted", { timeoutMs: 5000 });
     // Stopped long before its 500 deltas (10 s), with its transcript removed by the owner.
     expect(await redis.zrange(keys.projectOpenRuns(DEFAULT_ORG, "untold"), "0", "-1")).toEqual([]);
     await waitFor(() => !existsSync(file), { timeoutMs: 5000, message: "the transcript removed" });

@@ -122,6 +122,18 @@ describe("deletion", () => {
       expect(await left(), `${i * 200} ms after the deletion`).toEqual({ file: false, record: 0, stream: 0 });
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+    // The streaming run was aborted by the deletion (the project's activity says so), the queued one
+    // never started.
+    const activity = (await new EventLog(redis, keys, 1000).range(
+      { org: DEFAULT_ORG, project: "del-transcript", activity: true },
+      "0",
+      1000,
+    )) as { data: string }[];
+    const ends = activity
+      .map((e) => JSON.parse(e.data) as { type: string; runId?: string })
+      .filter((e) => e.runId === runId && e.type !== "run_queued" && e.type !== "run_started")
+      .map((e) => e.type);
+    expect(ends).toEqual(["run_aborted"]);
     // A command that reaches the owner anyway (sent past the gateway's session check) opens nothing.
     const answer = await stack.gateway.services.control.send(DEFAULT_ORG, "del-transcript", "command", {
       session: sid,

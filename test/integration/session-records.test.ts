@@ -120,6 +120,10 @@ describe("SessionRecords", () => {
     expect(await redis.zcard(keys.projectOpenRuns(ORG, "stray"))).toBe(0);
     expect(await sessions.delete(ORG, "stray", "s1")).toBe(false);
     expect(await redis.exists(keys.session(ORG, "stray", "s1"))).toBe(0);
+    // The deletion's data purge (gateway, then the maintenance job) removes one too.
+    await redis.hset(keys.session(ORG, "stray", "s1"), "activeRun", "r0");
+    await log.deleteSessionData({ org: ORG, project: "stray", session: "s1" });
+    expect(await redis.exists(keys.session(ORG, "stray", "s1"))).toBe(0);
   });
 
   it("deletes the record with one session_deleted, also when two deletes race", async () => {

@@ -43,7 +43,7 @@ export class EventPublisher {
     token: string,
     logger: Logger,
     onFenced: () => void,
-    onGone: () => void = () => undefined,
+    onGone: () => void,
   ) {
     this.log = log;
     this.ref = ref;

@@ -226,9 +226,16 @@ export class RunExecutor {
         return "done";
       }
       if (err instanceof SessionGoneError) {
-        // Deleted after the run started: nothing ran, nobody follows its stream.
+        // Deleted after the run started, before pi ran anything: aborted, as the deletion aborts a
+        // running run (only the activity stream still hears of it).
         log.info("session deleted before its run opened it");
-        await this.finish(ref, data, "cancelled", { type: "run_cancelled" }, { usage: ZERO_USAGE });
+        await this.finish(
+          ref,
+          data,
+          "aborted",
+          { type: "run_aborted", usage: ZERO_USAGE },
+          { usage: ZERO_USAGE },
+        );
         return "done";
       }
       const error = err instanceof Error ? err.message : String(err);
@@ -281,8 +288,18 @@ export class RunExecutor {
     }
     await publisher.flush();
     if (publisher.gone) {
-      await this.host.forgetDeleted(data.sessionId);
-      await this.finish(ref, data, "cancelled", { type: "run_cancelled" }, { usage: outcome.usage });
+      // Aborted by the deletion (as when its forget_session reached this owner in time), with what
+      // it used; then the session is let go of and its transcript removed.
+      await this.finish(
+        ref,
+        data,
+        "aborted",
+        { type: "run_aborted", usage: outcome.usage },
+        { usage: outcome.usage },
+      );
+      await this.host.forgetDeleted(data.sessionId).catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, "could not forget the deleted session");
+      });
       return "done";
     }
     if (publisher.fenced || !this.lease.held) {

@@ -198,6 +198,7 @@ export class SessionHost {
     const current = session.settings();
     if (chosen && (current.model?.provider !== chosen.provider || current.model?.id !== chosen.modelId)) {
       await session.setModel(chosen.provider, chosen.modelId);
+      if (this.deleted.has(sessionId)) throw new SessionGoneError();
     }
     if (record?.thinkingLevel && current.thinkingLevel !== record.thinkingLevel) {
       session.setThinkingLevel(record.thinkingLevel);
@@ -246,7 +247,11 @@ export class SessionHost {
   async forgetDeleted(sessionId: string): Promise<void> {
     this.markDeleted(sessionId);
     await this.forget(sessionId);
-    if (await this.ctx.registry.getSession(this.org, this.project, sessionId)) return;
+    if (await this.ctx.registry.getSession(this.org, this.project, sessionId)) {
+      // Not deleted after all: it may be opened again.
+      this.deleted.delete(sessionId);
+      return;
+    }
     await rm(this.ctx.paths.sessionFile(this.org, this.project, sessionId), { force: true });
   }
 
