@@ -60,8 +60,9 @@ export class WorkerSessionFiles implements SessionFiles {
    * Registers the new session with the source session's model settings (the branch continues on
    * the same model and thinking level), its messages as history and a name derived from the
    * source: `<source name> (fork)` / `(clone)`, the source's registry name or else pi's name on
-   * the branch, shortened so the whole is at most SESSION_NAME_MAX_LENGTH characters; no name when neither exists, or for new_session. The record (with its history)
-   * and its `session_created` activity event are written by one script, only while this lease's
+   * the branch, shortened so the whole is at most SESSION_NAME_MAX_LENGTH characters; no name
+   * when neither exists, or for new_session. The record (with its history) and its
+   * `session_created` activity event are written by one script, only while this lease's
    * token holds the project lease.
    * @throws Error when the lease is gone, the write was fenced or the project was deleted
    *   (nothing registered then); Redis errors

@@ -578,8 +578,9 @@ export class EventLog {
 
   /**
    * Deletes a session's stream, meta, message history, counters, run records and any stray hash
-   * left under its record's key (session deletion; the registry record goes first). A run still writing afterwards finds neither its
-   * record (transitions: NORUN) nor the session (appends: NOSESSION), so nothing comes back.
+   * left under its record's key (session deletion; the registry record goes first). A run still
+   * writing afterwards finds neither its record (transitions: NORUN) nor the session (appends:
+   * NOSESSION), so nothing comes back.
    */
   async deleteSessionData(ref: SessionRef): Promise<void> {
     const { org, project, session } = ref;

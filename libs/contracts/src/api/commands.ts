@@ -8,7 +8,8 @@
  * bash's id is at most {@link BASH_ID_MAX_LENGTH} characters: every output event repeats it).
  * Beyond that the schemas check names, types, optionality and pi's enums only, no lengths: pi
  * limits none of its arguments (the route's body limit bounds them; the worker refuses a session
- * name over SESSION_NAME_MAX_LENGTH once trimmed), and what pi refuses it refuses with its own text (`Entry not found: <id>`, `Model not found: <provider>/<id>`, …).
+ * name over SESSION_NAME_MAX_LENGTH once trimmed), and what pi refuses it refuses with its own
+ * text (`Entry not found: <id>`, `Model not found: <provider>/<id>`, …).
  *
  * An optional field (`id` included) that is null counts as absent: the worker's handlers read it
  * so (`optionalStringArg`, …), and a client that serialises an unset field as null must not get a
