@@ -102,7 +102,9 @@ describe("deletion", () => {
     // one queued behind it, which the abort lets start.
     const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
       .json as Json;
-    await stack.call("POST", `${base}/prompt`, { text: "[[reply:queued behind]]" });
+    const queued = (
+      (await stack.call("POST", `${base}/prompt`, { text: "[[reply:queued behind]]" })).json as Json
+    ).runId as string;
     await waitFor(
       async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
       { timeoutMs: 15_000 },
@@ -129,11 +131,13 @@ describe("deletion", () => {
       "0",
       1000,
     )) as { data: string }[];
-    const ends = activity
-      .map((e) => JSON.parse(e.data) as { type: string; runId?: string })
-      .filter((e) => e.runId === runId && e.type !== "run_queued" && e.type !== "run_started")
-      .map((e) => e.type);
-    expect(ends).toEqual(["run_aborted"]);
+    const eventsOf = (id: string) =>
+      activity
+        .map((e) => JSON.parse(e.data) as { type: string; runId?: string })
+        .filter((e) => e.runId === id)
+        .map((e) => e.type);
+    expect(eventsOf(runId as string)).toEqual(["run_queued", "run_started", "run_aborted"]);
+    expect(eventsOf(queued)).toEqual(["run_queued"]);
     // A command that reaches the owner anyway (sent past the gateway's session check) opens nothing.
     const answer = await stack.gateway.services.control.send(DEFAULT_ORG, "del-transcript", "command", {
       session: sid,

@@ -22,6 +22,12 @@ import { Takeover } from "./takeover.ts";
 import type { UiAnswerOutcome } from "./ui-bridge.ts";
 import type { WorkerContext } from "./worker-context.ts";
 
+/**
+ * How long a session deletion's `forget_session` waits for the aborted run's end to be recorded
+ * (ms): under the gateway's 2 s wait for the answer (apps/gateway/src/purge.ts).
+ */
+const FORGET_RUN_END_WAIT_MS = 1500;
+
 /** Delay before a run throttled by its org's run quota is tried again (ms). */
 const THROTTLE_RETRY_MS = 500;
 
@@ -259,12 +265,15 @@ export class ProjectRunner {
 
   /**
    * Control `forget_session` (the session was deleted): no run or command opens it again here
-   * (also one waiting for it to open), its running run is aborted, and it is disposed and its
-   * transcript removed (SessionHost.forgetDeleted).
+   * (also one waiting for it to open), its running run is aborted and its end recorded (waited
+   * for up to {@link FORGET_RUN_END_WAIT_MS}: the gateway deletes the run records once this
+   * answers, and its own wait is 2 s), and it is disposed and its transcript removed
+   * (SessionHost.forgetDeleted).
    */
   async forgetSession(sessionId: string): Promise<void> {
     this.host.markDeleted(sessionId);
     await this.executor.abort(sessionId);
+    await this.executor.runEnded(sessionId, FORGET_RUN_END_WAIT_MS);
     await this.host.forgetDeleted(sessionId);
   }
 

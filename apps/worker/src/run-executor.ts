@@ -61,6 +61,8 @@ export class RunExecutor {
   lastActivity = performance.now();
   /** Monotonic start time (ms) of each run in progress, by run id (metrics). */
   private readonly startedAt = new Map<string, number>();
+  /** Per session, its run that started here: settles once the run's end was recorded (or not). */
+  private readonly runEnds = new Map<string, Promise<void>>();
   /** Runs started here whose end is not recorded in Redis (yet, or because the write failed). */
   private readonly unrecorded = new Set<string>();
   /** Runs whose start-run call is in flight (it may already have marked them running). */
@@ -167,6 +169,12 @@ export class RunExecutor {
             this.unrecorded.add(data.runId);
             this.startedAt.set(data.runId, performance.now());
             this.ctx.metrics.runStarted(data.enqueuedAtMs);
+            // Runs of a session start one at a time: one entry per session.
+            let settle = (): void => undefined;
+            const ended = new Promise<void>((resolve) => {
+              settle = resolve;
+            });
+            this.runEnds.set(data.sessionId, ended);
             try {
               // Every line logged while the run executes carries its ids, whichever logger writes it.
               const ids = {
@@ -177,6 +185,8 @@ export class RunExecutor {
               };
               return await withLogContext(ids, () => this.runStarted(ref, data));
             } finally {
+              settle();
+              if (this.runEnds.get(data.sessionId) === ended) this.runEnds.delete(data.sessionId);
               this.startedAt.delete(data.runId);
               await this.ctx.quota.release(data.runId);
             }
@@ -227,7 +237,7 @@ export class RunExecutor {
       }
       if (err instanceof SessionGoneError) {
         // Deleted after the run started, before pi ran anything: aborted, as the deletion aborts a
-        // running run (only the activity stream still hears of it).
+        // running run (the deletion waits for this end: the project's activity stream has it).
         log.info("session deleted before its run opened it");
         await this.finish(
           ref,
@@ -364,6 +374,19 @@ export class RunExecutor {
     await this.host.uiBridge(sessionId)?.cancelAll();
     await aborting;
     return active.runId;
+  }
+
+  /**
+   * Resolves once the run that started here on `sessionId` (still opening its session, or
+   * running) has recorded its end, or after `timeoutMs` (ms); at once when there is none. A
+   * session deletion waits for it so that the run's end is recorded before its data goes.
+   */
+  async runEnded(sessionId: string, timeoutMs: number): Promise<void> {
+    const ended = this.runEnds.get(sessionId);
+    if (!ended) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Aborts every running run with an interrupt reason (lease loss, shutdown). */

@@ -4598,7 +4598,7 @@ export interface components {
                 cost: number;
             };
         };
-        /** @description The run was aborted by a client. */
+        /** @description The run was aborted by a client, or by the deletion of its session (then only the project's activity stream carries it). */
         RunAbortedEvent: {
             /** @enum {string} */
             type: "run_aborted";

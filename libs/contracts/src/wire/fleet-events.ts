@@ -71,10 +71,13 @@ export const RunFailedEvent = Type.Object(
   { description: "The run failed." },
 );
 
-/** `run_aborted`: a client aborted the run. */
+/** `run_aborted`: a client aborted the run, or deleted its session. */
 export const RunAbortedEvent = Type.Object(
   { type: Type.Literal("run_aborted"), runId, sessionId, usage: Type.Optional(RunUsageSchema) },
-  { description: "The run was aborted by a client." },
+  {
+    description:
+      "The run was aborted by a client, or by the deletion of its session (then only the project's activity stream carries it).",
+  },
 );
 
 /** `run_interrupted`: the fleet stopped the run (worker lost, lease lost, shutdown, org disabled). */
