@@ -3,9 +3,16 @@
 // ends, instead of waiting for ever on a stream that will never have another event (a reconnect
 // would then answer 404).
 import { createPiFleetClient } from "@pi-fleet/client";
-import { connectRedis, createKeys, type Redis } from "@pi-fleet/redis";
+import { connectRedis, createKeys } from "@pi-fleet/redis";
 import { Registry } from "@pi-fleet/registry";
-import { EventLog, SessionRecords, StreamHub, StreamSubscription } from "@pi-fleet/streams";
+import {
+  EventLog,
+  SessionRecords,
+  type StreamEntry,
+  StreamHub,
+  StreamSubscription,
+  type SubscriptionSink,
+} from "@pi-fleet/streams";
 import { openSse, waitFor } from "@pi-fleet/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type InProcessStack, startInProcessStack } from "./helpers/in-process-stack.ts";
@@ -23,12 +30,48 @@ afterAll(async () => {
   await stack?.close();
 });
 
-/** Kills the Redis connection named `name` (CLIENT KILL), as a network failure would end it. */
-async function killClient(redis: Redis, name: string): Promise<void> {
-  const list = (await redis.client("LIST")) as string;
-  const id = /^id=(\d+) /.exec(list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "")?.[1];
-  expect(id, `connection ${name} in CLIENT LIST`).toBeDefined();
-  await redis.client("KILL", "ID", id as string);
+/**
+ * What a gateway process holds for its followers, under its own key prefix: a command connection,
+ * an EventLog and a StreamHub on a subscriber connection that `kill()` cuts (CLIENT KILL, as a
+ * network failure would; the hub's first reconnect waits 100 ms).
+ */
+async function hubFixture(label: string) {
+  const url = inject("redisUrl");
+  const redis = await connectRedis(url, "command", `test-stream-ended-${label}`);
+  const name = `test-stream-ended-sub-${label}-${Date.now()}`;
+  const sub = await connectRedis(url, "subscriber", name);
+  const keys = createKeys(`${stack.prefix}-${label}`);
+  const log = new EventLog(redis, keys, 1000);
+  const hub = new StreamHub(sub);
+  return {
+    redis,
+    sub,
+    keys,
+    log,
+    hub,
+    async kill(): Promise<void> {
+      const list = (await redis.client("LIST")) as string;
+      const id = /^id=(\d+) /.exec(
+        list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "",
+      )?.[1];
+      expect(id, `connection ${name} in CLIENT LIST`).toBeDefined();
+      await redis.client("KILL", "ID", id as string);
+    },
+    async close(): Promise<void> {
+      await hub.close();
+      await redis.quit();
+    },
+  };
+}
+
+/** A sink that records what a subscription delivers, one line each (entries as `entry <text>`). */
+function recordingSink(got: string[], text: (e: StreamEntry) => string = (e) => e.id): SubscriptionSink {
+  return {
+    entry: (e) => got.push(`entry ${text(e)}`),
+    reset: (reason) => got.push(`reset ${reason}`),
+    failed: (err) => got.push(`failed ${String(err)}`),
+    ended: (data) => got.push(`ended ${data}`),
+  };
 }
 
 async function newSession(project: string): Promise<string> {
@@ -100,132 +143,91 @@ describe("stream_ended", () => {
 
   it("ends a follower whose session was deleted between its lookup and its watch", async () => {
     // The end announcement of such a deletion reaches nobody; the subscription finds out itself.
-    const url = inject("redisUrl");
-    const redis = await connectRedis(url, "command", "test-stream-ended");
-    const sub = await connectRedis(url, "subscriber", "test-stream-ended-sub");
-    const keys = createKeys(`${stack.prefix}-race`);
-    const log = new EventLog(redis, keys, 1000);
-    const hub = new StreamHub(sub);
+    const f = await hubFixture("race");
     try {
       const ref = { org: "acme", project: "race", session: "s1" };
-      await registerSession(redis, keys, ref);
-      const watch = hub.watch.bind(hub);
-      hub.watch = async (...args: Parameters<StreamHub["watch"]>) => {
-        await new SessionRecords(log).delete(ref.org, ref.project, ref.session); // lands just before
+      await registerSession(f.redis, f.keys, ref);
+      const watch = f.hub.watch.bind(f.hub);
+      f.hub.watch = async (...args: Parameters<StreamHub["watch"]>) => {
+        await new SessionRecords(f.log).delete(ref.org, ref.project, ref.session); // lands just before
         return watch(...args);
       };
       const got: string[] = [];
-      const subscription = new StreamSubscription(log, hub, ref, "0", {
-        entry: (e) => got.push(`entry ${e.id}`),
-        reset: (reason) => got.push(`reset ${reason}`),
-        failed: (err) => got.push(`failed ${String(err)}`),
-        ended: (data) => got.push(`ended ${data}`),
-      });
-      await subscription.start();
+      await new StreamSubscription(f.log, f.hub, ref, "0", recordingSink(got)).start();
       expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "session_deleted" })}`]);
     } finally {
-      await hub.close();
-      await redis.quit();
+      await f.close();
     }
   });
 
   it("ends a follower whose hub was reconnecting when the deletion was announced", async () => {
     // The announcement is pub/sub (at most once): a gateway that was reconnecting to Redis at that
     // moment learns of the deletion from the stream's record once its hub is back.
-    const url = inject("redisUrl");
-    const redis = await connectRedis(url, "command", "test-stream-ended-2");
-    const name = `test-stream-ended-sub-${Date.now()}`;
-    const sub = await connectRedis(url, "subscriber", name);
-    const keys = createKeys(`${stack.prefix}-resync`);
-    const log = new EventLog(redis, keys, 1000);
-    const hub = new StreamHub(sub);
+    const f = await hubFixture("resync");
     try {
       const ref = { org: "acme", project: "resync", session: "s1" };
-      await registerSession(redis, keys, ref);
+      await registerSession(f.redis, f.keys, ref);
       const got: string[] = [];
-      const subscription = new StreamSubscription(log, hub, ref, "0", {
-        entry: (e) => got.push(`entry ${e.id}`),
-        reset: (reason) => got.push(`reset ${reason}`),
-        failed: (err) => got.push(`failed ${String(err)}`),
-        ended: (data) => got.push(`ended ${data}`),
-      });
-      await subscription.start();
-      await killClient(redis, name);
+      await new StreamSubscription(f.log, f.hub, ref, "0", recordingSink(got)).start();
+      await f.kill();
       // Deleted before the hub reconnects (its first retry waits 100 ms): nobody hears the end.
-      await new SessionRecords(log).delete(ref.org, ref.project, ref.session);
-      expect(sub.status).not.toBe("ready");
+      await new SessionRecords(f.log).delete(ref.org, ref.project, ref.session);
+      expect(f.sub.status).not.toBe("ready");
       expect(got).toEqual([]);
       await waitFor(() => got.length > 0, { timeoutMs: 5000, message: "the subscription ended" });
       expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "session_deleted" })}`]);
     } finally {
-      await hub.close();
-      await redis.quit();
+      await f.close();
     }
   });
 
   it("ends an activity follower whose hub was away while its project was deleted and created again", async () => {
-    const url = inject("redisUrl");
-    const redis = await connectRedis(url, "command", "test-stream-ended-3");
-    const name = `test-stream-ended-sub-${Date.now()}-again`;
-    const sub = await connectRedis(url, "subscriber", name);
-    const keys = createKeys(`${stack.prefix}-again`);
-    const log = new EventLog(redis, keys, 1000);
-    const registry = new Registry(redis, keys);
-    const hub = new StreamHub(sub);
+    const f = await hubFixture("again");
     try {
-      await registry.upsertProject("acme", "phoenix", "phoenix");
+      await new Registry(f.redis, f.keys).upsertProject("acme", "phoenix", "phoenix");
       const got: string[] = [];
-      const subscription = new StreamSubscription(
-        log,
-        hub,
-        { org: "acme", project: "phoenix", activity: true },
+      const ref = { org: "acme", project: "phoenix", activity: true as const };
+      await new StreamSubscription(
+        f.log,
+        f.hub,
+        ref,
         undefined,
-        {
-          entry: (e) => got.push(`entry ${e.data}`),
-          reset: (reason) => got.push(`reset ${reason}`),
-          failed: (err) => got.push(`failed ${String(err)}`),
-          ended: (data) => got.push(`ended ${data}`),
-        },
-      );
-      await subscription.start();
-      await killClient(redis, name);
+        recordingSink(got, (e) => e.data),
+      ).start();
+      await f.kill();
       // While the hub is away (its first retry waits 100 ms): the project is deleted, its deletion
       // finished (the marker lifted), and a project of the same id created with a session.
-      await new SessionRecords(log).deleteProject("acme", "phoenix", "deletion-1");
-      await redis.del(keys.projectDeleting("acme", "phoenix"));
+      await new SessionRecords(f.log).deleteProject("acme", "phoenix", "deletion-1");
+      await f.redis.del(f.keys.projectDeleting("acme", "phoenix"));
       await new Promise((resolve) => setTimeout(resolve, 5)); // another createdAt (ms)
-      await registerSession(redis, keys, { org: "acme", project: "phoenix", session: "s-new" });
-      expect(sub.status).not.toBe("ready");
+      await registerSession(f.redis, f.keys, { org: "acme", project: "phoenix", session: "s-new" });
+      expect(f.sub.status).not.toBe("ready");
       await waitFor(() => got.length > 0, { timeoutMs: 5000, message: "the subscription ended" });
       // The old project's follower never sees the new project's events.
       expect(got).toEqual([`ended ${JSON.stringify({ type: "stream_ended", reason: "project_deleted" })}`]);
     } finally {
-      await hub.close();
-      await redis.quit();
+      await f.close();
     }
   });
 
   it("after a hub reconnect checks each stream once for all its subscribers, and keeps the live ones", async () => {
-    const url = inject("redisUrl");
-    const redis = await connectRedis(url, "command", "test-stream-ended-4");
-    const name = `test-stream-ended-sub-${Date.now()}-shared`;
-    const sub = await connectRedis(url, "subscriber", name);
-    const keys = createKeys(`${stack.prefix}-shared`);
-    const log = new EventLog(redis, keys, 1000);
-    const hub = new StreamHub(sub);
+    const f = await hubFixture("shared");
+    const { log } = f;
     try {
       const refs = ["s1", "s2"].map((session) => ({ org: "acme", project: "many", session }));
-      for (const ref of refs) await registerSession(redis, keys, ref);
+      for (const ref of refs) await registerSession(f.redis, f.keys, ref);
       const got: string[][] = [];
       for (let i = 0; i < 30; i++) {
         const seen: string[] = [];
         got.push(seen);
-        await new StreamSubscription(log, hub, refs[i % 2] as (typeof refs)[number], undefined, {
-          entry: (e) => seen.push(`entry ${JSON.parse(e.data).n}`),
-          reset: (reason) => seen.push(`reset ${reason}`),
-          failed: (err) => seen.push(`failed ${String(err)}`),
-          ended: (data) => seen.push(`ended ${data}`),
-        }).start();
+        const ref = refs[i % 2] as (typeof refs)[number];
+        await new StreamSubscription(
+          log,
+          f.hub,
+          ref,
+          undefined,
+          recordingSink(seen, (e) => JSON.parse(e.data).n),
+        ).start();
       }
       const calls = { bounds: 0, createdAt: 0 };
       const bounds = log.bounds.bind(log);
@@ -238,8 +240,8 @@ describe("stream_ended", () => {
         calls.createdAt++;
         return createdAt(ref);
       };
-      await killClient(redis, name);
-      await waitFor(() => sub.status === "ready" && calls.createdAt > 0, { timeoutMs: 5000 });
+      await f.kill();
+      await waitFor(() => f.sub.status === "ready" && calls.createdAt > 0, { timeoutMs: 5000 });
       // Written after the reconnect: every subscriber still follows its stream.
       for (const ref of refs)
         await log.append(ref, "", [{ event: { type: "message_update", n: ref.session } }]);
@@ -247,8 +249,7 @@ describe("stream_ended", () => {
       expect(got).toEqual(Array.from({ length: 30 }, (_, i) => [`entry s${(i % 2) + 1}`]));
       expect(calls).toEqual({ bounds: 2, createdAt: 2 });
     } finally {
-      await hub.close();
-      await redis.quit();
+      await f.close();
     }
   });
 
