@@ -265,15 +265,17 @@ export class ProjectRunner {
 
   /**
    * Control `forget_session` (the session was deleted): no run or command opens it again here
-   * (also one waiting for it to open), its running run is aborted and its end recorded (waited
-   * for up to {@link FORGET_RUN_END_WAIT_MS}: the gateway deletes the run records once this
-   * answers, and its own wait is 2 s), and it is disposed and its transcript removed
+   * (also one waiting for it to open), its running run is aborted and its end recorded (abort and
+   * end waited for up to {@link FORGET_RUN_END_WAIT_MS} in all: the gateway deletes the run
+   * records once this answers, and its own wait is 2 s), and it is disposed and its transcript removed
    * (SessionHost.forgetDeleted).
    */
   async forgetSession(sessionId: string): Promise<void> {
+    // The wait is counted from here: the abort itself (pi's, its dialogs') counts against it.
+    const until = performance.now() + FORGET_RUN_END_WAIT_MS;
     this.host.markDeleted(sessionId);
     await this.executor.abort(sessionId);
-    await this.executor.runEnded(sessionId, FORGET_RUN_END_WAIT_MS);
+    await this.executor.runEnded(sessionId, Math.max(0, until - performance.now()));
     await this.host.forgetDeleted(sessionId);
   }
 

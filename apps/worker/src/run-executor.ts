@@ -378,7 +378,8 @@ export class RunExecutor {
 
   /**
    * Resolves once the run that started here on `sessionId` (still opening its session, or
-   * running) has recorded its end, or after `timeoutMs` (ms); at once when there is none. A
+   * running) has ended here — its end recorded, or given up on (a lost lease, a Redis failure),
+   * and a deleted session let go of — or after `timeoutMs` (ms); at once when there is none. A
    * session deletion waits for it so that the run's end is recorded before its data goes.
    */
   async runEnded(sessionId: string, timeoutMs: number): Promise<void> {
