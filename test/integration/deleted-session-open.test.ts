@@ -22,6 +22,23 @@ const originalGet = RuntimeCache.prototype.get;
 let abortRecordDelayMs = 0;
 const originalTransition = EventLog.prototype.transitionRun;
 
+/** A new project `name` with one session: the session's id and path. */
+async function newSession(name: string): Promise<{ sid: string; base: string }> {
+  await stack.call("POST", "/v1/projects", { name });
+  const sid = ((await stack.call("POST", `/v1/projects/${name}/sessions`)).json as Json).id as string;
+  return { sid, base: `/v1/projects/${name}/sessions/${sid}` };
+}
+
+/** Queues a prompt on session `base` and waits until its run is running; the run's id. */
+async function runningPrompt(base: string, text: string): Promise<string> {
+  const { runId } = (await stack.call("POST", `${base}/prompt`, { text })).json as { runId: string };
+  await waitFor(
+    async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
+    { timeoutMs: 15_000, intervalMs: 20 },
+  );
+  return runId;
+}
+
 /** The run's events on the project activity stream after `run_started`. */
 async function endsOf(project: string, runId: string): Promise<string[]> {
   const keys = createKeys(stack.prefix);
@@ -63,16 +80,9 @@ afterAll(async () => {
 
 describe("a session deleted while its run opens it", () => {
   it("never runs: no model call, no record, stream or transcript afterwards", async () => {
-    await stack.call("POST", "/v1/projects", { name: "opening" });
-    const sid = ((await stack.call("POST", "/v1/projects/opening/sessions")).json as Json).id as string;
-    const base = `/v1/projects/opening/sessions/${sid}`;
+    const { sid, base } = await newSession("opening");
     runtimeDelayMs = 600;
-    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[tag:opening]] [[reply:late]]" }))
-      .json as Json;
-    await waitFor(
-      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
-      { timeoutMs: 15_000, intervalMs: 20 },
-    );
+    const runId = await runningPrompt(base, "[[tag:opening]] [[reply:late]]");
     // The run started and its owner waits for the runtime: delete the session now.
     expect((await stack.call("DELETE", base)).status).toBe(200);
     runtimeDelayMs = 0;
@@ -89,19 +99,12 @@ describe("a session deleted while its run opens it", () => {
       openRuns: await redis.zrange(keys.projectOpenRuns(DEFAULT_ORG, "opening"), "0", "-1"),
     }).toEqual({ calledModel: false, file: false, record: 0, stream: 0, openRuns: [] });
     // The deletion waited for the run's end: the project's activity says it was aborted.
-    expect(await endsOf("opening", runId as string)).toEqual(["run_aborted"]);
+    expect(await endsOf("opening", runId)).toEqual(["run_aborted"]);
   }, 30_000);
 
   it("records a deleted session's aborted run before its data goes, also when recording it is slow", async () => {
-    await stack.call("POST", "/v1/projects", { name: "slow-end" });
-    const sid = ((await stack.call("POST", "/v1/projects/slow-end/sessions")).json as Json).id as string;
-    const base = `/v1/projects/slow-end/sessions/${sid}`;
-    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
-      .json as Json;
-    await waitFor(
-      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
-      { timeoutMs: 15_000, intervalMs: 20 },
-    );
+    const { base } = await newSession("slow-end");
+    const runId = await runningPrompt(base, "[[delay:20]] [[deltas:500]]");
     abortRecordDelayMs = 300;
     try {
       expect((await stack.call("DELETE", base)).status).toBe(200);
@@ -109,13 +112,11 @@ describe("a session deleted while its run opens it", () => {
       abortRecordDelayMs = 0;
     }
     // Without the owner's wait the data went first and the end was lost (NORUN): nothing here.
-    expect(await endsOf("slow-end", runId as string)).toEqual(["run_aborted"]);
+    expect(await endsOf("slow-end", runId)).toEqual(["run_aborted"]);
   }, 30_000);
 
   it("a forget_session for a session that is still registered leaves it usable, transcript kept", async () => {
-    await stack.call("POST", "/v1/projects", { name: "kept" });
-    const sid = ((await stack.call("POST", "/v1/projects/kept/sessions")).json as Json).id as string;
-    const base = `/v1/projects/kept/sessions/${sid}`;
+    const { sid, base } = await newSession("kept");
     const finished = async (text: string) => {
       const { runId } = (await stack.call("POST", `${base}/prompt`, { text })).json as Json;
       let status = "";
@@ -143,20 +144,13 @@ describe("a session deleted while its run opens it", () => {
   it("a run whose session is deleted without its owner being told stops at its next write", async () => {
     // The deletion's forget_session can miss the owner (it answers within 2 s or is not waited for):
     // the run's next event append finds the record gone, and the run stops there.
-    await stack.call("POST", "/v1/projects", { name: "untold" });
-    const sid = ((await stack.call("POST", "/v1/projects/untold/sessions")).json as Json).id as string;
-    const base = `/v1/projects/untold/sessions/${sid}`;
-    const { runId } = (await stack.call("POST", `${base}/prompt`, { text: "[[delay:20]] [[deltas:500]]" }))
-      .json as Json;
-    await waitFor(
-      async () => ((await stack.call("GET", `${base}/runs/${runId}`)).json as Json).status === "running",
-      { timeoutMs: 15_000, intervalMs: 20 },
-    );
+    const { sid, base } = await newSession("untold");
+    const runId = await runningPrompt(base, "[[delay:20]] [[deltas:500]]");
     const keys = createKeys(stack.prefix);
     const file = join(stack.workspace, DEFAULT_ORG, "sessions", "untold", `${sid}.jsonl`);
     // Only the record goes (as the deletion's first step does); nobody tells the owner.
     await new SessionRecords(new EventLog(redis, keys, 1000)).delete(DEFAULT_ORG, "untold", sid);
-    const run = keys.run(DEFAULT_ORG, "untold", runId as string);
+    const run = keys.run(DEFAULT_ORG, "untold", runId);
     // Aborted, as when the deletion's forget_session reaches the owner in time.
     await waitFor(async () => (await redis.hget(run, "status")) === "aborted", { timeoutMs: 5000 });
     // Stopped long before its 500 deltas (10 s), with its transcript removed by the owner.

@@ -297,16 +297,18 @@ export class RunExecutor {
       await session.command({ type: "clear_queue" }).catch(() => undefined);
     }
     await publisher.flush();
-    if (publisher.gone) {
-      // Aborted by the deletion (as when its forget_session reached this owner in time), with what
-      // it used; then the session is let go of and its transcript removed.
-      await this.finish(
+    const aborted = () =>
+      this.finish(
         ref,
         data,
         "aborted",
         { type: "run_aborted", usage: outcome.usage },
         { usage: outcome.usage },
       );
+    if (publisher.gone) {
+      // Aborted by the deletion (as when its forget_session reached this owner in time), with what
+      // it used; then the session is let go of and its transcript removed.
+      await aborted();
       await this.host.forgetDeleted(data.sessionId).catch((err: unknown) => {
         log.warn({ err: (err as Error).message }, "could not forget the deleted session");
       });
@@ -338,13 +340,7 @@ export class RunExecutor {
         },
       );
     } else if (outcome.status === "aborted") {
-      await this.finish(
-        ref,
-        data,
-        "aborted",
-        { type: "run_aborted", usage: outcome.usage },
-        { usage: outcome.usage },
-      );
+      await aborted();
     } else {
       const error = outcome.error ?? "run failed";
       await this.finish(
